@@ -1,0 +1,39 @@
+// The catalog database: router state that must outlive a router process or be shared by several
+// routers (directory entries now; 2PC decisions and shard map versions later). Its schema is created
+// idempotently at start, so any router can be first.
+import postgres from "postgres";
+import { type ConnectionConfig, passwordOf } from "../config/config.js";
+
+const schema = [
+  "create schema if not exists shardrouter",
+  `create table if not exists shardrouter.directory (
+     key text primary key,
+     shard text not null,
+     assigned_at timestamptz not null default now())`,
+];
+
+export class Catalog {
+  readonly sql: postgres.Sql;
+
+  private constructor(sql: postgres.Sql) {
+    this.sql = sql;
+  }
+
+  static async open(config: ConnectionConfig): Promise<Catalog> {
+    const sql = postgres({
+      host: config.host, port: config.port, database: config.database, user: config.user,
+      password: passwordOf(config), max: 4, onnotice: () => {}, connect_timeout: 10,
+      connection: { application_name: "shardrouter-catalog" } as never,
+    });
+    // Two routers starting at once may race on "if not exists": serialize with an advisory lock.
+    await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(hashtext('shardrouter.schema'))`;
+      for (const statement of schema) await tx.unsafe(statement);
+    });
+    return new Catalog(sql);
+  }
+
+  async close(): Promise<void> {
+    await this.sql.end({ timeout: 5 });
+  }
+}

@@ -1,0 +1,103 @@
+// The router's configuration: one JSON file (and a few CLI flags over it), validated at start with
+// errors that name the bad field. Passwords may come from the environment and are never printed.
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { PlacementConfigSchema } from "../placement/placement-config.js";
+
+const port = z.number().int().min(1).max(65535);
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "use letters, digits, '_', '.', '-'");
+
+const ConnectionSchema = z.object({
+  host: z.string().min(1),
+  port,
+  database: z.string().min(1),
+  user: z.string().min(1),
+  password: z.string().optional(),
+  /** Name of an environment variable holding the password. */
+  passwordEnv: z.string().optional(),
+}).strict();
+
+const NodeSchema = ConnectionSchema.extend({
+  name: name.optional(),
+  role: z.enum(["primary", "replica"]).default("primary"),
+}).strict();
+
+const ShardSchema = z.object({
+  name,
+  weight: z.number().int().min(1).max(1000).default(1),
+  nodes: z.array(NodeSchema).min(1),
+}).strict();
+
+export const ConfigSchema = z.object({
+  listen: z.object({ host: z.string().default("127.0.0.1"), port: port.default(8080) }).strict().prefault({}),
+  placement: PlacementConfigSchema.prefault({ strategy: "hash_ring" }),
+  shards: z.array(ShardSchema).min(1),
+  catalog: ConnectionSchema.optional(),
+  pool: z.object({
+    max: z.number().int().min(1).max(1000).default(10),
+    maxWaiting: z.number().int().min(0).default(1000),
+    connectTimeoutMs: z.number().int().min(1).default(5000),
+    idleTimeoutMs: z.number().int().min(0).default(60_000),
+    statementTimeoutMs: z.number().int().min(0).default(30_000),
+    maxPreparedStatements: z.number().int().min(0).default(1000),
+  }).strict().prefault({}),
+  limits: z.object({
+    maxRows: z.number().int().min(1).default(100_000),
+    maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
+  }).strict().prefault({}),
+}).strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConnectionConfig = z.infer<typeof ConnectionSchema>;
+
+export class ConfigError extends Error {}
+
+/** Validates a parsed config; every problem is reported as `field.path: reason`. */
+export function parseConfig(raw: unknown, source = "config"): Config {
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
+    throw new ConfigError(`${source} is invalid:\n${lines.join("\n")}`);
+  }
+  const config = parsed.data;
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  config.shards.forEach((shard, s) => {
+    if (seen.has(shard.name)) problems.push(`shards[${s}].name: duplicate shard name "${shard.name}"`);
+    seen.add(shard.name);
+    const primaries = shard.nodes.filter((n) => n.role === "primary").length;
+    if (primaries !== 1) problems.push(`shards[${s}].nodes: needs exactly one node with role "primary", found ${primaries}`);
+    shard.nodes.forEach((node, n) => {
+      if (node.passwordEnv && process.env[node.passwordEnv] === undefined) {
+        problems.push(`shards[${s}].nodes[${n}].passwordEnv: environment variable ${node.passwordEnv} is not set`);
+      }
+    });
+  });
+  if (problems.length) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+  return config;
+}
+
+export function loadConfigFile(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseConfig(raw, path);
+}
+
+/** The password of a node or catalog: inline, or from the named environment variable. */
+export function passwordOf(c: ConnectionConfig): string | undefined {
+  return c.passwordEnv ? process.env[c.passwordEnv] : c.password;
+}
+
+function formatPath(path: PropertyKey[]): string {
+  return path.reduce<string>((acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), "") || "(top level)";
+}

@@ -1,0 +1,20 @@
+// The router configuration for a local cluster: every shard's nodes and the catalog, as a plain
+// config object that goes through the same validation as a config file.
+import type { LocalCluster, LocalNode } from "./local-cluster.js";
+
+export interface DevConfigOptions { host?: string; port?: number; placement?: unknown; pool?: unknown; limits?: unknown }
+
+export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): unknown {
+  const connection = (n: LocalNode) => ({ host: n.host, port: n.port, database: n.database, user: n.user, password: n.password });
+  return {
+    listen: { host: opts.host ?? "127.0.0.1", port: opts.port ?? 8080 },
+    ...(opts.placement ? { placement: opts.placement } : {}),
+    ...(opts.pool ? { pool: opts.pool } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
+    shards: cluster.shards.map((s) => ({
+      name: s.name,
+      nodes: s.nodes.map((n) => ({ name: n.name, role: n.role, ...connection(n) })),
+    })),
+    catalog: connection(cluster.catalog),
+  };
+}

@@ -1,0 +1,31 @@
+// Placement for a request: which shard owns a key (through the versioned shard map) and which node of
+// it serves the statement. The RPC layer asks here; execution never computes placement itself.
+import type { ReadPreference } from "../../gen/shardrouter/v1/router_pb.js";
+import type { ShardMap } from "../placement/shard-map.js";
+import type { Placement } from "../placement/strategy.js";
+import type { NodePool } from "../shards/node-pool.js";
+import type { ShardNodes, ShardSet } from "../shards/shard-set.js";
+
+export interface Target { placement: Placement; shard: ShardNodes }
+
+export class Planner {
+  constructor(private shardMap: ShardMap, readonly shards: ShardSet) {}
+
+  get map(): ShardMap {
+    return this.shardMap;
+  }
+
+  /** Later resharding swaps the whole map at once; requests in flight keep the map they started with. */
+  swapMap(next: ShardMap): void {
+    this.shardMap = next;
+  }
+
+  async route(key: string): Promise<Target> {
+    const placement = await this.shardMap.strategy.place(key);
+    return { placement, shard: this.shards.shard(placement.shard) };
+  }
+
+  node(shard: ShardNodes, preference: ReadPreference): NodePool {
+    return this.shards.pick(shard, preference);
+  }
+}

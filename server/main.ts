@@ -1,0 +1,88 @@
+// The shardrouter command.
+//   npm start                      local cluster (embedded PostgreSQL, 4 shards + catalog) and a router
+//   node --import tsx server/main.ts --config shardrouter.json    a router over configured shards
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfigFile, parseConfig, type Config } from "./config/config.js";
+import { seedDemoAccounts } from "./dev-cluster/demo-accounts.js";
+import { devConfig } from "./dev-cluster/dev-config.js";
+import { type LocalCluster, startLocalCluster } from "./dev-cluster/local-cluster.js";
+import { type RunningRouter, startRouter } from "./router.js";
+
+const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME]
+  --config FILE   router configuration (JSON); without it, --dev is implied
+  --dev           start a local PostgreSQL cluster (embedded) and serve it
+  --fresh         (dev) wipe the local cluster's data first
+  --shards N      (dev) number of shards, default 4
+  --data-dir DIR  (dev) where the local cluster lives, default .data/dev-cluster
+  --host, --port  where to listen, default 127.0.0.1:8080
+  --strategy S    placement: hash_ring (default), hash_mod, legacy_md5_mod`;
+
+async function main(): Promise<void> {
+  const { values: args } = parseArgs({
+    options: {
+      config: { type: "string" }, dev: { type: "boolean" }, fresh: { type: "boolean" },
+      shards: { type: "string" }, "data-dir": { type: "string" }, host: { type: "string" },
+      port: { type: "string" }, strategy: { type: "string" }, help: { type: "boolean", short: "h" },
+    },
+    strict: true,
+  });
+  if (args.help) { console.log(usage); return; }
+  const port = args.port === undefined ? undefined : Number(args.port);
+  const shardCount = args.shards === undefined ? 4 : Number(args.shards);
+  if (port !== undefined && !Number.isInteger(port)) throw new ConfigError(`--port: "${args.port}" is not a port number`);
+  if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 64) throw new ConfigError(`--shards: "${args.shards}" must be 1..64`);
+
+  let cluster: LocalCluster | undefined;
+  let router: RunningRouter | undefined;
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) { console.error(`\n${signal} again: exiting now`); process.exit(130); }
+    stopping = true;
+    console.log(`\n${signal}: stopping router and local cluster...`);
+    await router?.close().catch((e) => console.error(`router close: ${e.message}`));
+    await cluster?.stop().catch((e) => console.error(`cluster stop: ${e.message}`));
+    console.log("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+
+  let config: Config;
+  if (args.config && !args.dev) {
+    const fileConfig = loadConfigFile(args.config);
+    config = parseConfig({ ...fileConfig, listen: { ...fileConfig.listen, ...(args.host ? { host: args.host } : {}), ...(port ? { port } : {}) } }, args.config);
+  } else {
+    const dataDir = args["data-dir"] ?? ".data/dev-cluster";
+    console.log(`starting local cluster: ${shardCount} shards + catalog in ${dataDir}${args.fresh ? " (fresh)" : ""}`);
+    cluster = await startLocalCluster({ dataDir, shards: shardCount, fresh: args.fresh, log: (line) => console.log(`  ${line}`) });
+    config = parseConfig(devConfig(cluster, {
+      host: args.host, port, placement: args.strategy ? { strategy: args.strategy } : undefined,
+    }), "local cluster config");
+  }
+
+  router = await startRouter(config);
+  if (cluster) {
+    const { created } = await seedDemoAccounts(router.planner);
+    console.log(created ? "seeded accounts: acct-0 … acct-999, balance 1000 each" : "accounts table already seeded (use --fresh to reset)");
+  }
+  printReady(router.url);
+}
+
+function printReady(url: string): void {
+  const svc = `${url}/shardrouter.v1.RouterService`;
+  console.log(`
+shardrouter is serving on ${url} (Connect/gRPC-Web over HTTP/1.1, gRPC over h2c). Ctrl-C stops everything.
+
+Try it (from this directory):
+  npx buf curl --schema proto --data '{"key":"acct-1"}' ${svc}/Route
+  npx buf curl --schema proto --data '{"key":"acct-1","sql":"select id, balance from accounts where id = $1","params":[{"stringValue":"acct-1"}]}' ${svc}/ExecuteOnShard
+  npx buf curl --schema proto --data '{"sql":"select count(*) as n, sum(balance) as total from accounts","merge":{"aggregates":[{"column":"n","function":"AGGREGATE_FUNCTION_COUNT"},{"column":"total","function":"AGGREGATE_FUNCTION_SUM"}]}}' ${svc}/ExecuteOnAll
+  npx buf curl --schema proto --data '{"sql":"select id, balance from accounts order by balance desc, id limit 5","merge":{"orderBy":[{"column":"balance","descending":true},{"column":"id"}],"limit":"5"}}' ${svc}/ExecuteOnAll
+  npx buf curl --schema proto --http2-prior-knowledge --protocol grpc ${svc}/GetTopology
+`);
+}
+
+main().catch((err) => {
+  console.error(err instanceof ConfigError ? err.message : `shardrouter failed to start: ${err?.message ?? err}`);
+  process.exit(1);
+});

@@ -1,0 +1,59 @@
+// One plaintext port for both HTTP/1.1 (Connect, gRPC-Web, fetch from Deno and browsers) and HTTP/2
+// cleartext (gRPC, buf curl --http2-prior-knowledge). Node cannot do both on one socket by itself, so
+// the first bytes of each connection decide: an HTTP/2 client always opens with "PRI * HTTP/2.0".
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+
+type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
+export interface Listener {
+  readonly host: string;
+  readonly port: number;
+  /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes what is left. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function listen(handler: Handler, host: string, port: number): Promise<Listener> {
+  const h1 = http.createServer(handler as never);
+  const h2 = http2.createServer(handler as never);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (s) => { sessions.add(s); s.once("close", () => sessions.delete(s)); });
+
+  const server = net.createServer((socket) => {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < 3 && "PRI".startsWith(head.toString("latin1"))) return; // not enough to decide
+      socket.removeListener("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      (head.toString("latin1", 0, 3) === "PRI" ? h2 : h1).emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => { server.off("error", reject); resolve(); });
+  });
+  const address = server.address() as net.AddressInfo;
+
+  return {
+    host,
+    port: address.port,
+    async close(graceMs = 5000) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sessions) s.close(); // GOAWAY: finish open streams, accept no new ones
+      h1.closeIdleConnections();
+      const timer = setTimeout(() => {
+        h1.closeAllConnections();
+        for (const s of sessions) s.destroy();
+      }, graceMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
