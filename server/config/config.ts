@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { PlacementConfigSchema } from "../placement/placement-config.js";
 
-const port = z.number().int().min(1).max(65535);
+const port = z.number().int().min(0).max(65535); // 0: any free port (tests)
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "use letters, digits, '_', '.', '-'");
 
 const ConnectionSchema = z.object({

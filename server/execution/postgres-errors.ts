@@ -24,6 +24,7 @@ export function codeForSqlstate(sqlstate: string): Code {
     case "57014": return Code.DeadlineExceeded;
     case "40001": case "40P01": case "55P03": return Code.Aborted;
     case "25006": return Code.FailedPrecondition; // read-only transaction: a write reached a replica
+    case "08P01": return Code.InvalidArgument; // e.g. "bind message supplies 1 parameters, but ... requires 2"
   }
   switch (sqlstate.slice(0, 2)) {
     case "22": case "42": case "0A": case "54": case "26": case "34": return Code.InvalidArgument;

@@ -28,8 +28,13 @@ export async function listen(handler: Handler, host: string, port: number): Prom
       socket.removeListener("data", onData);
       socket.pause();
       socket.unshift(head);
-      (head.toString("latin1", 0, 3) === "PRI" ? h2 : h1).emit("connection", socket);
-      socket.resume();
+      if (head.toString("latin1", 0, 3) === "PRI") {
+        // http2 reads what is already buffered on the next tick; resuming here would flush it away.
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());

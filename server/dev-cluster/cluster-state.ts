@@ -1,0 +1,53 @@
+// cluster.json: what a restart of the same dataDir must reuse — ports, the password, shard names.
+//
+// It holds the password, so it is written 0600 and atomically (write + rename): a crash mid-write
+// must not leave a cluster whose password nobody knows.
+import { randomBytes } from "node:crypto";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+export const STATE_FILE = "cluster.json";
+
+export interface NodeState { name: string; role: "primary" | "replica"; port: number }
+export interface ClusterState {
+  version: 1;
+  user: string;
+  database: string;
+  password: string;
+  catalog: NodeState;
+  shards: { name: string; nodes: NodeState[] }[];
+}
+
+export function shardName(index: number): string {
+  return `shard-${index}`;
+}
+
+/** Base64url: safe in connection URLs, pwfiles and conninfo strings without quoting. */
+export function newPassword(): string {
+  return randomBytes(24).toString("base64url");
+}
+
+export async function loadState(dataDir: string): Promise<ClusterState | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(dataDir, STATE_FILE), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  const state = JSON.parse(text) as ClusterState;
+  if (state.version !== 1 || typeof state.password !== "string" || !state.catalog || !Array.isArray(state.shards)) {
+    throw new Error(`${join(dataDir, STATE_FILE)} is not a shardrouter cluster file (start with fresh: true to recreate)`);
+  }
+  return state;
+}
+
+export async function saveState(dataDir: string, state: ClusterState): Promise<void> {
+  const file = join(dataDir, STATE_FILE);
+  await writeFile(`${file}.tmp`, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
+}
+
+export function allNodes(state: ClusterState): NodeState[] {
+  return [state.catalog, ...state.shards.flatMap((s) => s.nodes)];
+}
