@@ -17,6 +17,8 @@ const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N]
   --host, --port  where to listen, default 127.0.0.1:8080
   --strategy S    placement: hash_ring (default), hash_mod, legacy_md5_mod`;
 
+let startedCluster: LocalCluster | undefined;
+
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
@@ -54,7 +56,7 @@ async function main(): Promise<void> {
   } else {
     const dataDir = args["data-dir"] ?? ".data/dev-cluster";
     console.log(`starting local cluster: ${shardCount} shards + catalog in ${dataDir}${args.fresh ? " (fresh)" : ""}`);
-    cluster = await startLocalCluster({ dataDir, shards: shardCount, fresh: args.fresh, log: (line) => console.log(`  ${line}`) });
+    cluster = startedCluster = await startLocalCluster({ dataDir, shards: shardCount, fresh: args.fresh, log: (line) => console.log(`  ${line}`) });
     config = parseConfig(devConfig(cluster, {
       host: args.host, port, placement: args.strategy ? { strategy: args.strategy } : undefined,
     }), "local cluster config");
@@ -82,7 +84,8 @@ Try it (from this directory):
 `);
 }
 
-main().catch((err) => {
+main().catch(async (err) => {
   console.error(err instanceof ConfigError ? err.message : `shardrouter failed to start: ${err?.message ?? err}`);
+  await startedCluster?.stop().catch(() => {});
   process.exit(1);
 });
