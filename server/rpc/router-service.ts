@@ -13,7 +13,7 @@ import { type EncodedParam, encodeParam } from "../execution/value-codec.js";
 import type { NodePool } from "../shards/node-pool.js";
 import type { ShardNodes } from "../shards/shard-set.js";
 
-export function routerService(planner: Planner, limits: Config["limits"]): ServiceImpl<typeof RouterService> {
+export function routerService(planner: Planner, limits: Config["limits"]): Partial<ServiceImpl<typeof RouterService>> {
   return {
     async route(req) {
       const { placement, shard } = await planner.route(req.key);
