@@ -1,12 +1,13 @@
-// Runs one statement on one node: waits for an admission slot, streams rows into typed values under a
-// row and byte budget, and cancels the statement on Postgres when the caller's deadline passes.
+// Runs one statement on one node: streams rows into typed values under a row and byte budget, and
+// cancels the statement on Postgres when the caller's deadline passes. Pooled statements take an
+// admission slot first; statements of a transaction run on a connection reserved for it.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Column, ColumnSchema, type ResultSet, ResultSetSchema, type Row, RowSchema } from "../../gen/shardrouter/v1/value_pb.js";
 import { abortError } from "../shards/admission.js";
-import type { NodePool, RawColumn, RawParam, RunningStatement } from "../shards/node-pool.js";
-import { type Where, isConnectionError, toConnectError } from "./postgres-errors.js";
+import type { NodePool, RawColumn, RawParam, RawResult, ReservedConnection, RowSink, RunningStatement } from "../shards/node-pool.js";
 import { knownTypeName } from "./pg-types.js";
+import { type Where, isConnectionError, toConnectError } from "./postgres-errors.js";
 import { type CellDecoder, decoderFor } from "./value-codec.js";
 
 /** What a request may still hold in memory; shared by all shards of one ExecuteOnAll. */
@@ -25,20 +26,42 @@ export interface ShardStatement {
   budget: Budget;
 }
 
+/** A statement on the node's pool, under its admission control. */
 export async function executeStatement(s: ShardStatement): Promise<ResultSet> {
-  const where: Where = { shard: s.shard, node: s.pool.name, address: s.pool.address };
-  const admission = s.pool.admission;
-  const waiting = admission.acquire(s.signal);
+  const waiting = s.pool.admission.acquire(s.signal);
   if (waiting) await waiting;
-  let running: RunningStatement | undefined;
-  const slot = { releaseLater: false };
-  let exceeded: string | undefined;
-  const tooLarge = () => new ConnectError(`result too large: more than ${exceeded} (narrow the statement or add LIMIT)`, Code.ResourceExhausted);
+  let releaseNow = true;
   try {
     if (s.signal.aborted) throw abortError(s.signal);
-    const rows: Row[] = [];
-    let decoders: CellDecoder[] | undefined;
-    running = s.pool.start(s.sql, s.params, (cells, columns) => {
+    return await run(s, (onRow) => s.pool.start(s.sql, s.params, onRow), (settled) => {
+      // The caller is answered at once; the slot comes back when Postgres confirms the cancel,
+      // so the connection is never handed to someone else while still busy.
+      releaseNow = false;
+      settled.then(() => s.pool.admission.release());
+    });
+  } finally {
+    if (releaseNow) s.pool.admission.release();
+  }
+}
+
+/** A statement inside a transaction: after an abort it waits for Postgres, so the caller can roll back. */
+export function executeOnReserved(conn: ReservedConnection, s: Omit<ShardStatement, "pool">): Promise<ResultSet> {
+  return run({ ...s, pool: conn.node }, (onRow) => conn.start(s.sql, s.params, onRow), undefined);
+}
+
+async function run(
+  s: ShardStatement,
+  start: (onRow: RowSink) => RunningStatement,
+  onAbandoned: ((settled: Promise<unknown>) => void) | undefined,
+): Promise<ResultSet> {
+  const where: Where = { shard: s.shard, node: s.pool.name, address: s.pool.address };
+  let exceeded: string | undefined;
+  const tooLarge = () => new ConnectError(`result too large: more than ${exceeded} (narrow the statement or add LIMIT)`, Code.ResourceExhausted);
+  const rows: Row[] = [];
+  let decoders: CellDecoder[] | undefined;
+  let running: RunningStatement | undefined;
+  try {
+    running = start((cells, columns) => {
       if (exceeded) return;
       decoders ??= columns.map((c) => decoderFor(c.type));
       const values = new Array(cells.length);
@@ -57,7 +80,7 @@ export async function executeStatement(s: ShardStatement): Promise<ResultSet> {
       }
       rows.push(create(RowSchema, { values }));
     });
-    const result = await untilDoneOrAborted(running, s.signal, admission, slot);
+    const result = await settleOrAbort(running, s.signal, onAbandoned);
     if (exceeded) throw tooLarge();
     s.pool.status = "up";
     return create(ResultSetSchema, {
@@ -71,35 +94,39 @@ export async function executeStatement(s: ShardStatement): Promise<ResultSet> {
     if (s.signal.aborted) throw abortError(s.signal);
     if (exceeded) throw tooLarge();
     throw toConnectError(err, where);
-  } finally {
-    // A statement still running after an abort keeps its slot until Postgres confirms the cancel.
-    if (!slot.releaseLater) admission.release();
   }
 }
 
-/** Resolves with the result, or rejects as soon as the signal aborts (then the slot is released later). */
-function untilDoneOrAborted(
-  running: { done: Promise<{ command: string; count: number; columns: RawColumn[] }>; cancel(): void },
+/**
+ * The statement's result; on abort the statement is cancelled on Postgres and either abandoned
+ * (onAbandoned gets the promise of its end, the caller is answered now) or awaited first.
+ */
+async function settleOrAbort(
+  running: RunningStatement,
   signal: AbortSignal,
-  admission: { release(): void },
-  slot: { releaseLater: boolean },
-): Promise<{ command: string; count: number; columns: RawColumn[] }> {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    const onAbort = () => {
-      if (settled) return;
-      settled = true;
-      slot.releaseLater = true;
+  onAbandoned: ((settled: Promise<unknown>) => void) | undefined,
+): Promise<RawResult> {
+  if (signal.aborted) running.cancel();
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
       running.cancel();
-      running.done.then(() => admission.release(), () => admission.release());
-      reject(abortError(signal));
+      const settled = running.done.then(() => undefined, () => undefined);
+      if (onAbandoned) {
+        onAbandoned(settled);
+        reject(abortError(signal));
+      } else {
+        settled.then(() => reject(abortError(signal)));
+      }
     };
     signal.addEventListener("abort", onAbort, { once: true });
-    running.done.then(
-      (r) => { if (settled) return; settled = true; signal.removeEventListener("abort", onAbort); resolve(r); },
-      (e) => { if (settled) return; settled = true; signal.removeEventListener("abort", onAbort); reject(e); },
-    );
   });
+  try {
+    return await Promise.race([running.done, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort!);
+    aborted.catch(() => {}); // the race's loser must not become an unhandled rejection
+  }
 }
 
 async function describeColumns(pool: NodePool, raw: RawColumn[]): Promise<Column[]> {

@@ -37,6 +37,28 @@ export interface RunningStatement { done: Promise<RawResult>; cancel(): void }
 // Hand every type the router decodes over as its untouched text, and send parameters as given.
 const passThrough = { to: 25, from: decodedOids, serialize: (x: unknown) => x, parse: (x: string) => x };
 
+export type RowSink = (cells: unknown[], columns: RawColumn[]) => void;
+
+/** A connection reserved for one transaction. */
+export interface ReservedConnection {
+  readonly node: NodePool;
+  start(text: string, params: RawParam[], onRow: RowSink): RunningStatement;
+  /** Returns the connection to the pool; it must not be inside a transaction any more. */
+  release(): void;
+}
+
+/** Runs one statement on a pool or a reserved connection, streaming rows to onRow. */
+function startOn(sql: postgres.Sql, text: string, params: RawParam[], onRow: RowSink, prepare: boolean): RunningStatement {
+  const args = params.map((p) => sql.typed(p.text as never, p.oid));
+  const query = sql.unsafe(text, args as never[], { prepare }).values();
+  const done = query.forEach((row, result) => onRow(row as unknown[], (result as never as { statement: { columns: RawColumn[] } }).statement.columns))
+    .then((result) => {
+      const r = result as unknown as { command: string; count: number | null; statement?: { columns: RawColumn[] } };
+      return { command: r.command ?? "", count: r.count ?? 0, columns: r.statement?.columns ?? [] };
+    });
+  return { done, cancel: () => void query.cancel() };
+}
+
 export class NodePool {
   readonly name: string;
   readonly address: string;
@@ -78,16 +100,36 @@ export class NodePool {
    * Starts one statement (the caller holds an admission slot). Rows are handed to onRow as they
    * arrive, as arrays of text cells (arrays already split), so nothing is buffered here.
    */
-  start(text: string, params: RawParam[], onRow: (cells: unknown[], columns: RawColumn[]) => void): RunningStatement {
+  start(text: string, params: RawParam[], onRow: RowSink): RunningStatement {
     const prepare = this.prepared.has(text) || (this.prepared.size < this.options.maxPreparedStatements && !!this.prepared.add(text));
-    const args = params.map((p) => this.sql.typed(p.text as never, p.oid));
-    const query = this.sql.unsafe(text, args as never[], { prepare }).values();
-    const done = query.forEach((row, result) => onRow(row as unknown[], (result as never as { statement: { columns: RawColumn[] } }).statement.columns))
-      .then((result) => {
-        const r = result as unknown as { command: string; count: number | null; statement?: { columns: RawColumn[] } };
-        return { command: r.command ?? "", count: r.count ?? 0, columns: r.statement?.columns ?? [] };
-      });
-    return { done, cancel: () => void query.cancel() };
+    return startOn(this.sql, text, params, onRow, prepare);
+  }
+
+  /**
+   * One connection of its own for a transaction, holding one admission slot until released.
+   * Callers reserving on several nodes must do so in one global order (shard name), or two
+   * transactions could each hold a slot the other waits for.
+   */
+  async reserve(signal: AbortSignal): Promise<ReservedConnection> {
+    const waiting = this.admission.acquire(signal);
+    if (waiting) await waiting;
+    try {
+      const conn = await this.sql.reserve();
+      let released = false;
+      return {
+        node: this,
+        start: (text, params, onRow) => startOn(conn, text, params, onRow, false),
+        release: () => {
+          if (released) return;
+          released = true;
+          conn.release();
+          this.admission.release();
+        },
+      };
+    } catch (err) {
+      this.admission.release();
+      throw err;
+    }
   }
 
   /** Names for type OIDs the router does not know by heart (enums, domains, extensions), cached. */
