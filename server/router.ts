@@ -2,16 +2,26 @@
 // RPC handlers → planner (placement) → execution (statement, scatter-gather, merge) → node pools.
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { RouterService } from "../gen/shardrouter/v1/router_pb.js";
 import { Catalog } from "./catalog/catalog.js";
 import { CatalogDirectoryStore } from "./catalog/directory-store.js";
 import type { Config } from "./config/config.js";
 import { Planner } from "./execution/planner.js";
 import { buildShardMap } from "./placement/shard-map.js";
+import { healthService } from "./rpc/health.js";
+import { HealthMonitor } from "./rpc/health-monitor.js";
 import { listen, type Listener } from "./rpc/listener.js";
+import { registerReflection } from "./rpc/reflection.js";
 import { routerService } from "./rpc/router-service.js";
 import { rejectUnknownFields } from "./rpc/strict-fields.js";
 import { ShardSet } from "./shards/shard-set.js";
+import { Coordinator } from "./transactions/coordinator.js";
+import { DecisionLog } from "./transactions/decision-log.js";
+import { Failpoints } from "./transactions/failpoints.js";
+import { Recovery } from "./transactions/recovery.js";
+import { ensureRequestLog } from "./transactions/request-log.js";
+import { newRouterId, TransactionIds } from "./transactions/transaction-id.js";
 
 export interface RunningRouter {
   readonly url: string;
@@ -19,7 +29,13 @@ export interface RunningRouter {
   close(): Promise<void>;
 }
 
-export async function startRouter(config: Config): Promise<RunningRouter> {
+export interface RouterOptions {
+  /** Operational lines (recovery outcomes); default console.log. */
+  log?: (line: string) => void;
+}
+
+export async function startRouter(config: Config, options: RouterOptions = {}): Promise<RunningRouter> {
+  const log = options.log ?? ((line: string) => console.log(line));
   const catalog = config.catalog ? await Catalog.open(config.catalog) : undefined;
   if (config.placement.strategy === "directory" && !catalog) {
     throw new Error("placement.strategy: \"directory\" needs a catalog database (config field catalog)");
@@ -32,8 +48,24 @@ export async function startRouter(config: Config): Promise<RunningRouter> {
   const shards = new ShardSet(config);
   const planner = new Planner(shardMap, shards);
 
+  const tx = config.transactions;
+  const ids = new TransactionIds(tx.gidPrefix, tx.routerId ?? newRouterId());
+  const decisions = catalog && new DecisionLog(catalog);
+  const inflight = new Set<string>();
+  const coordinator = new Coordinator({ ids, decisions, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs, inflight });
+  const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, log);
+  // Best effort: a shard that is down now gets its table on its first transaction.
+  await Promise.all(shards.shards.map((s) => ensureRequestLog(s, AbortSignal.timeout(10_000)).catch(() => {})));
+  recovery.start();
+
+  const health = new HealthMonitor(shards);
   const handler = connectNodeAdapter({
-    routes: (router: ConnectRouter) => router.service(RouterService, routerService(planner, config.limits)),
+    routes: (router: ConnectRouter) => {
+      router.service(RouterService, routerService({ planner, coordinator, recovery, config }));
+      // Health and reflection (buf curl without --schema); reflection needs HTTP/2 (bidi stream).
+      router.service(Health, healthService(health, [RouterService.typeName]));
+      registerReflection(router, [RouterService, Health]);
+    },
     interceptors: [rejectUnknownFields],
     jsonOptions: { ignoreUnknownFields: false },
     readMaxBytes: 16 * 1024 * 1024,
@@ -42,6 +74,7 @@ export async function startRouter(config: Config): Promise<RunningRouter> {
   try {
     listener = await listen(handler, config.listen.host, config.listen.port);
   } catch (err) {
+    await recovery.stop();
     await shards.close();
     await catalog?.close();
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as NodeJS.ErrnoException).code ?? err}`);
@@ -50,7 +83,9 @@ export async function startRouter(config: Config): Promise<RunningRouter> {
     url: `http://${config.listen.host}:${listener.port}`,
     planner,
     async close() {
+      health.close(); // ends Watch streams, which would otherwise hold the listener open
       await listener.close();
+      await recovery.stop();
       await shards.close();
       await catalog?.close();
     },

@@ -1,5 +1,5 @@
 // The catalog database: router state that must outlive a router process or be shared by several
-// routers (directory entries now; 2PC decisions and shard map versions later). Its schema is created
+// routers: directory entries and two-phase commit decisions (later shard map versions too). Its schema is created
 // idempotently at start, so any router can be first.
 import postgres from "postgres";
 import { type ConnectionConfig, passwordOf } from "../config/config.js";
@@ -10,6 +10,13 @@ const schema = [
      key text primary key,
      shard text not null,
      assigned_at timestamptz not null default now())`,
+  `create table if not exists shardrouter.decisions (
+     gid text primary key,
+     decision text not null check (decision in ('commit', 'abort')),
+     participants text[] not null,
+     router text not null,
+     decided_at timestamptz not null default now(),
+     completed_at timestamptz)`,
 ];
 
 export class Catalog {

@@ -41,6 +41,25 @@ export const ConfigSchema = z.object({
     statementTimeoutMs: z.number().int().min(0).default(30_000),
     maxPreparedStatements: z.number().int().min(0).default(1000),
   }).strict().prefault({}),
+  transactions: z.object({
+    /** Names this router instance in its transaction ids; default: random per process. */
+    routerId: z.string().regex(/^[a-z0-9]{1,16}$/, "use 1-16 lowercase letters and digits").optional(),
+    /** Prefix of every global transaction id (PREPARE TRANSACTION gid) this router family uses. */
+    gidPrefix: z.string().regex(/^[a-z][a-z0-9]{0,15}$/, "use 1-16 lowercase letters and digits, starting with a letter").default("sr"),
+    /** A lock wait longer than this fails the transaction (ABORTED) instead of a cross-shard deadlock. */
+    lockTimeoutMs: z.number().int().min(1).default(2000),
+    /** How often in-doubt prepared transactions are looked for and resolved. */
+    recoveryIntervalMs: z.number().int().min(10).default(5000),
+    /** A prepared transaction without a decision younger than this may still be in flight: leave it. */
+    inDoubtGraceMs: z.number().int().min(0).default(10_000),
+    /** Crash points for fault-injection tests, e.g. ["after_prepare@3"]; also SHARDROUTER_FAILPOINTS. */
+    failpoints: z.array(z.string()).default([]),
+  }).strict().prefault({}),
+  transfer: z.object({
+    table: z.string().min(1).default("accounts"),
+    keyColumn: z.string().min(1).default("id"),
+    balanceColumn: z.string().min(1).default("balance"),
+  }).strict().prefault({}),
   limits: z.object({
     maxRows: z.number().int().min(1).default(100_000),
     maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),

@@ -12,8 +12,20 @@ import { checkStatement } from "../execution/statement-guard.js";
 import { type EncodedParam, encodeParam } from "../execution/value-codec.js";
 import type { NodePool } from "../shards/node-pool.js";
 import type { ShardNodes } from "../shards/shard-set.js";
+import type { Coordinator } from "../transactions/coordinator.js";
+import { executeTransaction } from "../transactions/execute-transaction.js";
+import type { Recovery } from "../transactions/recovery.js";
+import { transfer } from "../transactions/transfer.js";
 
-export function routerService(planner: Planner, limits: Config["limits"]): Partial<ServiceImpl<typeof RouterService>> {
+export interface RouterServiceDeps {
+  planner: Planner;
+  coordinator: Coordinator;
+  recovery: Recovery;
+  config: Pick<Config, "limits" | "transfer">;
+}
+
+export function routerService({ planner, coordinator, recovery, config }: RouterServiceDeps): ServiceImpl<typeof RouterService> {
+  const limits = config.limits;
   return {
     async route(req) {
       const { placement, shard } = await planner.route(req.key);
@@ -45,6 +57,14 @@ export function routerService(planner: Planner, limits: Config["limits"]): Parti
       });
     },
 
+    async transfer(req, ctx) {
+      return transfer(req, { planner, coordinator, table: config.transfer }, ctx.signal);
+    },
+
+    async executeTransaction(req, ctx) {
+      return executeTransaction(req, { planner, coordinator, limits }, ctx.signal);
+    },
+
     async getTopology() {
       const map = planner.map;
       return {
@@ -57,6 +77,7 @@ export function routerService(planner: Planner, limits: Config["limits"]): Parti
           ownership: map.strategy.ownership(shard.name),
           weight: shard.weight,
         })),
+        inDoubtTransactions: recovery.inDoubt,
       };
     },
   };

@@ -31,6 +31,7 @@ export interface TestRouterOptions {
   placement?: unknown;
   pool?: unknown;
   limits?: unknown;
+  transactions?: unknown;
 }
 
 export async function startTestRouter(opts: TestRouterOptions = {}): Promise<TestRouter> {
@@ -46,7 +47,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   };
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4 });
-    const config = parseConfig(devConfig(cluster, { port: 0, placement: opts.placement, pool: opts.pool, limits: opts.limits }));
+    const config = parseConfig(devConfig(cluster, { port: 0, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions }));
     router = await startRouter(config);
     const baseUrl = router.url;
     return {

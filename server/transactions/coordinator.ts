@@ -1,0 +1,207 @@
+// Runs one atomic transaction over one or more shards.
+//   one shard:  BEGIN … COMMIT, nothing more.
+//   several:    BEGIN … on each → PREPARE TRANSACTION on each → durable "commit" decision in the
+//               catalog → COMMIT PREPARED on each. A crash anywhere leaves either no decision
+//               (recovery rolls back: presumed abort) or a commit decision (recovery commits).
+// Shards are locked (connections reserved, transactions begun) in one global order, shard name,
+// and every lock wait is bounded by lock_timeout, so opposite transfers fail cleanly, never hang.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
+import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
+import { type Budget, executeOnReserved, newBudget } from "../execution/shard-executor.js";
+import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
+import type { ShardNodes } from "../shards/shard-set.js";
+import type { DecisionLog } from "./decision-log.js";
+import type { Failpoints } from "./failpoints.js";
+import { bytes, ensureRequestLog, findRequest, insertRequest, isUndefinedTable, type StoredRequest, storeResponse, text } from "./request-log.js";
+import type { TransactionIds } from "./transaction-id.js";
+
+export interface TxStatement {
+  shard: ShardNodes;
+  sql: string;
+  params: RawParam[];
+  /** Throws (a ConnectError) to abort the whole transaction when a result is not acceptable. */
+  check?: (result: ResultSet) => void;
+}
+
+export interface TxPlan {
+  requestId: string;
+  /** Fingerprint of the request without its id: a reused id with other content is refused. */
+  requestHash: Uint8Array;
+  /** Run in this order; the caller orders them for locking when it can (Transfer does). */
+  statements: TxStatement[];
+  /** The response to store with the request record, for replays. */
+  encodeResponse(outcome: TxOutcome): Uint8Array;
+  signal: AbortSignal;
+  budget: Budget;
+}
+
+export interface TxOutcome { transactionId: string; twoPhase: boolean; shards: string[]; results: ResultSet[] }
+
+export type TxResult = { replayed: false; outcome: TxOutcome } | { replayed: true; response: Uint8Array };
+
+export interface CoordinatorDeps {
+  ids: TransactionIds;
+  decisions: DecisionLog | undefined;
+  failpoints: Failpoints;
+  lockTimeoutMs: number;
+  /** Transactions this router is driving right now: recovery leaves them alone. */
+  inflight: Set<string>;
+}
+
+type State = "open" | "prepared" | "done" | "left-for-recovery";
+interface Participant { shard: ShardNodes; conn: ReservedConnection; state: State }
+
+class RequestAlreadyApplied extends Error {}
+
+/** Commit and rollback must finish even when the caller has gone away. */
+const noDeadline = new AbortController().signal;
+
+export class Coordinator {
+  constructor(private readonly deps: CoordinatorDeps) {}
+
+  async run(plan: TxPlan): Promise<TxResult> {
+    const participants = [...new Map(plan.statements.map((s) => [s.shard.name, s.shard])).values()]
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const home = participants[0];
+    if (participants.length > 1 && !this.deps.decisions) {
+      throw new ConnectError("a transaction over several shards needs a catalog database for its commit decisions (config field catalog)", Code.FailedPrecondition);
+    }
+    const earlier = await findRequest(home, plan.requestId, plan.signal);
+    if (earlier) return replay(earlier, plan);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return { replayed: false, outcome: await this.attempt(plan, participants) };
+      } catch (err) {
+        if (err instanceof RequestAlreadyApplied) {
+          const done = await findRequest(home, plan.requestId, plan.signal);
+          if (done) return replay(done, plan);
+        }
+        if (isUndefinedTable(err) && attempt === 0) {
+          await ensureRequestLog(home, plan.signal);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  private async attempt(plan: TxPlan, shards: ShardNodes[]): Promise<TxOutcome> {
+    const { ids, failpoints, inflight } = this.deps;
+    const gid = ids.next();
+    const twoPhase = shards.length > 1;
+    const participants: Participant[] = [];
+    const exec = (p: Participant, sql: string, params: RawParam[] = [], signal = plan.signal) =>
+      executeOnReserved(p.conn, { shard: p.shard.name, sql, params, signal, budget: plan.budget });
+    inflight.add(gid);
+    try {
+      for (const shard of shards) {
+        const p: Participant = { shard, conn: await shard.primary.reserve(plan.signal), state: "done" };
+        participants.push(p);
+        await exec(p, "begin");
+        p.state = "open";
+        await exec(p, "select set_config('lock_timeout', $1, true)", [text(`${this.deps.lockTimeoutMs}ms`)]);
+      }
+      const home = participants[0];
+      await exec(home, insertRequest, [text(plan.requestId), bytes(plan.requestHash), text(gid)]).catch((err) => {
+        throw requestConflict(err, plan.requestId);
+      });
+      const byShard = new Map(participants.map((p) => [p.shard.name, p]));
+      const results: ResultSet[] = [];
+      for (const st of plan.statements) {
+        const result = await exec(byShard.get(st.shard.name)!, st.sql, st.params);
+        st.check?.(result);
+        results.push(result);
+      }
+      const outcome: TxOutcome = { transactionId: gid, twoPhase, shards: shards.map((s) => s.name), results };
+      await exec(home, storeResponse, [text(plan.requestId), bytes(plan.encodeResponse(outcome))]);
+
+      if (!twoPhase) {
+        await exec(home, "commit", [], noDeadline);
+        home.state = "done";
+        return outcome;
+      }
+      failpoints.hit("before_prepare");
+      for (const p of participants) {
+        await exec(p, `prepare transaction '${gid}'`);
+        p.state = "prepared";
+      }
+      failpoints.hit("after_prepare");
+      await this.decideCommit(gid, participants);
+      failpoints.hit("after_decision");
+      await this.commitPrepared(gid, participants);
+      return outcome;
+    } catch (err) {
+      await this.rollback(gid, participants);
+      throw err;
+    } finally {
+      for (const p of participants) p.conn.release();
+      inflight.delete(gid);
+    }
+  }
+
+  /** The commit point. If the catalog's answer is lost, the outcome is left to recovery, never guessed. */
+  private async decideCommit(gid: string, participants: Participant[]): Promise<void> {
+    let decision;
+    try {
+      decision = await this.deps.decisions!.decide(gid, "commit", participants.map((p) => p.shard.name), this.deps.ids.routerId);
+    } catch {
+      for (const p of participants) p.state = "left-for-recovery";
+      throw new ConnectError(
+        `the commit decision of ${gid} could not be recorded (catalog unreachable); recovery will settle it: retry with the same request_id`,
+        Code.Unavailable,
+      );
+    }
+    if (decision === "abort") {
+      throw new ConnectError(`${gid} was rolled back by recovery while it waited to commit; retry`, Code.Aborted);
+    }
+  }
+
+  /** After the decision: COMMIT PREPARED everywhere; what fails now, recovery finishes. */
+  private async commitPrepared(gid: string, participants: Participant[]): Promise<void> {
+    let all = true;
+    for (const [i, p] of participants.entries()) {
+      try {
+        await executeOnReserved(p.conn, { shard: p.shard.name, sql: `commit prepared '${gid}'`, params: [], signal: noDeadline, budget: newBudget(1, 1024) });
+        p.state = "done";
+      } catch {
+        p.state = "left-for-recovery";
+        all = false;
+      }
+      if (i === 0) this.deps.failpoints.hit("after_first_commit");
+    }
+    if (all) await this.deps.decisions!.complete(gid).catch(() => {});
+  }
+
+  private async rollback(gid: string, participants: Participant[]): Promise<void> {
+    await Promise.all(participants.map(async (p) => {
+      const sql = p.state === "open" ? "rollback" : p.state === "prepared" ? `rollback prepared '${gid}'` : undefined;
+      if (!sql) return;
+      try {
+        await executeOnReserved(p.conn, { shard: p.shard.name, sql, params: [], signal: noDeadline, budget: newBudget(1, 1024) });
+        p.state = "done";
+      } catch {
+        // Unreachable: an open transaction dies with its connection; a prepared one has no
+        // commit decision, so recovery rolls it back (presumed abort).
+      }
+    }));
+  }
+}
+
+function replay(stored: StoredRequest, plan: TxPlan): TxResult {
+  if (Buffer.compare(Buffer.from(stored.hash), Buffer.from(plan.requestHash)) !== 0) {
+    throw new ConnectError(`request_id "${plan.requestId}" was already used for a different request`, Code.FailedPrecondition);
+  }
+  if (!stored.response) throw new ConnectError(`request "${plan.requestId}" was applied but its response was not kept`, Code.Internal);
+  return { replayed: true, response: stored.response };
+}
+
+/** Inserting the request record failed: applied already (unique key), or still running elsewhere (lock wait). */
+function requestConflict(err: unknown, requestId: string): unknown {
+  const sqlstate = err instanceof ConnectError ? err.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate : undefined;
+  if (sqlstate === "23505") return new RequestAlreadyApplied();
+  if (sqlstate === "55P03") {
+    return new ConnectError(`request "${requestId}" is still being applied by an earlier attempt; retry shortly with the same request_id`, Code.Aborted);
+  }
+  return err;
+}

@@ -1,0 +1,114 @@
+// Finds prepared transactions of our prefix on every shard and settles them from the decision log:
+// commit where the log says commit; where it says nothing and the transaction is older than the
+// grace period, record "abort" first (insert-if-absent, racing the coordinator fairly) and roll back.
+// Transactions this router is driving are never touched. Several routers may recover at once: the
+// decision row serialises them, and a COMMIT/ROLLBACK PREPARED that finds nothing was done by another.
+import { executeStatement, newBudget } from "../execution/shard-executor.js";
+import type { ShardNodes, ShardSet } from "../shards/shard-set.js";
+import type { Decision, DecisionLog } from "./decision-log.js";
+import { text } from "./request-log.js";
+import { assertSafeGid, type TransactionIds } from "./transaction-id.js";
+
+export interface RecoveryOptions { graceMs: number; intervalMs: number }
+export interface RecoveryRound { committed: number; rolledBack: number; inDoubt: number }
+
+const listPrepared = `select gid, (extract(epoch from now() - prepared) * 1000)::int8 as age_ms
+  from pg_prepared_xacts where database = current_database() and gid like $1`;
+
+export class Recovery {
+  /** Prepared transactions of our prefix left unresolved by the last round. */
+  inDoubt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private round: Promise<RecoveryRound> | undefined;
+
+  constructor(
+    private readonly shards: ShardSet,
+    private readonly decisions: DecisionLog | undefined,
+    private readonly ids: TransactionIds,
+    private readonly inflight: ReadonlySet<string>,
+    private readonly options: RecoveryOptions,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  start(): void {
+    void this.runOnce();
+    this.timer = setInterval(() => void this.runOnce(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.round;
+  }
+
+  /** One pass over every shard; concurrent callers share the pass in progress. */
+  runOnce(): Promise<RecoveryRound> {
+    this.round ??= this.pass().finally(() => (this.round = undefined));
+    return this.round;
+  }
+
+  private async pass(): Promise<RecoveryRound> {
+    const tally: RecoveryRound = { committed: 0, rolledBack: 0, inDoubt: 0 };
+    const stillPrepared = new Set<string>();
+    let everyShardAnswered = true;
+    for (const shard of this.shards.shards) {
+      let prepared: { gid: string; ageMs: number }[];
+      try {
+        prepared = await this.prepared(shard);
+      } catch {
+        everyShardAnswered = false;
+        continue;
+      }
+      for (const { gid, ageMs } of prepared) {
+        stillPrepared.add(gid);
+        const settled = await this.settle(shard, gid, ageMs).catch((err) => {
+          this.log(`recovery: ${gid} on ${shard.name} not settled yet: ${err.message}`);
+          return undefined;
+        });
+        if (settled === "commit") tally.committed++;
+        else if (settled === "abort") tally.rolledBack++;
+        else tally.inDoubt++;
+      }
+    }
+    if (this.decisions && everyShardAnswered) await this.markFinished(stillPrepared).catch(() => {});
+    this.inDoubt = tally.inDoubt;
+    if (tally.committed || tally.rolledBack) {
+      this.log(`recovery: committed ${tally.committed}, rolled back ${tally.rolledBack}, in doubt ${tally.inDoubt}`);
+    }
+    return tally;
+  }
+
+  private async prepared(shard: ShardNodes): Promise<{ gid: string; ageMs: number }[]> {
+    const result = await executeStatement({
+      shard: shard.name, pool: shard.primary, sql: listPrepared, params: [text(this.ids.pattern)],
+      signal: AbortSignal.timeout(10_000), budget: newBudget(100_000, 64 << 20),
+    });
+    return result.rows.map((r) => ({ gid: String(r.values[0].kind.value), ageMs: Number(r.values[1].kind.value) }));
+  }
+
+  /** Settles one prepared transaction; undefined when it must be left alone for now. */
+  private async settle(shard: ShardNodes, gid: string, ageMs: number): Promise<Decision | undefined> {
+    if (this.inflight.has(gid) || !this.decisions) return undefined;
+    let decision = await this.decisions.get(gid);
+    if (!decision) {
+      if (ageMs < this.options.graceMs) return undefined; // its coordinator may still decide
+      decision = await this.decisions.decide(gid, "abort", [], this.ids.routerId);
+    }
+    const sql = `${decision === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
+    try {
+      await executeStatement({ shard: shard.name, pool: shard.primary, sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024) });
+    } catch (err) {
+      // Another router (or the coordinator) finished it between our listing and now.
+      if (!/does not exist/.test((err as Error).message)) throw err;
+    }
+    return decision;
+  }
+
+  /** Decisions whose participants no longer hold the transaction are finished. */
+  private async markFinished(stillPrepared: ReadonlySet<string>): Promise<void> {
+    for (const { gid } of await this.decisions!.unfinished(this.options.graceMs)) {
+      if (!stillPrepared.has(gid)) await this.decisions!.complete(gid);
+    }
+    await this.decisions!.forgetCompleted(24);
+  }
+}

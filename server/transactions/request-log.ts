@@ -1,0 +1,64 @@
+// Idempotency records, one per request_id, kept on the transaction's first participant shard and
+// written INSIDE the transaction: the record commits or rolls back together with the work, with or
+// without two-phase commit, so "was this request applied?" always has an exact answer. A retry
+// while the first attempt is still prepared waits on the record's key (bounded by lock_timeout).
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
+import { Oid } from "../execution/pg-types.js";
+import { executeStatement, newBudget } from "../execution/shard-executor.js";
+import type { RawParam } from "../shards/node-pool.js";
+import type { ShardNodes } from "../shards/shard-set.js";
+
+export const requestLogSchema = [
+  "create schema if not exists shardrouter",
+  `create table if not exists shardrouter.requests (
+     request_id text primary key,
+     request_hash bytea not null,
+     transaction_id text not null,
+     response bytea,
+     created_at timestamptz not null default now())`,
+];
+
+export const insertRequest = "insert into shardrouter.requests (request_id, request_hash, transaction_id) values ($1, $2, $3)";
+export const storeResponse = "update shardrouter.requests set response = $2 where request_id = $1";
+
+export const text = (s: string): RawParam => ({ text: s, oid: 0 });
+export const bytes = (b: Uint8Array): RawParam => ({ text: "\\x" + Buffer.from(b).toString("hex"), oid: Oid.bytea });
+
+export interface StoredRequest { hash: Uint8Array; response: Uint8Array | undefined }
+
+/** Creates the table on a shard; several routers may race, so under a transaction-scoped lock. */
+export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): Promise<void> {
+  const run = (sql: string) => executeStatement({ shard: shard.name, pool: shard.primary, sql, params: [], signal, budget: newBudget(10, 1 << 16) });
+  const exists = await run("select to_regclass('shardrouter.requests') is not null as present");
+  if (exists.rows[0].values[0].kind.value === true) return;
+  for (const ddl of requestLogSchema) {
+    // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
+    await run(`do $$ begin perform pg_advisory_xact_lock(hashtext('shardrouter.requests')); execute ${quote(ddl)}; end $$`);
+  }
+}
+
+export async function findRequest(shard: ShardNodes, requestId: string, signal: AbortSignal): Promise<StoredRequest | undefined> {
+  let result: ResultSet;
+  try {
+    result = await executeStatement({
+      shard: shard.name, pool: shard.primary, signal, budget: newBudget(2, 64 << 20),
+      sql: "select request_hash, response from shardrouter.requests where request_id = $1", params: [text(requestId)],
+    });
+  } catch (err) {
+    if (isUndefinedTable(err)) return undefined;
+    throw err;
+  }
+  const row = result.rows[0];
+  if (!row) return undefined;
+  const [hash, response] = row.values;
+  return { hash: hash.kind.value as Uint8Array, response: response.kind.case === "bytesValue" ? response.kind.value : undefined };
+}
+
+export function isUndefinedTable(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.InvalidArgument && /relation "shardrouter\.requests" does not exist|schema "shardrouter" does not exist/.test(err.rawMessage);
+}
+
+function quote(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
