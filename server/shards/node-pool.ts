@@ -48,15 +48,24 @@ export interface ReservedConnection {
 }
 
 /** Runs one statement on a pool or a reserved connection, streaming rows to onRow. */
-function startOn(sql: postgres.Sql, text: string, params: RawParam[], onRow: RowSink, prepare: boolean): RunningStatement {
+function startOn(
+  sql: postgres.Sql, text: string, params: RawParam[], onRow: RowSink, prepare: boolean,
+  onexecute?: (connection: { onclose?: (() => void) | null }) => boolean,
+): RunningStatement {
   const args = params.map((p) => sql.typed(p.text as never, p.oid));
-  const query = sql.unsafe(text, args as never[], { prepare }).values();
+  const query = sql.unsafe(text, args as never[], { prepare, ...(onexecute ? { onexecute } : {}) } as never).values();
   const done = query.forEach((row, result) => onRow(row as unknown[], (result as never as { statement: { columns: RawColumn[] } }).statement.columns))
     .then((result) => {
       const r = result as unknown as { command: string; count: number | null; statement?: { columns: RawColumn[] } };
       return { command: r.command ?? "", count: r.count ?? 0, columns: r.statement?.columns ?? [] };
     });
   return { done, cancel: () => void query.cancel() };
+}
+
+/** A statement refused because its reserved connection is gone: reads as a lost connection. */
+function closedStatement(address: string): RunningStatement {
+  const err = Object.assign(new Error(`write CONNECTION_CLOSED ${address}`), { code: "CONNECTION_CLOSED" });
+  return { done: Promise.reject(err), cancel: () => {} };
 }
 
 export class NodePool {
@@ -113,23 +122,40 @@ export class NodePool {
   async reserve(signal: AbortSignal): Promise<ReservedConnection> {
     const waiting = this.admission.acquire(signal);
     if (waiting) await waiting;
+    let conn: postgres.ReservedSql;
     try {
-      const conn = await this.sql.reserve();
-      let released = false;
-      return {
-        node: this,
-        start: (text, params, onRow) => startOn(conn, text, params, onRow, false),
-        release: () => {
-          if (released) return;
-          released = true;
-          conn.release();
-          this.admission.release();
-        },
-      };
+      conn = await this.sql.reserve();
     } catch (err) {
       this.admission.release();
       throw err;
     }
+    // postgres.js 3.4.9 does not mark a reserved connection dead when its socket closes: a statement
+    // sent afterwards is written to a null socket from a timer and crashes the process, and
+    // release() would put the dead connection back among the open ones. So, like its own begin(),
+    // we watch the connection's onclose (reached through onexecute) and stop using it once closed.
+    let closed = false;
+    let watched = false;
+    const watch = (connection: { onclose?: (() => void) | null }) => {
+      if (!watched) {
+        watched = true;
+        connection.onclose = () => { closed = true; };
+      }
+      return true;
+    };
+    let released = false;
+    return {
+      node: this,
+      start: (text, params, onRow) => {
+        if (closed) return closedStatement(this.address);
+        return startOn(conn, text, params, onRow, false, watch);
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        if (!closed) conn.release(); // a closed one is already back in the pool's closed queue
+        this.admission.release();
+      },
+    };
   }
 
   /** Names for type OIDs the router does not know by heart (enums, domains, extensions), cached. */

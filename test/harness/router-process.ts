@@ -1,0 +1,59 @@
+// The router as a separate process over a test cluster, so a test can SIGKILL it (failpoints do it
+// from inside) and start another, exactly as a crash and a restart happen in production.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
+import { devConfig } from "../../server/dev-cluster/dev-config.js";
+import type { LocalCluster } from "../../server/dev-cluster/local-cluster.js";
+import { pickFreePorts } from "../../server/dev-cluster/ports.js";
+import { waitFor } from "./router-cluster.js";
+
+const root = new URL("../..", import.meta.url).pathname;
+
+export interface RouterProcess {
+  readonly url: string;
+  readonly client: Client<typeof RouterService>;
+  readonly process: ChildProcess;
+  output(): string;
+  /** Resolves with the signal or exit code when the process ends (a failpoint ends it with SIGKILL). */
+  exited: Promise<string>;
+  kill(signal?: NodeJS.Signals): Promise<string>;
+}
+
+export interface RouterProcessOptions { failpoints?: string; transactions?: object; port?: number }
+
+export async function startRouterProcess(cluster: LocalCluster, opts: RouterProcessOptions = {}): Promise<RouterProcess> {
+  const port = opts.port ?? (await pickFreePorts(1))[0];
+  const dir = mkdtempSync(join(tmpdir(), "shardrouter-proc-"));
+  const configFile = join(dir, "router.json");
+  writeFileSync(configFile, JSON.stringify(devConfig(cluster, { port, transactions: opts.transactions })), { mode: 0o600 });
+  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts", "--config", configFile], {
+    cwd: root,
+    env: { ...process.env, SHARDROUTER_FAILPOINTS: opts.failpoints ?? "" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
+  const exited = new Promise<string>((resolve) => child.once("exit", (code, signal) => {
+    rmSync(dir, { recursive: true, force: true });
+    resolve(signal ?? `exit ${code}`);
+  }));
+  await Promise.race([
+    waitFor("the router process to serve", () => (out.includes("is serving on") ? true : undefined), 60_000),
+    exited.then((how) => { throw new Error(`router process ended (${how}) before serving:\n${out}`); }),
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    url,
+    client: createClient(RouterService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" })),
+    process: child,
+    output: () => out,
+    exited,
+    kill: (signal = "SIGKILL") => { if (child.exitCode === null && child.signalCode === null) child.kill(signal); return exited; },
+  };
+}
