@@ -15,6 +15,7 @@ import { listen, type Listener } from "./rpc/listener.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { routerService } from "./rpc/router-service.js";
 import { rejectUnknownFields } from "./rpc/strict-fields.js";
+import { HealthChecker } from "./shards/health-checker.js";
 import { ShardSet } from "./shards/shard-set.js";
 import { Coordinator } from "./transactions/coordinator.js";
 import { DecisionLog } from "./transactions/decision-log.js";
@@ -47,6 +48,8 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   );
   const shards = new ShardSet(config);
   const planner = new Planner(shardMap, shards);
+  const healthChecker = new HealthChecker(shards, config.health);
+  await healthChecker.start(); // serve with the roles the nodes report, not the configured ones
 
   const tx = config.transactions;
   const ids = new TransactionIds(tx.gidPrefix, tx.routerId ?? newRouterId());
@@ -74,6 +77,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   try {
     listener = await listen(handler, config.listen.host, config.listen.port);
   } catch (err) {
+    await healthChecker.stop();
     await recovery.stop();
     await shards.close();
     await catalog?.close();
@@ -86,6 +90,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       health.close(); // ends Watch streams, which would otherwise hold the listener open
       await listener.close();
       await recovery.stop();
+      await healthChecker.stop();
       await shards.close();
       await catalog?.close();
     },

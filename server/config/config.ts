@@ -41,6 +41,18 @@ export const ConfigSchema = z.object({
     statementTimeoutMs: z.number().int().min(0).default(30_000),
     maxPreparedStatements: z.number().int().min(0).default(1000),
   }).strict().prefault({}),
+  health: z.object({
+    /** How often every node is asked whether it is up, in recovery, and how far behind. */
+    intervalMs: z.number().int().min(10).default(1000),
+    /** A check slower than this counts as a failure (a hung node). */
+    timeoutMs: z.number().int().min(10).default(1000),
+  }).strict().prefault({}),
+  breaker: z.object({
+    /** Consecutive connection failures (or failed health checks) that open a node's breaker. */
+    failureThreshold: z.number().int().min(1).default(5),
+    /** How long an open breaker fails calls at once before letting one through to probe. */
+    halfOpenAfterMs: z.number().int().min(10).default(5000),
+  }).strict().prefault({}),
   transactions: z.object({
     /** Names this router instance in its transaction ids; default: random per process. */
     routerId: z.string().regex(/^[a-z0-9]{1,16}$/, "use 1-16 lowercase letters and digits").optional(),

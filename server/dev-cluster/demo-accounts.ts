@@ -4,6 +4,7 @@ import type { Planner } from "../execution/planner.js";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import { Oid } from "../execution/pg-types.js";
 import type { RawParam } from "../shards/node-pool.js";
+import { writerOf } from "../shards/shard-set.js";
 
 export const demoAccountCount = 1000;
 export const demoStartingBalance = 1000;
@@ -14,7 +15,7 @@ const createTable = `create table if not exists accounts (
 
 export async function seedDemoAccounts(planner: Planner): Promise<{ created: boolean }> {
   const run = (shard: string, sql: string, params: RawParam[] = []) => executeStatement({
-    shard, pool: planner.shards.shard(shard).primary, sql, params,
+    shard, pool: writerOf(planner.shards.shard(shard)), sql, params,
     signal: AbortSignal.timeout(30_000), budget: newBudget(10, 1 << 20),
   });
   let existing = 0n;

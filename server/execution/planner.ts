@@ -25,7 +25,8 @@ export class Planner {
     return { placement, shard: this.shards.shard(placement.shard) };
   }
 
-  node(shard: ShardNodes, preference: ReadPreference): NodePool {
-    return this.shards.pick(shard, preference);
+  /** Nodes that may serve a statement under `preference`, best first (see ShardSet.candidates). */
+  candidates(shard: ShardNodes, preference: ReadPreference, maxReplicaLagMs = 0): NodePool[] {
+    return this.shards.candidates(shard, preference, maxReplicaLagMs);
   }
 }

@@ -3,6 +3,7 @@
 // Messages name the shard and node by name and host:port only: never a DSN, user or password.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
+import { NodeUnreachableError } from "../shards/node-unreachable.js";
 
 export interface Where { shard: string; node: string; address: string }
 
@@ -59,7 +60,7 @@ export function toConnectError(err: unknown, where: Where): ConnectError {
     }]);
   }
   if (isConnectionError(err)) {
-    return new ConnectError(`${on} is unavailable: ${describeConnectionCode(e.code!)}`, Code.Unavailable);
+    return new NodeUnreachableError(`${on} is unavailable: ${describeConnectionCode(e.code!)}`, where.node);
   }
   // postgres.js' own generic errors (e.g. MAX_PARAMETERS_EXCEEDED) carry no credentials, only a reason.
   if (typeof e.code === "string" && e.message) {

@@ -10,6 +10,7 @@ import { type Column, type ResultSet, ResultSetSchema } from "../../gen/shardrou
 import type { RawParam } from "../shards/node-pool.js";
 import type { ShardSet } from "../shards/shard-set.js";
 import { planMerge, runMerge } from "./merge/plan.js";
+import { onFirstAnswering } from "./read-failover.js";
 import { type Budget, executeStatement } from "./shard-executor.js";
 
 export interface ScatterRequest {
@@ -18,6 +19,7 @@ export interface ScatterRequest {
   merge: MergeSpec | undefined;
   allowPartial: boolean;
   readPreference: ReadPreference;
+  maxReplicaLagMs: number;
   signal: AbortSignal;
   budget: Budget;
 }
@@ -33,10 +35,10 @@ export async function scatterGather(shards: ShardSet, req: ScatterRequest): Prom
     const runs = shards.shards.map(async (shard) => {
       const started = performance.now();
       try {
-        const result = await executeStatement({
-          shard: shard.name, pool: shards.pick(shard, req.readPreference), sql: req.sql, params: req.params,
-          signal: siblings.signal, budget: req.budget,
-        });
+        const candidates = shards.candidates(shard, req.readPreference, req.maxReplicaLagMs);
+        const result = await onFirstAnswering(candidates, siblings.signal, (pool) => executeStatement({
+          shard: shard.name, pool, sql: req.sql, params: req.params, signal: siblings.signal, budget: req.budget,
+        }));
         return { shard: shard.name, elapsed: performance.now() - started, result };
       } catch (err) {
         const error = ConnectError.from(err);

@@ -4,7 +4,9 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Column, ColumnSchema, type ResultSet, ResultSetSchema, type Row, RowSchema } from "../../gen/shardrouter/v1/value_pb.js";
+import { isBrokenCircuitError } from "cockatiel";
 import { abortError } from "../shards/admission.js";
+import { NodeUnreachableError } from "../shards/node-unreachable.js";
 import type { NodePool, RawColumn, RawParam, RawResult, ReservedConnection, RowSink, RunningStatement } from "../shards/node-pool.js";
 import { knownTypeName } from "./pg-types.js";
 import { type Where, isConnectionError, toConnectError } from "./postgres-errors.js";
@@ -26,8 +28,22 @@ export interface ShardStatement {
   budget: Budget;
 }
 
-/** A statement on the node's pool, under its admission control. */
+/** A statement on the node's pool, under its circuit breaker and admission control. */
 export async function executeStatement(s: ShardStatement): Promise<ResultSet> {
+  try {
+    return await s.pool.breaker.execute(() => pooled(s));
+  } catch (err) {
+    if (isBrokenCircuitError(err)) {
+      throw new NodeUnreachableError(
+        `shard ${s.shard}: node ${s.pool.name} (${s.pool.address}) is failing fast: its circuit breaker is open after repeated failures`,
+        s.pool.name,
+      );
+    }
+    throw err;
+  }
+}
+
+async function pooled(s: ShardStatement): Promise<ResultSet> {
   const waiting = s.pool.admission.acquire(s.signal);
   if (waiting) await waiting;
   let releaseNow = true;

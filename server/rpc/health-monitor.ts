@@ -4,7 +4,7 @@
 // background unless a Watch stream is open: a Check probes when the last result is older than freshMs.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
-import type { ShardSet } from "../shards/shard-set.js";
+import { type ShardSet, writerOf } from "../shards/shard-set.js";
 
 export type Serving = "serving" | "not_serving";
 
@@ -76,7 +76,7 @@ export class HealthMonitor {
     const answers = await Promise.all(this.shards.shards.map(async (shard) => {
       try {
         await executeStatement({
-          shard: shard.name, pool: shard.primary, sql: "select 1", params: [],
+          shard: shard.name, pool: writerOf(shard), sql: "select 1", params: [],
           signal: AbortSignal.timeout(this.probeTimeoutMs), budget: newBudget(1, 1024),
         });
         return true;

@@ -11,7 +11,9 @@ import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import { checkStatement } from "../execution/statement-guard.js";
 import { type EncodedParam, encodeParam } from "../execution/value-codec.js";
 import type { NodePool } from "../shards/node-pool.js";
-import type { ShardNodes } from "../shards/shard-set.js";
+import { type ShardNodes, writerOf } from "../shards/shard-set.js";
+import { onFirstAnswering } from "../execution/read-failover.js";
+import { CircuitState } from "cockatiel";
 import type { Coordinator } from "../transactions/coordinator.js";
 import { executeTransaction } from "../transactions/execute-transaction.js";
 import type { Recovery } from "../transactions/recovery.js";
@@ -42,10 +44,10 @@ export function routerService({ planner, coordinator, recovery, config }: Router
       checkStatement(req.sql);
       const params = encodeParams(req.params);
       const { shard } = await planner.route(req.key);
-      const result = await executeStatement({
-        shard: shard.name, pool: planner.node(shard, req.readPreference), sql: req.sql, params,
-        signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
-      });
+      const candidates = planner.candidates(shard, req.readPreference, req.maxReplicaLagMs);
+      const result = await onFirstAnswering(candidates, ctx.signal, (pool) => executeStatement({
+        shard: shard.name, pool, sql: req.sql, params, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
+      }));
       return { shard: shard.name, result };
     },
 
@@ -53,7 +55,7 @@ export function routerService({ planner, coordinator, recovery, config }: Router
       checkStatement(req.sql);
       return scatterGather(planner.shards, {
         sql: req.sql, params: encodeParams(req.params), merge: req.merge, allowPartial: req.allowPartial,
-        readPreference: req.readPreference, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
+        readPreference: req.readPreference, maxReplicaLagMs: req.maxReplicaLagMs, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
       });
     },
 
@@ -72,7 +74,7 @@ export function routerService({ planner, coordinator, recovery, config }: Router
         shardMapVersion: BigInt(map.version),
         shards: planner.shards.shards.map((shard) => ({
           name: shard.name,
-          status: shard.primary.status,
+          status: shardStatus(shard),
           nodes: describeNodes(shard),
           ownership: map.strategy.ownership(shard.name),
           weight: shard.weight,
@@ -87,6 +89,33 @@ function encodeParams(values: Value[]): EncodedParam[] {
   return values.map((v, i) => encodeParam(v, i + 1));
 }
 
+/** "up" when the shard has a writer, "down" otherwise, "unknown" before any node was checked. */
+function shardStatus(shard: ShardNodes): string {
+  if (shard.nodes.every((n) => n.health.status === "unknown")) return "unknown";
+  try {
+    return writerOf(shard).health.status === "down" ? "down" : "up";
+  } catch {
+    return "down";
+  }
+}
+
+const breakerNames: Record<CircuitState, string> = {
+  [CircuitState.Closed]: "closed", [CircuitState.Open]: "open", [CircuitState.HalfOpen]: "half_open", [CircuitState.Isolated]: "open",
+};
+
 function describeNodes(shard: ShardNodes): Node[] {
-  return shard.nodes.map((n: NodePool) => create(NodeSchema, { name: n.name, address: n.address, role: n.role, status: n.status }));
+  return shard.nodes.map((n: NodePool) => create(NodeSchema, {
+    name: n.name,
+    address: n.address,
+    role: n.health.inRecovery ? "replica" : "primary",
+    configuredRole: n.role,
+    status: n.health.status,
+    breaker: breakerNames[n.breaker.state],
+    lagMs: n.health.lagMs,
+    fenced: n.health.fenced,
+    timeline: n.health.timeline,
+    poolInUse: n.admission.inUse,
+    poolWaiting: n.admission.queued,
+    poolMax: n.admission.max,
+  }));
 }

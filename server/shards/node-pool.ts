@@ -1,8 +1,11 @@
 // One PostgreSQL node (a shard's primary or a replica): a long-lived postgres.js pool behind our own
 // admission control, plus the little the router remembers about the node (last outcome, type names).
+import { CircuitBreakerPolicy, ConsecutiveBreaker, circuitBreaker, handleType } from "cockatiel";
 import postgres from "postgres";
 import { Admission } from "./admission.js";
 import { decodedOids } from "../execution/pg-types.js";
+import { NodeUnreachableError } from "./node-unreachable.js";
+import { type NodeHealth, type NodeStatus, initialHealth } from "./node-health.js";
 
 export interface NodeConfig {
   name: string;
@@ -24,7 +27,9 @@ export interface PoolOptions {
   maxPreparedStatements: number;
 }
 
-export type NodeStatus = "up" | "down" | "unknown";
+export type { NodeStatus } from "./node-health.js";
+
+export interface BreakerOptions { failureThreshold: number; halfOpenAfterMs: number }
 
 export interface RawParam { text: string | null; oid: number }
 export interface RawColumn { name: string; type: number }
@@ -71,18 +76,33 @@ function closedStatement(address: string): RunningStatement {
 export class NodePool {
   readonly name: string;
   readonly address: string;
+  /** The configured role; the node's own view is in `health` (see NodeHealth). */
   readonly role: NodeConfig["role"];
   readonly admission: Admission;
-  status: NodeStatus = "unknown";
+  readonly health: NodeHealth;
+  /** Opens after consecutive connection failures or failed health checks; fails calls fast while open. */
+  readonly breaker: CircuitBreakerPolicy;
   private readonly sql: postgres.Sql;
+  /** A connection of its own for health checks, so a saturated pool does not look like a dead node. */
+  readonly probe: postgres.Sql;
   private readonly prepared = new Set<string>();
   private readonly typeNames = new Map<number, string>();
 
-  constructor(config: NodeConfig, private readonly options: PoolOptions) {
+  constructor(config: NodeConfig, private readonly options: PoolOptions, breaker: BreakerOptions = { failureThreshold: 5, halfOpenAfterMs: 5000 }) {
     this.name = config.name;
     this.address = `${config.host}:${config.port}`;
     this.role = config.role;
+    this.health = initialHealth(config.role);
     this.admission = new Admission(options.max, options.maxWaiting, `node ${config.name} (${this.address})`);
+    this.breaker = circuitBreaker(handleType(NodeUnreachableError), {
+      halfOpenAfter: breaker.halfOpenAfterMs,
+      breaker: new ConsecutiveBreaker(breaker.failureThreshold),
+    });
+    this.probe = postgres({
+      host: config.host, port: config.port, database: config.database, user: config.user, password: config.password,
+      max: 1, idle_timeout: 0, connect_timeout: Math.max(1, options.connectTimeoutMs / 1000), fetch_types: false,
+      onnotice: () => {}, connection: { application_name: "shardrouter-health" } as never,
+    });
     this.sql = postgres({
       host: config.host,
       port: config.port,
@@ -169,7 +189,15 @@ export class NodePool {
     return this.typeNames;
   }
 
+  get status(): NodeStatus {
+    return this.health.status;
+  }
+
+  set status(status: NodeStatus) {
+    this.health.status = status;
+  }
+
   async close(): Promise<void> {
-    await this.sql.end({ timeout: 5 });
+    await Promise.all([this.sql.end({ timeout: 5 }), this.probe.end({ timeout: 1 })]);
   }
 }

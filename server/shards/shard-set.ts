@@ -1,5 +1,9 @@
-// Every shard's nodes and their pools, and the choice of node for a read preference.
+// Every shard's nodes and their pools, and which node serves what. The writer is the node that says
+// it is writable (not in recovery), so a promotion is followed without a restart; a writable node on
+// an older timeline than its shard has seen (an old primary back after a failover) is fenced: never
+// written to, never read from, until an operator turns it into a replica.
 import { Code, ConnectError } from "@connectrpc/connect";
+import { CircuitState } from "cockatiel";
 import { ReadPreference } from "../../gen/shardrouter/v1/router_pb.js";
 import { type Config, passwordOf } from "../config/config.js";
 import { NodePool } from "./node-pool.js";
@@ -7,29 +11,25 @@ import { NodePool } from "./node-pool.js";
 export interface ShardNodes {
   readonly name: string;
   readonly weight: number;
-  readonly primary: NodePool;
-  readonly replicas: readonly NodePool[];
+  /** Configured order: the configured primary first. */
   readonly nodes: readonly NodePool[];
+  /** The highest timeline any writable node of this shard has reported. */
+  maxTimeline: number;
 }
 
 export class ShardSet {
   private readonly byName = new Map<string, ShardNodes>();
   private nextReplica = 0;
 
-  constructor(config: Pick<Config, "shards" | "pool">) {
+  constructor(config: Pick<Config, "shards" | "pool"> & Partial<Pick<Config, "breaker">>) {
     for (const shard of config.shards) {
       const nodes = shard.nodes.map((n, i) => new NodePool({
         ...n,
         name: n.name ?? `${shard.name}-${n.role}${n.role === "replica" ? `-${i}` : ""}`,
         password: passwordOf(n),
-      }, config.pool));
-      this.byName.set(shard.name, {
-        name: shard.name,
-        weight: shard.weight,
-        primary: nodes.find((n) => n.role === "primary")!,
-        replicas: nodes.filter((n) => n.role === "replica"),
-        nodes,
-      });
+      }, config.pool, config.breaker));
+      nodes.sort((a, b) => (a.role === b.role ? 0 : a.role === "primary" ? -1 : 1));
+      this.byName.set(shard.name, { name: shard.name, weight: shard.weight, nodes, maxTimeline: 0 });
     }
   }
 
@@ -43,33 +43,62 @@ export class ShardSet {
     return shard;
   }
 
-  /** The node that serves a statement on `shard` under `preference`. */
-  pick(shard: ShardNodes, preference: ReadPreference): NodePool {
+  writer(shard: ShardNodes): NodePool {
+    return writerOf(shard);
+  }
+
+  /**
+   * Nodes that may serve a statement, best first; later ones are for retrying a read when an earlier
+   * node does not answer. PRIMARY (the default) gives only the writer: a statement that may write is
+   * never retried elsewhere.
+   */
+  candidates(shard: ShardNodes, preference: ReadPreference, maxLagMs = 0): NodePool[] {
+    const replicas = this.replicas(shard, maxLagMs);
+    const writer = () => { try { return [this.writer(shard)]; } catch { return []; } };
     switch (preference) {
       case ReadPreference.UNSPECIFIED:
       case ReadPreference.PRIMARY:
-        return shard.primary;
+        return [this.writer(shard)];
       case ReadPreference.PRIMARY_PREFERRED:
-        return shard.primary.status !== "down" ? shard.primary : (this.replica(shard) ?? shard.primary);
+        return orElse([...writer(), ...replicas], shard, preference);
       case ReadPreference.REPLICA_PREFERRED:
-        return this.replica(shard) ?? shard.primary;
-      case ReadPreference.REPLICA: {
-        const replica = this.replica(shard);
-        if (!replica) throw new ConnectError(`shard ${shard.name} has no replica available for a REPLICA read`, Code.Unavailable);
-        return replica;
-      }
+        return orElse([...replicas, ...writer()], shard, preference);
+      case ReadPreference.REPLICA:
+        return orElse(replicas, shard, preference);
     }
     throw new ConnectError(`unknown read preference ${preference}`, Code.InvalidArgument);
   }
 
-  /** Round-robin over replicas not known to be down. */
-  private replica(shard: ShardNodes): NodePool | undefined {
-    const candidates = shard.replicas.filter((r) => r.status !== "down");
-    if (candidates.length === 0) return undefined;
-    return candidates[this.nextReplica++ % candidates.length];
+  /** Usable replicas, rotated so reads spread over them. */
+  private replicas(shard: ShardNodes, maxLagMs: number): NodePool[] {
+    const usable = shard.nodes.filter((n) =>
+      n.health.inRecovery && n.health.status !== "down" && n.breaker.state !== CircuitState.Open &&
+      (maxLagMs === 0 || n.health.lagMs <= maxLagMs));
+    if (usable.length < 2) return usable;
+    const start = this.nextReplica++ % usable.length;
+    return [...usable.slice(start), ...usable.slice(0, start)];
   }
 
   async close(): Promise<void> {
     await Promise.all(this.shards.flatMap((s) => s.nodes.map((n) => n.close())));
   }
+}
+
+/** The node that takes writes: exactly one writable, unfenced node that is not known to be down. */
+export function writerOf(shard: ShardNodes): NodePool {
+  const writable = shard.nodes.filter((n) => n.health.status !== "down" && !n.health.inRecovery && !n.health.fenced);
+  if (writable.length === 1) return writable[0];
+  if (writable.length === 0) {
+    const states = shard.nodes.map((n) => `${n.name} ${n.health.status === "down" ? "down" : n.health.fenced ? "fenced" : "replica"}`);
+    throw new ConnectError(`shard ${shard.name} has no writable primary right now (${states.join(", ")})`, Code.Unavailable);
+  }
+  throw new ConnectError(
+    `shard ${shard.name} has ${writable.length} writable nodes on the same timeline (${writable.map((n) => n.name).join(", ")}): ` +
+    "refusing to write until an operator resolves it", Code.Unavailable);
+}
+
+function orElse(nodes: NodePool[], shard: ShardNodes, preference: ReadPreference): NodePool[] {
+  if (nodes.length) return nodes;
+  const why = preference === ReadPreference.REPLICA ? "no replica that is up and within the lag bound" : "no node that is up";
+  throw new ConnectError(`shard ${shard.name} has ${why} for this read`, Code.Unavailable);
 }

@@ -10,7 +10,7 @@ import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
 import { type Budget, executeOnReserved, newBudget } from "../execution/shard-executor.js";
 import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
-import type { ShardNodes } from "../shards/shard-set.js";
+import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 import type { DecisionLog } from "./decision-log.js";
 import type { Failpoints } from "./failpoints.js";
 import { bytes, ensureRequestLog, findRequest, insertRequest, isUndefinedTable, type StoredRequest, storeResponse, text } from "./request-log.js";
@@ -96,7 +96,7 @@ export class Coordinator {
     inflight.add(gid);
     try {
       for (const shard of shards) {
-        const p: Participant = { shard, conn: await shard.primary.reserve(plan.signal), state: "done" };
+        const p: Participant = { shard, conn: await writerOf(shard).reserve(plan.signal), state: "done" };
         participants.push(p);
         await exec(p, "begin");
         p.state = "open";

@@ -4,7 +4,7 @@
 // Transactions this router is driving are never touched. Several routers may recover at once: the
 // decision row serialises them, and a COMMIT/ROLLBACK PREPARED that finds nothing was done by another.
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
-import type { ShardNodes, ShardSet } from "../shards/shard-set.js";
+import { type ShardNodes, type ShardSet, writerOf } from "../shards/shard-set.js";
 import type { Decision, DecisionLog } from "./decision-log.js";
 import { text } from "./request-log.js";
 import { assertSafeGid, type TransactionIds } from "./transaction-id.js";
@@ -80,7 +80,7 @@ export class Recovery {
 
   private async prepared(shard: ShardNodes): Promise<{ gid: string; ageMs: number }[]> {
     const result = await executeStatement({
-      shard: shard.name, pool: shard.primary, sql: listPrepared, params: [text(this.ids.pattern)],
+      shard: shard.name, pool: writerOf(shard), sql: listPrepared, params: [text(this.ids.pattern)],
       signal: AbortSignal.timeout(10_000), budget: newBudget(100_000, 64 << 20),
     });
     return result.rows.map((r) => ({ gid: String(r.values[0].kind.value), ageMs: Number(r.values[1].kind.value) }));
@@ -96,7 +96,7 @@ export class Recovery {
     }
     const sql = `${decision === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
     try {
-      await executeStatement({ shard: shard.name, pool: shard.primary, sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024) });
+      await executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024) });
     } catch (err) {
       // Another router (or the coordinator) finished it between our listing and now.
       if (!/does not exist/.test((err as Error).message)) throw err;

@@ -7,7 +7,7 @@ import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { Oid } from "../execution/pg-types.js";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import type { RawParam } from "../shards/node-pool.js";
-import type { ShardNodes } from "../shards/shard-set.js";
+import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 
 export const requestLogSchema = [
   "create schema if not exists shardrouter",
@@ -29,7 +29,7 @@ export interface StoredRequest { hash: Uint8Array; response: Uint8Array | undefi
 
 /** Creates the table on a shard; several routers may race, so under a transaction-scoped lock. */
 export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): Promise<void> {
-  const run = (sql: string) => executeStatement({ shard: shard.name, pool: shard.primary, sql, params: [], signal, budget: newBudget(10, 1 << 16) });
+  const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
   const exists = await run("select to_regclass('shardrouter.requests') is not null as present");
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
@@ -42,7 +42,7 @@ export async function findRequest(shard: ShardNodes, requestId: string, signal: 
   let result: ResultSet;
   try {
     result = await executeStatement({
-      shard: shard.name, pool: shard.primary, signal, budget: newBudget(2, 64 << 20),
+      shard: shard.name, pool: writerOf(shard), signal, budget: newBudget(2, 64 << 20),
       sql: "select request_hash, response from shardrouter.requests where request_id = $1", params: [text(requestId)],
     });
   } catch (err) {

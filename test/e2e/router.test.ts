@@ -211,7 +211,7 @@ test("bad input gets the right code and a clear message", async () => {
   assert.is(duplicate.findDetails(PostgresErrorDetailSchema)[0]?.constraint, "accounts_pkey");
 
   const negative = await failure(t.connect.executeOnShard({ key: "acct-2", sql: "update accounts set balance = -1 where id = $1", params: [str("acct-2")] }));
-  assert.is(negative.code, Code.FailedPrecondition);
+  assert.is(negative.code, Code.FailedPrecondition, negative.rawMessage);
   assert.is(negative.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate, "23514");
 
   const begin = await failure(t.connect.executeOnShard({ key: "acct-2", sql: "begin" }));

@@ -14,10 +14,10 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shardrouter/v1/router.proto.
  */
 export const file_shardrouter_v1_router: GenFile = /*@__PURE__*/
-  fileDesc("ChtzaGFyZHJvdXRlci92MS9yb3V0ZXIucHJvdG8SDnNoYXJkcm91dGVyLnYxIkMKBE5vZGUSDAoEbmFtZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEgwKBHJvbGUYAyABKAkSDgoGc3RhdHVzGAQgASgJIhsKDFJvdXRlUmVxdWVzdBILCgNrZXkYASABKAkihQEKDVJvdXRlUmVzcG9uc2USDQoFc2hhcmQYASABKAkSEwoLa2V5c3BhY2VfaWQYAiABKA0SEAoIc3RyYXRlZ3kYAyABKAkSIwoFbm9kZXMYBCADKAsyFC5zaGFyZHJvdXRlci52MS5Ob2RlEhkKEXNoYXJkX21hcF92ZXJzaW9uGAUgASgEIpEBChVFeGVjdXRlT25TaGFyZFJlcXVlc3QSCwoDa2V5GAEgASgJEgsKA3NxbBgCIAEoCRIlCgZwYXJhbXMYAyADKAsyFS5zaGFyZHJvdXRlci52MS5WYWx1ZRI3Cg9yZWFkX3ByZWZlcmVuY2UYBCABKA4yHi5zaGFyZHJvdXRlci52MS5SZWFkUHJlZmVyZW5jZSJSChZFeGVjdXRlT25TaGFyZFJlc3BvbnNlEg0KBXNoYXJkGAEgASgJEikKBnJlc3VsdBgCIAEoCzIZLnNoYXJkcm91dGVyLnYxLlJlc3VsdFNldCJYCgdPcmRlckJ5Eg4KBmNvbHVtbhgBIAEoCRISCgpkZXNjZW5kaW5nGAIgASgIEikKBW51bGxzGAMgASgOMhouc2hhcmRyb3V0ZXIudjEuTnVsbHNPcmRlciJ6CglBZ2dyZWdhdGUSDgoGY29sdW1uGAEgASgJEjMKCGZ1bmN0aW9uGAIgASgOMiEuc2hhcmRyb3V0ZXIudjEuQWdncmVnYXRlRnVuY3Rpb24SEgoKc3VtX2NvbHVtbhgDIAEoCRIUCgxjb3VudF9jb2x1bW4YBCABKAkipQEKCU1lcmdlU3BlYxIpCghvcmRlcl9ieRgBIAMoCzIXLnNoYXJkcm91dGVyLnYxLk9yZGVyQnkSEgoFbGltaXQYAiABKARIAIgBARIOCgZvZmZzZXQYAyABKAQSEAoIZ3JvdXBfYnkYBCADKAkSLQoKYWdncmVnYXRlcxgFIAMoCzIZLnNoYXJkcm91dGVyLnYxLkFnZ3JlZ2F0ZUIICgZfbGltaXQiwwEKE0V4ZWN1dGVPbkFsbFJlcXVlc3QSCwoDc3FsGAEgASgJEiUKBnBhcmFtcxgCIAMoCzIVLnNoYXJkcm91dGVyLnYxLlZhbHVlEigKBW1lcmdlGAMgASgLMhkuc2hhcmRyb3V0ZXIudjEuTWVyZ2VTcGVjEhUKDWFsbG93X3BhcnRpYWwYBCABKAgSNwoPcmVhZF9wcmVmZXJlbmNlGAUgASgOMh4uc2hhcmRyb3V0ZXIudjEuUmVhZFByZWZlcmVuY2UibwoMU2hhcmRPdXRjb21lEg0KBXNoYXJkGAEgASgJEhEKCXJvd19jb3VudBgCIAEoBBISCgplbGFwc2VkX21zGAMgASgBEikKBWVycm9yGAQgASgLMhouc2hhcmRyb3V0ZXIudjEuU2hhcmRFcnJvciI9CgpTaGFyZEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIQCghzcWxzdGF0ZRgDIAEoCSJvChRFeGVjdXRlT25BbGxSZXNwb25zZRIpCgZyZXN1bHQYASABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQSLAoGc2hhcmRzGAIgAygLMhwuc2hhcmRyb3V0ZXIudjEuU2hhcmRPdXRjb21lIhQKEkdldFRvcG9sb2d5UmVxdWVzdCI+CgxLZXlPd25lcnNoaXASEwoLZGVzY3JpcHRpb24YASABKAkSGQoRa2V5c3BhY2VfZnJhY3Rpb24YAiABKAEiiwEKBVNoYXJkEgwKBG5hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEiMKBW5vZGVzGAMgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIvCglvd25lcnNoaXAYBCABKAsyHC5zaGFyZHJvdXRlci52MS5LZXlPd25lcnNoaXASDgoGd2VpZ2h0GAUgASgNIogBChNHZXRUb3BvbG9neVJlc3BvbnNlEhAKCHN0cmF0ZWd5GAEgASgJEhkKEXNoYXJkX21hcF92ZXJzaW9uGAIgASgEEiUKBnNoYXJkcxgDIAMoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkEh0KFWluX2RvdWJ0X3RyYW5zYWN0aW9ucxgEIAEoDSq5AQoOUmVhZFByZWZlcmVuY2USHwobUkVBRF9QUkVGRVJFTkNFX1VOU1BFQ0lGSUVEEAASGwoXUkVBRF9QUkVGRVJFTkNFX1BSSU1BUlkQARIlCiFSRUFEX1BSRUZFUkVOQ0VfUFJJTUFSWV9QUkVGRVJSRUQQAhIlCiFSRUFEX1BSRUZFUkVOQ0VfUkVQTElDQV9QUkVGRVJSRUQQAxIbChdSRUFEX1BSRUZFUkVOQ0VfUkVQTElDQRAEKlYKCk51bGxzT3JkZXISGwoXTlVMTFNfT1JERVJfVU5TUEVDSUZJRUQQABIVChFOVUxMU19PUkRFUl9GSVJTVBABEhQKEE5VTExTX09SREVSX0xBU1QQAirFAQoRQWdncmVnYXRlRnVuY3Rpb24SIgoeQUdHUkVHQVRFX0ZVTkNUSU9OX1VOU1BFQ0lGSUVEEAASHAoYQUdHUkVHQVRFX0ZVTkNUSU9OX0NPVU5UEAESGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX1NVTRACEhoKFkFHR1JFR0FURV9GVU5DVElPTl9NSU4QAxIaChZBR0dSRUdBVEVfRlVOQ1RJT05fTUFYEAQSGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX0FWRxAFMq8ECg1Sb3V0ZXJTZXJ2aWNlEkkKBVJvdXRlEhwuc2hhcmRyb3V0ZXIudjEuUm91dGVSZXF1ZXN0Gh0uc2hhcmRyb3V0ZXIudjEuUm91dGVSZXNwb25zZSIDkAIBEl8KDkV4ZWN1dGVPblNoYXJkEiUuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZU9uU2hhcmRSZXF1ZXN0GiYuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZU9uU2hhcmRSZXNwb25zZRJZCgxFeGVjdXRlT25BbGwSIy5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25BbGxSZXF1ZXN0GiQuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZU9uQWxsUmVzcG9uc2USTQoIVHJhbnNmZXISHy5zaGFyZHJvdXRlci52MS5UcmFuc2ZlclJlcXVlc3QaIC5zaGFyZHJvdXRlci52MS5UcmFuc2ZlclJlc3BvbnNlEmsKEkV4ZWN1dGVUcmFuc2FjdGlvbhIpLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVUcmFuc2FjdGlvblJlcXVlc3QaKi5zaGFyZHJvdXRlci52MS5FeGVjdXRlVHJhbnNhY3Rpb25SZXNwb25zZRJbCgtHZXRUb3BvbG9neRIiLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVxdWVzdBojLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_shardrouter_v1_transactions, file_shardrouter_v1_value]);
+  fileDesc("ChtzaGFyZHJvdXRlci92MS9yb3V0ZXIucHJvdG8SDnNoYXJkcm91dGVyLnYxItwBCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRyb2xlGAMgASgJEg4KBnN0YXR1cxgEIAEoCRIXCg9jb25maWd1cmVkX3JvbGUYBSABKAkSDwoHYnJlYWtlchgGIAEoCRIOCgZsYWdfbXMYByABKAESDgoGZmVuY2VkGAggASgIEhAKCHRpbWVsaW5lGAkgASgNEhMKC3Bvb2xfaW5fdXNlGAogASgNEhQKDHBvb2xfd2FpdGluZxgLIAEoDRIQCghwb29sX21heBgMIAEoDSIbCgxSb3V0ZVJlcXVlc3QSCwoDa2V5GAEgASgJIoUBCg1Sb3V0ZVJlc3BvbnNlEg0KBXNoYXJkGAEgASgJEhMKC2tleXNwYWNlX2lkGAIgASgNEhAKCHN0cmF0ZWd5GAMgASgJEiMKBW5vZGVzGAQgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIZChFzaGFyZF9tYXBfdmVyc2lvbhgFIAEoBCKtAQoVRXhlY3V0ZU9uU2hhcmRSZXF1ZXN0EgsKA2tleRgBIAEoCRILCgNzcWwYAiABKAkSJQoGcGFyYW1zGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSNwoPcmVhZF9wcmVmZXJlbmNlGAQgASgOMh4uc2hhcmRyb3V0ZXIudjEuUmVhZFByZWZlcmVuY2USGgoSbWF4X3JlcGxpY2FfbGFnX21zGAUgASgNIlIKFkV4ZWN1dGVPblNoYXJkUmVzcG9uc2USDQoFc2hhcmQYASABKAkSKQoGcmVzdWx0GAIgASgLMhkuc2hhcmRyb3V0ZXIudjEuUmVzdWx0U2V0IlgKB09yZGVyQnkSDgoGY29sdW1uGAEgASgJEhIKCmRlc2NlbmRpbmcYAiABKAgSKQoFbnVsbHMYAyABKA4yGi5zaGFyZHJvdXRlci52MS5OdWxsc09yZGVyInoKCUFnZ3JlZ2F0ZRIOCgZjb2x1bW4YASABKAkSMwoIZnVuY3Rpb24YAiABKA4yIS5zaGFyZHJvdXRlci52MS5BZ2dyZWdhdGVGdW5jdGlvbhISCgpzdW1fY29sdW1uGAMgASgJEhQKDGNvdW50X2NvbHVtbhgEIAEoCSKlAQoJTWVyZ2VTcGVjEikKCG9yZGVyX2J5GAEgAygLMhcuc2hhcmRyb3V0ZXIudjEuT3JkZXJCeRISCgVsaW1pdBgCIAEoBEgAiAEBEg4KBm9mZnNldBgDIAEoBBIQCghncm91cF9ieRgEIAMoCRItCgphZ2dyZWdhdGVzGAUgAygLMhkuc2hhcmRyb3V0ZXIudjEuQWdncmVnYXRlQggKBl9saW1pdCLfAQoTRXhlY3V0ZU9uQWxsUmVxdWVzdBILCgNzcWwYASABKAkSJQoGcGFyYW1zGAIgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSKAoFbWVyZ2UYAyABKAsyGS5zaGFyZHJvdXRlci52MS5NZXJnZVNwZWMSFQoNYWxsb3dfcGFydGlhbBgEIAEoCBI3Cg9yZWFkX3ByZWZlcmVuY2UYBSABKA4yHi5zaGFyZHJvdXRlci52MS5SZWFkUHJlZmVyZW5jZRIaChJtYXhfcmVwbGljYV9sYWdfbXMYBiABKA0ibwoMU2hhcmRPdXRjb21lEg0KBXNoYXJkGAEgASgJEhEKCXJvd19jb3VudBgCIAEoBBISCgplbGFwc2VkX21zGAMgASgBEikKBWVycm9yGAQgASgLMhouc2hhcmRyb3V0ZXIudjEuU2hhcmRFcnJvciI9CgpTaGFyZEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIQCghzcWxzdGF0ZRgDIAEoCSJvChRFeGVjdXRlT25BbGxSZXNwb25zZRIpCgZyZXN1bHQYASABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQSLAoGc2hhcmRzGAIgAygLMhwuc2hhcmRyb3V0ZXIudjEuU2hhcmRPdXRjb21lIhQKEkdldFRvcG9sb2d5UmVxdWVzdCI+CgxLZXlPd25lcnNoaXASEwoLZGVzY3JpcHRpb24YASABKAkSGQoRa2V5c3BhY2VfZnJhY3Rpb24YAiABKAEiiwEKBVNoYXJkEgwKBG5hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEiMKBW5vZGVzGAMgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIvCglvd25lcnNoaXAYBCABKAsyHC5zaGFyZHJvdXRlci52MS5LZXlPd25lcnNoaXASDgoGd2VpZ2h0GAUgASgNIogBChNHZXRUb3BvbG9neVJlc3BvbnNlEhAKCHN0cmF0ZWd5GAEgASgJEhkKEXNoYXJkX21hcF92ZXJzaW9uGAIgASgEEiUKBnNoYXJkcxgDIAMoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkEh0KFWluX2RvdWJ0X3RyYW5zYWN0aW9ucxgEIAEoDSq5AQoOUmVhZFByZWZlcmVuY2USHwobUkVBRF9QUkVGRVJFTkNFX1VOU1BFQ0lGSUVEEAASGwoXUkVBRF9QUkVGRVJFTkNFX1BSSU1BUlkQARIlCiFSRUFEX1BSRUZFUkVOQ0VfUFJJTUFSWV9QUkVGRVJSRUQQAhIlCiFSRUFEX1BSRUZFUkVOQ0VfUkVQTElDQV9QUkVGRVJSRUQQAxIbChdSRUFEX1BSRUZFUkVOQ0VfUkVQTElDQRAEKlYKCk51bGxzT3JkZXISGwoXTlVMTFNfT1JERVJfVU5TUEVDSUZJRUQQABIVChFOVUxMU19PUkRFUl9GSVJTVBABEhQKEE5VTExTX09SREVSX0xBU1QQAirFAQoRQWdncmVnYXRlRnVuY3Rpb24SIgoeQUdHUkVHQVRFX0ZVTkNUSU9OX1VOU1BFQ0lGSUVEEAASHAoYQUdHUkVHQVRFX0ZVTkNUSU9OX0NPVU5UEAESGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX1NVTRACEhoKFkFHR1JFR0FURV9GVU5DVElPTl9NSU4QAxIaChZBR0dSRUdBVEVfRlVOQ1RJT05fTUFYEAQSGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX0FWRxAFMq8ECg1Sb3V0ZXJTZXJ2aWNlEkkKBVJvdXRlEhwuc2hhcmRyb3V0ZXIudjEuUm91dGVSZXF1ZXN0Gh0uc2hhcmRyb3V0ZXIudjEuUm91dGVSZXNwb25zZSIDkAIBEl8KDkV4ZWN1dGVPblNoYXJkEiUuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZU9uU2hhcmRSZXF1ZXN0GiYuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZU9uU2hhcmRSZXNwb25zZRJZCgxFeGVjdXRlT25BbGwSIy5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25BbGxSZXF1ZXN0GiQuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZU9uQWxsUmVzcG9uc2USTQoIVHJhbnNmZXISHy5zaGFyZHJvdXRlci52MS5UcmFuc2ZlclJlcXVlc3QaIC5zaGFyZHJvdXRlci52MS5UcmFuc2ZlclJlc3BvbnNlEmsKEkV4ZWN1dGVUcmFuc2FjdGlvbhIpLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVUcmFuc2FjdGlvblJlcXVlc3QaKi5zaGFyZHJvdXRlci52MS5FeGVjdXRlVHJhbnNhY3Rpb25SZXNwb25zZRJbCgtHZXRUb3BvbG9neRIiLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVxdWVzdBojLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_shardrouter_v1_transactions, file_shardrouter_v1_value]);
 
 /**
- * A node of a shard: its address and role, never its credentials.
+ * A node of a shard: its address, role and health, never its credentials.
  *
  * @generated from message shardrouter.v1.Node
  */
@@ -35,18 +35,72 @@ export type Node = Message<"shardrouter.v1.Node"> & {
   address: string;
 
   /**
-   * "primary" or "replica".
+   * The role the node itself reports: "primary" (writable) or "replica" (in recovery); the
+   * configured role until the first health check.
    *
    * @generated from field: string role = 3;
    */
   role: string;
 
   /**
-   * "up", "down" or "unknown".
+   * "up", "down" or "unknown" (not checked yet).
    *
    * @generated from field: string status = 4;
    */
   status: string;
+
+  /**
+   * The role in the configuration.
+   *
+   * @generated from field: string configured_role = 5;
+   */
+  configuredRole: string;
+
+  /**
+   * Circuit breaker: "closed" (in use), "open" (failing fast), "half_open" (probing).
+   *
+   * @generated from field: string breaker = 6;
+   */
+  breaker: string;
+
+  /**
+   * Replication lag of a replica in milliseconds (0 when caught up); 0 for a primary.
+   *
+   * @generated from field: double lag_ms = 7;
+   */
+  lagMs: number;
+
+  /**
+   * True for a writable node the router refuses to write to: an old primary that came back after
+   * another node was promoted (a lower timeline). An operator must turn it into a replica.
+   *
+   * @generated from field: bool fenced = 8;
+   */
+  fenced: boolean;
+
+  /**
+   * The node's timeline (increases at each promotion).
+   *
+   * @generated from field: uint32 timeline = 9;
+   */
+  timeline: number;
+
+  /**
+   * The node's pool: statements running, waiting for a slot, and the pool's size.
+   *
+   * @generated from field: uint32 pool_in_use = 10;
+   */
+  poolInUse: number;
+
+  /**
+   * @generated from field: uint32 pool_waiting = 11;
+   */
+  poolWaiting: number;
+
+  /**
+   * @generated from field: uint32 pool_max = 12;
+   */
+  poolMax: number;
 };
 
 /**
@@ -145,6 +199,13 @@ export type ExecuteOnShardRequest = Message<"shardrouter.v1.ExecuteOnShardReques
    * @generated from field: shardrouter.v1.ReadPreference read_preference = 4;
    */
   readPreference: ReadPreference;
+
+  /**
+   * With a replica-allowing preference: replicas lagging more than this are not used (0: no bound).
+   *
+   * @generated from field: uint32 max_replica_lag_ms = 5;
+   */
+  maxReplicaLagMs: number;
 };
 
 /**
@@ -322,6 +383,13 @@ export type ExecuteOnAllRequest = Message<"shardrouter.v1.ExecuteOnAllRequest"> 
    * @generated from field: shardrouter.v1.ReadPreference read_preference = 5;
    */
   readPreference: ReadPreference;
+
+  /**
+   * With a replica-allowing preference: replicas lagging more than this are not used (0: no bound).
+   *
+   * @generated from field: uint32 max_replica_lag_ms = 6;
+   */
+  maxReplicaLagMs: number;
 };
 
 /**
