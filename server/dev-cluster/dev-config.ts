@@ -2,7 +2,7 @@
 // config object that goes through the same validation as a config file.
 import type { LocalCluster, LocalNode } from "./local-cluster.js";
 
-export interface DevConfigOptions { host?: string; port?: number; placement?: unknown; pool?: unknown; limits?: unknown; transactions?: unknown }
+export interface DevConfigOptions { host?: string; port?: number; placement?: unknown; pool?: unknown; limits?: unknown; transactions?: unknown; health?: unknown; breaker?: unknown }
 
 export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): unknown {
   const connection = (n: LocalNode) => ({ host: n.host, port: n.port, database: n.database, user: n.user, password: n.password });
@@ -12,6 +12,8 @@ export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): u
     ...(opts.pool ? { pool: opts.pool } : {}),
     ...(opts.limits ? { limits: opts.limits } : {}),
     ...(opts.transactions ? { transactions: opts.transactions } : {}),
+    ...(opts.health ? { health: opts.health } : {}),
+    ...(opts.breaker ? { breaker: opts.breaker } : {}),
     shards: cluster.shards.map((s) => ({
       name: s.name,
       nodes: s.nodes.map((n) => ({ name: n.name, role: n.role, ...connection(n) })),

@@ -15,8 +15,21 @@ export interface Listener {
 }
 
 export async function listen(handler: Handler, host: string, port: number): Promise<Listener> {
-  const h1 = http.createServer(handler as never);
-  const h2 = http2.createServer(handler as never);
+  // Requests in flight, so a shutdown can wait for exactly them and no longer.
+  let inFlight = 0;
+  let draining = false;
+  let drained: (() => void) | undefined;
+  const counted: Handler = (req, res) => {
+    inFlight++;
+    res.once("close", () => {
+      if (--inFlight === 0 && draining) drained?.();
+    });
+    // While draining, HTTP/1.1 clients are told not to reuse the connection.
+    if (draining && req.httpVersionMajor === 1) (res as http.ServerResponse).setHeader("connection", "close");
+    handler(req, res);
+  };
+  const h1 = http.createServer(counted as never);
+  const h2 = http2.createServer(counted as never);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => { sessions.add(s); s.once("close", () => sessions.delete(s)); });
 
@@ -50,15 +63,21 @@ export async function listen(handler: Handler, host: string, port: number): Prom
     host,
     port: address.port,
     async close(graceMs = 5000) {
+      draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of sessions) s.close(); // GOAWAY: finish open streams, accept no new ones
       h1.closeIdleConnections();
-      const timer = setTimeout(() => {
-        h1.closeAllConnections();
-        for (const s of sessions) s.destroy();
-      }, graceMs);
-      await closed;
+      // Wait for the requests in flight (bounded by the grace period), then close what is left.
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        if (inFlight === 0) return resolve();
+        drained = resolve;
+        timer = setTimeout(resolve, graceMs);
+      });
       clearTimeout(timer);
+      h1.closeAllConnections();
+      for (const s of sessions) s.destroy();
+      await closed;
     },
   };
 }

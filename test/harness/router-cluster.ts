@@ -32,6 +32,8 @@ export interface TestRouterOptions {
   pool?: unknown;
   limits?: unknown;
   transactions?: unknown;
+  health?: unknown;
+  breaker?: unknown;
 }
 
 export async function startTestRouter(opts: TestRouterOptions = {}): Promise<TestRouter> {
@@ -47,7 +49,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   };
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4 });
-    const config = parseConfig(devConfig(cluster, { port: 0, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions }));
+    const config = parseConfig(devConfig(cluster, { port: 0, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker }));
     router = await startRouter(config);
     const baseUrl = router.url;
     return {
