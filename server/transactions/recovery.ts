@@ -88,12 +88,9 @@ export class Recovery {
 
   /** Settles one prepared transaction; undefined when it must be left alone for now. */
   private async settle(shard: ShardNodes, gid: string, ageMs: number): Promise<Decision | undefined> {
-    if (this.inflight.has(gid) || !this.decisions) return undefined;
-    let decision = await this.decisions.get(gid);
-    if (!decision) {
-      if (ageMs < this.options.graceMs) return undefined; // its coordinator may still decide
-      decision = await this.decisions.decide(gid, "abort", [], this.ids.routerId);
-    }
+    // Young ones are left to their coordinator, which may still be deciding or committing them.
+    if (this.inflight.has(gid) || !this.decisions || ageMs < this.options.graceMs) return undefined;
+    const decision = (await this.decisions.get(gid)) ?? (await this.decisions.decide(gid, "abort", [], this.ids.routerId));
     const sql = `${decision === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
     try {
       await executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024) });
