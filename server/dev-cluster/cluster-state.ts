@@ -1,4 +1,5 @@
-// cluster.json: what a restart of the same dataDir must reuse — ports, the password, shard names.
+// cluster.json: what a restart of the same dataDir must reuse — ports, the password, shard names,
+// each shard's nodes (primary first, then its streaming replicas).
 //
 // It holds the password, so it is written 0600 and atomically (write + rename): a crash mid-write
 // must not leave a cluster whose password nobody knows.
@@ -8,6 +9,7 @@ import { join } from "node:path";
 
 export const STATE_FILE = "cluster.json";
 
+/** `role` is the configured (initial) role; a promoted replica keeps "replica" here. */
 export interface NodeState { name: string; role: "primary" | "replica"; port: number }
 export interface ClusterState {
   version: 1;
@@ -16,10 +18,21 @@ export interface ClusterState {
   password: string;
   catalog: NodeState;
   shards: { name: string; nodes: NodeState[] }[];
+  /**
+   * The highest max_connections / max_prepared_transactions any start of this cluster used. A hot
+   * standby refuses to run with less than its primary last had (the value travels in the WAL and in
+   * pg_control), so replicas always start with these, never with a lower value of the current start.
+   */
+  replicaSettings?: { maxConnections: number; maxPreparedTransactions: number };
 }
 
 export function shardName(index: number): string {
   return `shard-${index}`;
+}
+
+/** Replica k (1-based) of shard i: "shard-0-replica-1". */
+export function replicaName(shardIndex: number, k: number): string {
+  return `${shardName(shardIndex)}-replica-${k}`;
 }
 
 /** Base64url: safe in connection URLs, pwfiles and conninfo strings without quoting. */

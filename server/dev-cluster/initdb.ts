@@ -5,7 +5,9 @@
 // system identifier, which only matters to physical replication (replicas are copies anyway).
 //
 // Why each data dir appears by rename: a run killed mid-copy leaves only `*.tmp`, never a half
-// data dir that looks initialised; the next start deletes the debris and copies again.
+// data dir that looks initialised; the next start deletes the debris and copies again. `prepare`
+// runs on the copy before the rename, so a replica's data dir never exists without standby.signal
+// (a never-started copy of the template is a valid standby of a primary made from the same template).
 import { execFile } from "node:child_process";
 import { chown, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -21,6 +23,8 @@ export interface InitOptions {
   database: string;
   runAs: RunAs;
   log: (line: string) => void;
+  /** Finishes a copy before it is renamed into place: `pgdata` is the copy, `target` its final path. */
+  prepare?: (pgdata: string, target: string) => Promise<void>;
 }
 
 /** Creates each of `targets` (absolute data dir paths that do not exist yet) as an initialised cluster. */
@@ -63,8 +67,11 @@ export async function createDataDirs(targets: string[], opts: InitOptions): Prom
   await Promise.all(copies.map(async (target) => {
     await rm(`${target}.tmp`, { recursive: true, force: true });
     await execFileAsync("cp", ["-a", template, `${target}.tmp`]);
+    await opts.prepare?.(`${target}.tmp`, target);
     await rename(`${target}.tmp`, target);
   }));
-  await rename(template, targets[targets.length - 1]);
+  const last = targets[targets.length - 1];
+  await opts.prepare?.(template, last);
+  await rename(template, last);
   await rm(work, { recursive: true, force: true });
 }

@@ -9,6 +9,8 @@
 //    one whose pid was reused by an unrelated process.
 // A process belongs to a data dir when its cwd is that dir: the postmaster and all its children
 // chdir into the data directory. That is also how we tell a live postmaster from a reused pid.
+// Those processes first get SIGCONT: a run killed while a node was paused (LocalCluster.pauseNode)
+// leaves them stopped, and a stopped process acts on no other signal.
 import { readdir, readFile, readlink, realpath, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pgBinaries, runTool, type RunAs } from "./pg-install.js";
@@ -59,6 +61,9 @@ export async function clearLeftoverServer(name: string, pgdata: string, runAs: R
   const pid = await readPidFile(pgdata);
   if (pid === undefined) return;
   const real = await realpath(pgdata);
+  for (const p of await processesInDir(real)) {
+    try { process.kill(p, "SIGCONT"); } catch { /* gone */ }
+  }
 
   if (pid > 0 && isAlive(pid) && (await cwdOf(pid)) === real) {
     log(`${name}: stopping leftover postgres (pid ${pid}) from an earlier run`);

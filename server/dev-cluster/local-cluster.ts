@@ -1,8 +1,9 @@
-// A local PostgreSQL cluster: one "catalog" server plus one server per shard, all on 127.0.0.1.
-// Used by `npm start` (the dev cluster, persistent) and by tests (temp clusters).
+// A local PostgreSQL cluster: one "catalog" server plus, per shard, a primary and `replicas`
+// streaming replicas, all on 127.0.0.1. Used by `npm start` (the dev cluster, persistent) and by tests
+// (temp clusters), which also inject faults: stop, kill, pause, promote.
 //
 // Layout under dataDir:
-//   cluster.json              ports, password (0600), shard names — reused by the next start
+//   cluster.json              ports, password (0600), shards and their nodes — reused by the next start
 //   <node>/data               the PostgreSQL data directory (LocalNode.dataDir), owned by the postgres OS user
 //   <node>/postgres.log       that server's log (nodeLogFile(node))
 //
@@ -11,12 +12,17 @@
 // from the kernel if this process dies. See README.md in this folder.
 import { mkdir, readdir, rm, stat, chmod, access } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { allNodes, loadState, saveState, shardName, newPassword, STATE_FILE, type ClusterState, type NodeState } from "./cluster-state.js";
+import { allNodes, loadState, saveState, shardName, replicaName, newPassword, STATE_FILE, type ClusterState, type NodeState } from "./cluster-state.js";
 import { createDataDirs } from "./initdb.js";
 import { clearLeftoverServer } from "./leftover-server.js";
+import { nodeSql, withNodeSql } from "./node-sql.js";
 import { postgresOsUser, type RunAs } from "./pg-install.js";
 import { isPortFree, pickFreePorts, reservePort } from "./ports.js";
 import { PostgresServer } from "./postgres-server.js";
+import {
+  cloneAsStandby, ensureSlots, isStandby, nodeServerSettings, pointAtPrimary, replicaServerSettings, shutDownCleanly,
+  waitStreaming, writeStandbySignal,
+} from "./replication.js";
 
 export interface LocalNode {
   name: string;          // e.g. "shard-0-primary", "catalog"
@@ -26,25 +32,60 @@ export interface LocalNode {
   user: string;          // "postgres"
   password: string;
   dataDir: string;       // the PostgreSQL data directory of this node
+  /**
+   * The CONFIGURED (initial) role, from cluster.json. It does not change when promote() or a restart
+   * changes what the node really is: whoever needs the actual role (the router) must ask the node
+   * (`select pg_is_in_recovery()`).
+   */
   role: "primary" | "replica";
 }
+/** A shard's nodes: the primary first, then `shard-N-replica-1`, `-2`, … */
 export interface LocalShard { name: string; nodes: LocalNode[] }
 export interface LocalClusterOptions {
   dataDir: string;            // everything lives under here
   shards: number;             // default 4
+  /**
+   * Streaming replicas per shard (0–8). Default: as many as dataDir already has (0 for a new cluster).
+   * More than remembered: the new ones are cloned from their (stopped) primary before anything starts.
+   * Fewer: an error.
+   */
+  replicas?: number;
   fresh?: boolean;            // wipe dataDir first
-  basePort?: number;          // catalog = basePort, shard i = basePort + 1 + i; otherwise free ports, remembered
+  basePort?: number;          // catalog = basePort, node j of shard i = basePort + 1 + i + j * shards; otherwise free ports, remembered
   log?: (line: string) => void;  // progress lines; server logs go to <node>/postgres.log
-  maxPreparedTransactions?: number; // default 64 (two-phase commit needs > 0)
-  maxConnections?: number;    // default 100
+  maxPreparedTransactions?: number; // default 64 (two-phase commit needs > 0); replicas: never less than any earlier start used
+  maxConnections?: number;    // default 100; replicas: never less than any earlier start used
 }
 export interface LocalCluster {
   shards: LocalShard[];
   catalog: LocalNode;
-  stop(): Promise<void>;                 // clean stop of every postgres, idempotent
-  stopNode(name: string, mode?: "fast" | "immediate"): Promise<void>;  // for fault tests
+  stop(): Promise<void>;                 // clean stop of every postgres (paused ones too), idempotent
+  // ---- fault injection (tests). Names are LocalNode.name; an unknown name rejects. ----
+  /** Fast (clean) or immediate (crash-like: recovery at the next start) stop of one node. */
+  stopNode(name: string, mode?: "fast" | "immediate"): Promise<void>;
+  /**
+   * Starts a stopped node's data dir as it is; never adds or removes standby.signal. So a configured
+   * primary always comes back WRITABLE — after one of its replicas was promoted, that is a second
+   * writable node in the shard (split brain), exactly as a real old primary that restarts. A replica
+   * that was promoted stays writable too. Resolves when the node accepts connections.
+   */
   startNode(name: string): Promise<void>;
+  /** SIGSTOPs the node's postmaster and every backend: connections and queries hang (TCP still accepts). */
+  pauseNode(name: string): Promise<void>;
+  /** SIGCONTs what pauseNode stopped; a no-op for a node that is not paused. */
+  resumeNode(name: string): Promise<void>;
+  /**
+   * Promotes a running replica (pg_promote): resolves once it is out of recovery and takes writes.
+   * Rejects for a node that is not in recovery. Its configured primary is left alone (stop it first
+   * for a clean failover, or keep it running for split brain).
+   */
+  promote(name: string): Promise<void>;
 }
+
+/** Replicas per shard at most: each takes one of the primary's max_wal_senders / max_replication_slots (10). */
+export const MAX_REPLICAS = 8;
+/** How long startLocalCluster waits for new or restarted replicas to stream before warning. */
+const STREAMING_TIMEOUT_MS = 30_000;
 
 const HOST = "127.0.0.1";
 const USER = "postgres";
@@ -62,6 +103,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   const maxPreparedTransactions = opts.maxPreparedTransactions ?? 64;
   const maxConnections = opts.maxConnections ?? 100;
   if (!Number.isInteger(shardCount) || shardCount < 1) throw new Error(`shards must be a positive integer, got ${opts.shards}`);
+  if (opts.replicas !== undefined && (!Number.isInteger(opts.replicas) || opts.replicas < 0 || opts.replicas > MAX_REPLICAS)) {
+    throw new Error(`replicas must be an integer from 0 to ${MAX_REPLICAS}, got ${opts.replicas}`);
+  }
   if (!Number.isInteger(maxPreparedTransactions) || maxPreparedTransactions < 0) throw new Error("maxPreparedTransactions must be an integer >= 0");
   if (!Number.isInteger(maxConnections) || maxConnections < 1) throw new Error("maxConnections must be a positive integer");
 
@@ -73,10 +117,17 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   await mkdir(dataDir, { recursive: true }); // umask modes: a 0700 parent would lock postgres out
   await ensureReachable(dataDir, runAs);
 
-  const state = withShards(await loadState(dataDir), shardCount, dataDir);
+  const state = withShards(await loadState(dataDir), shardCount, opts.replicas, dataDir);
+  const before = state.replicaSettings;
+  state.replicaSettings = {
+    maxConnections: Math.max(before?.maxConnections ?? 0, maxConnections),
+    maxPreparedTransactions: Math.max(before?.maxPreparedTransactions ?? 0, maxPreparedTransactions),
+  };
   await assignPorts(state, opts.basePort);
   await saveState(dataDir, state);
   const nodes = allNodes(state);
+  const primaries = [state.catalog, ...state.shards.map((s) => s.nodes[0])];
+  const replicas = state.shards.flatMap((s) => s.nodes.slice(1).map((n) => ({ node: n, primary: s.nodes[0] })));
 
   // Leftovers of an earlier run first: their ports are ours, not "taken by something else".
   await Promise.all(nodes.map(async (n) => {
@@ -91,34 +142,103 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     }
   }
 
-  const missing: string[] = [];
+  // Missing data dirs. Primaries, the catalog, and replicas of a primary that is new too: copies of
+  // one fresh initdb (replicas with standby.signal). A new replica of an existing primary: a copy of
+  // that primary's data dir, made below while it is stopped.
+  const had = new Set<string>();
   for (const n of nodes) {
     await mkdir(join(dataDir, n.name), { recursive: true, mode: 0o755 });
-    if (!(await exists(nodeData(n.name)))) missing.push(nodeData(n.name));
+    if (await exists(nodeData(n.name))) had.add(n.name);
   }
-  if (missing.length > 0) log(`creating ${missing.length} data dir(s) under ${dataDir}`);
-  await createDataDirs(missing, { dataDir, user: state.user, password: state.password, database: state.database, runAs, log });
+  const fromTemplate = nodes.filter((n) => !had.has(n.name) && (n.role === "primary" || !had.has(primaryOf(n).name)));
+  const toClone = replicas.filter((r) => !had.has(r.node.name) && had.has(r.primary.name));
+  function primaryOf(n: NodeState): NodeState {
+    return replicas.find((r) => r.node === n)!.primary;
+  }
+  const missing = fromTemplate.length + toClone.length;
+  if (missing > 0) log(`creating ${missing} data dir(s) under ${dataDir}`);
+  const standbyTargets = new Set(fromTemplate.filter((n) => n.role === "replica").map((n) => nodeData(n.name)));
+  await createDataDirs(fromTemplate.map((n) => nodeData(n.name)), {
+    dataDir, user: state.user, password: state.password, database: state.database, runAs, log,
+    prepare: async (pgdata, target) => {
+      if (standbyTargets.has(target)) await writeStandbySignal(pgdata, runAs);
+    },
+  });
 
   const servers = new Map<string, PostgresServer>();
   for (const n of nodes) {
+    const replica = n.role === "replica";
     servers.set(n.name, new PostgresServer({
       name: n.name,
       pgdata: nodeData(n.name),
       logFile: join(dataDir, n.name, "postgres.log"),
       port: n.port,
-      maxConnections,
-      maxPreparedTransactions,
+      maxConnections: replica ? state.replicaSettings.maxConnections : maxConnections,
+      maxPreparedTransactions: replica ? state.replicaSettings.maxPreparedTransactions : maxPreparedTransactions,
+      settings: { ...nodeServerSettings, ...(replica ? replicaServerSettings : {}) },
       runAs,
       log,
     }));
   }
-  const started = await Promise.allSettled([...servers.values()].map((s) => s.start()));
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) {
-    await Promise.all([...servers.values()].map((s) => s.stop("fast")));
-    throw failed.reason;
+  const stopAll = () => {
+    for (const s of servers.values()) s.thaw();
+    return Promise.all([...servers.values()].map((s) => s.stop("fast")));
+  };
+  try {
+    // New replicas of existing primaries: a file copy is only consistent when the primary is not
+    // running and shut down cleanly. Nothing runs yet; a primary that crashed (SIGKILL, immediate
+    // stop) is started and stopped once first, which runs its crash recovery and a clean shutdown.
+    for (const primary of new Set(toClone.map((r) => r.primary))) {
+      const pgdata = nodeData(primary.name);
+      if (!(await shutDownCleanly(pgdata))) {
+        log(`${primary.name}: did not shut down cleanly; starting and stopping it once before cloning replicas`);
+        await servers.get(primary.name)!.start();
+        await servers.get(primary.name)!.stop("fast");
+      }
+      const names = toClone.filter((r) => r.primary === primary).map((r) => r.node.name);
+      log(`cloning ${names.join(", ")} from ${primary.name}`);
+      await Promise.all(names.map((name) => cloneAsStandby(pgdata, nodeData(name), runAs)));
+    }
+
+    // Which configured replicas are standbys (a promoted one has lost standby.signal and stays a
+    // primary), and where their primary is now.
+    const standbys: typeof replicas = [];
+    for (const r of replicas) {
+      if (await isStandby(nodeData(r.node.name))) {
+        standbys.push(r);
+        await pointAtPrimary(nodeData(r.node.name), { primaryPort: r.primary.port, user: state.user, password: state.password, replicaName: r.node.name }, runAs);
+      } else {
+        log(`${r.node.name}: configured as a replica of ${r.primary.name} but was promoted earlier (no standby.signal): ` +
+          `it starts as a second writable primary; start with fresh: true to get a replica again`);
+      }
+    }
+
+    // Primaries first, then their slots, then replicas: a replica's first connection then finds the
+    // primary up and its slot in place (a failed attempt would cost a retry interval).
+    await startAll(primaries.map((n) => servers.get(n.name)!));
+    // One connection per primary with standbys, for its slots and then the streaming check.
+    const shardsWithStandbys = state.shards
+      .map((s) => ({ primary: s.nodes[0], names: standbys.filter((r) => r.primary === s.nodes[0]).map((r) => r.node.name) }))
+      .filter((s) => s.names.length > 0);
+    const sessions = shardsWithStandbys.map((s) => ({ ...s, sql: nodeSql(address(s.primary)) }));
+    try {
+      const lost = (await Promise.all(sessions.map((s) => ensureSlots(s.sql, s.primary.name, s.names, log)))).flat();
+      await startAll(replicas.map((r) => servers.get(r.node.name)!));
+      await Promise.all(sessions.map(async (s) => {
+        const lagging = await waitStreaming(s.sql, s.names.filter((n) => !lost.includes(n)), STREAMING_TIMEOUT_MS);
+        for (const name of lagging) log(`${name}: not streaming from ${s.primary.name} after ${STREAMING_TIMEOUT_MS / 1000}s; see ${join(dataDir, name, "postgres.log")}`);
+      }));
+    } finally {
+      await Promise.all(sessions.map((s) => s.sql.end({ timeout: 5 })));
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
   }
 
+  function address(n: NodeState) {
+    return { name: n.name, host: HOST, port: n.port, database: state.database, user: state.user, password: state.password };
+  }
   const toNode = (n: NodeState): LocalNode => ({
     name: n.name, host: HOST, port: n.port, database: state.database, user: state.user,
     password: state.password, dataDir: nodeData(n.name), role: n.role,
@@ -127,6 +247,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     catalog: toNode(state.catalog),
     shards: state.shards.map((s) => ({ name: s.name, nodes: s.nodes.map(toNode) })),
     async stop() {
+      for (const s of servers.values()) s.thaw(); // a paused replica would hold up its primary's shutdown
       const running = [...servers.values()].filter((s) => s.running);
       await Promise.all(running.map((s) => s.stop("fast")));
       if (running.length > 0) log(`stopped ${running.length} postgres server(s) under ${dataDir}`);
@@ -136,6 +257,31 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     },
     async startNode(name) {
       await server(name).start();
+    },
+    async pauseNode(name) {
+      await server(name).pause();
+      log(`${name}: paused (SIGSTOP)`);
+    },
+    async resumeNode(name) {
+      const s = server(name);
+      if (!s.paused) return;
+      await s.resume();
+      log(`${name}: resumed (SIGCONT)`);
+    },
+    async promote(name) {
+      const s = server(name);
+      if (!s.running) throw new Error(`${name} is not running; start it before promoting it`);
+      if (s.paused) throw new Error(`${name} is paused; resume it before promoting it`);
+      const n = nodes.find((x) => x.name === name)!;
+      await withNodeSql(address(n), async (sql) => {
+        const [{ inRecovery }] = await sql<{ inRecovery: boolean }[]>`select pg_is_in_recovery() as "inRecovery"`;
+        if (!inRecovery) throw new Error(`${name} is not in recovery (not a replica, or promoted already): nothing to promote`);
+        // wait => true: returns once recovery has ended, i.e. pg_is_in_recovery() is false and writes work.
+        const [{ done }] = await sql<{ done: boolean }[]>`select pg_promote(true, 60) as done`;
+        const [{ still }] = await sql<{ still: boolean }[]>`select pg_is_in_recovery() as still`;
+        if (!done || still) throw new Error(`${name} did not finish promotion within 60 s; see ${join(dataDir, name, "postgres.log")}`);
+      });
+      log(`${name}: promoted; it takes writes now`);
     },
   };
   function server(name: string): PostgresServer {
@@ -149,8 +295,18 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   return cluster;
 }
 
-/** Fills in shards up to `count` (growing is fine; shrinking would silently orphan data). */
-function withShards(state: ClusterState | undefined, count: number, dataDir: string): ClusterState {
+/** Starts `list` in parallel; if one fails, the others it started are stopped again and it rejects. */
+async function startAll(list: PostgresServer[]): Promise<void> {
+  const started = await Promise.allSettled(list.map((s) => s.start()));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+/**
+ * Fills in shards up to `count` and each shard's replicas up to `replicas` (default: as many as any
+ * shard has). Growing is fine; shrinking would silently orphan data.
+ */
+function withShards(state: ClusterState | undefined, count: number, replicas: number | undefined, dataDir: string): ClusterState {
   const s: ClusterState = state ?? {
     version: 1, user: USER, database: DATABASE, password: newPassword(),
     catalog: { name: "catalog", role: "primary", port: 0 },
@@ -163,6 +319,15 @@ function withShards(state: ClusterState | undefined, count: number, dataDir: str
   for (let i = s.shards.length; i < count; i++) {
     s.shards.push({ name: shardName(i), nodes: [{ name: `${shardName(i)}-primary`, role: "primary", port: 0 }] });
   }
+  const had = Math.max(...s.shards.map((sh) => sh.nodes.length - 1));
+  const want = replicas ?? had;
+  if (had > want) {
+    throw new Error(`${dataDir} holds ${had} replica(s) per shard but ${want} were asked for; ` +
+      `pass replicas: ${had}, or fresh: true to start over`);
+  }
+  s.shards.forEach((sh, i) => {
+    for (let k = sh.nodes.length; k <= want; k++) sh.nodes.push({ name: replicaName(i, k), role: "replica", port: 0 });
+  });
   return s;
 }
 

