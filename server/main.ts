@@ -8,11 +8,12 @@ import { devConfig } from "./dev-cluster/dev-config.js";
 import { type LocalCluster, startLocalCluster } from "./dev-cluster/local-cluster.js";
 import { type RunningRouter, startRouter } from "./router.js";
 
-const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME]
+const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--replicas N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME]
   --config FILE   router configuration (JSON); without it, --dev is implied
   --dev           start a local PostgreSQL cluster (embedded) and serve it
   --fresh         (dev) wipe the local cluster's data first
   --shards N      (dev) number of shards, default 4
+  --replicas N    (dev) streaming replicas per shard, default 1
   --data-dir DIR  (dev) where the local cluster lives, default .data/dev-cluster
   --host, --port  where to listen, default 127.0.0.1:8080
   --strategy S    placement: hash_ring (default), hash_mod, legacy_md5_mod`;
@@ -23,7 +24,7 @@ async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
       config: { type: "string" }, dev: { type: "boolean" }, fresh: { type: "boolean" },
-      shards: { type: "string" }, "data-dir": { type: "string" }, host: { type: "string" },
+      shards: { type: "string" }, replicas: { type: "string" }, "data-dir": { type: "string" }, host: { type: "string" },
       port: { type: "string" }, strategy: { type: "string" }, help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -31,6 +32,8 @@ async function main(): Promise<void> {
   if (args.help) { console.log(usage); return; }
   const port = args.port === undefined ? undefined : Number(args.port);
   const shardCount = args.shards === undefined ? 4 : Number(args.shards);
+  const replicaCount = args.replicas === undefined ? 1 : Number(args.replicas);
+  if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new ConfigError(`--replicas: "${args.replicas}" must be 0..8`);
   if (port !== undefined && !Number.isInteger(port)) throw new ConfigError(`--port: "${args.port}" is not a port number`);
   if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 64) throw new ConfigError(`--shards: "${args.shards}" must be 1..64`);
 
@@ -55,8 +58,10 @@ async function main(): Promise<void> {
     config = parseConfig({ ...fileConfig, listen: { ...fileConfig.listen, ...(args.host ? { host: args.host } : {}), ...(port ? { port } : {}) } }, args.config);
   } else {
     const dataDir = args["data-dir"] ?? ".data/dev-cluster";
-    console.log(`starting local cluster: ${shardCount} shards + catalog in ${dataDir}${args.fresh ? " (fresh)" : ""}`);
-    cluster = startedCluster = await startLocalCluster({ dataDir, shards: shardCount, fresh: args.fresh, log: (line) => console.log(`  ${line}`) });
+    console.log(`starting local cluster: ${shardCount} shards × (primary + ${replicaCount} replica${replicaCount === 1 ? "" : "s"}) + catalog in ${dataDir}${args.fresh ? " (fresh)" : ""}`);
+    cluster = startedCluster = await startLocalCluster({
+      dataDir, shards: shardCount, replicas: replicaCount, fresh: args.fresh, log: (line) => console.log(`  ${line}`),
+    });
     config = parseConfig(devConfig(cluster, {
       host: args.host, port, placement: args.strategy ? { strategy: args.strategy } : undefined,
     }), "local cluster config");

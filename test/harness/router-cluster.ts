@@ -28,6 +28,8 @@ export interface TestRouter {
 
 export interface TestRouterOptions {
   shards?: number;
+  /** Streaming replicas per shard (default 0). */
+  replicas?: number;
   placement?: unknown;
   pool?: unknown;
   limits?: unknown;
@@ -48,7 +50,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {
-    cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4 });
+    cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0 });
     const config = parseConfig(devConfig(cluster, { port: 0, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker }));
     router = await startRouter(config);
     const baseUrl = router.url;
