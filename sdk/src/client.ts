@@ -1,0 +1,273 @@
+// The hand-written face over the generated RouterService client: keys in, plain JS rows out, every
+// failure a ShardRouterError. Parameters are encoded inside each call so an unencodable value
+// rejects that call's promise (InvalidArgument) before anything is sent.
+import { type CallOptions as ConnectCallOptions, type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { codeFromString } from "@connectrpc/connect/protocol-connect";
+import { ReadPreference, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
+import { TransactionOutcome, type TransferResponse } from "../../gen/shardrouter/v1/transactions_pb.js";
+import { toShardRouterError } from "./errors.js";
+import { type MergeOptions, mergeSpec } from "./merge-spec.js";
+import { type QueryResult, type Row, decodeResult } from "./results.js";
+import { type DecodeOptions, type SqlParam, encodeParams } from "./values.js";
+
+/** A shard key: a non-empty string, or an integer (its decimal text is the key). */
+export type ShardKey = string | number | bigint;
+
+export interface CallOptions {
+  /** This call's deadline, overriding the client's timeoutMs. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+}
+
+export type ReadPreferenceName = "primary" | "primaryPreferred" | "replicaPreferred" | "replica";
+
+export interface QueryOptions extends CallOptions {
+  readPreference?: ReadPreferenceName;
+  /** Overrides the client's decode options for this call. */
+  decode?: DecodeOptions;
+}
+
+export interface AllOptions extends QueryOptions, MergeOptions {
+  /** Return the other shards' rows when some fail; failures are then in `shards[i].error`. */
+  allowPartial?: boolean;
+}
+
+export interface NodeInfo { name: string; address: string; role: string; status: string }
+
+export interface RouteInfo {
+  shard: string;
+  /** murmur3 x86 32-bit (seed 0) of the key's UTF-8 bytes. */
+  keyspaceId: number;
+  strategy: string;
+  nodes: NodeInfo[];
+  shardMapVersion: bigint;
+}
+
+export interface ShardResult<R = Row> extends QueryResult<R> { shard: string }
+
+export interface ShardOutcome {
+  shard: string;
+  rowCount: number;
+  elapsedMs: number;
+  /** Set when this shard failed (only with allowPartial; otherwise the call fails). */
+  error?: { code: Code; message: string; sqlstate?: string };
+}
+
+export interface AllResult<R = Row> extends QueryResult<R> { shards: ShardOutcome[] }
+
+export type Outcome = "committed" | "unspecified";
+
+export interface TransferOptions extends CallOptions {
+  /** Idempotency key: a retry with the same id returns the first outcome. Default: a new random UUID. */
+  requestId?: string;
+}
+
+/**
+ * fromShard, toShard, twoPhase (true when the accounts are on different shards), fromBalance and
+ * toBalance right after the transfer, transactionId, replayed (the stored outcome of an earlier attempt
+ * with the same requestId): the fields of shardrouter.v1.TransferResponse.
+ */
+export type TransferResult = Omit<TransferResponse, "$typeName" | "outcome"> & { outcome: Outcome; requestId: string };
+
+export interface TransactionStatement { key: ShardKey; sql: string; params?: readonly SqlParam[] }
+
+export interface TransactionOptions extends TransferOptions { decode?: DecodeOptions }
+
+export interface TransactionResult<R = Row> {
+  outcome: Outcome;
+  /** One per statement, in request order. */
+  results: ShardResult<R>[];
+  twoPhase: boolean;
+  transactionId: string;
+  replayed: boolean;
+  /** Shards that took part, in the order their locks were taken. */
+  shards: string[];
+  requestId: string;
+}
+
+export interface ShardTopology {
+  name: string;
+  status: string;
+  weight: number;
+  nodes: NodeInfo[];
+  ownership: { description: string; keyspaceFraction: number };
+}
+
+export interface Topology {
+  strategy: string;
+  shardMapVersion: bigint;
+  shards: ShardTopology[];
+  inDoubtTransactions: number;
+}
+
+/** Statements on the shard that owns one key. */
+export interface ShardScope {
+  readonly key: string;
+  query<R = Row>(sql: string, params?: readonly SqlParam[], opts?: QueryOptions): Promise<ShardResult<R>>;
+}
+
+function invalid(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}
+
+function keyText(key: ShardKey): string {
+  if (typeof key === "bigint") return key.toString();
+  if (typeof key === "number") {
+    if (!Number.isSafeInteger(key)) throw invalid(`shard key ${key}: a number key must be a safe integer`);
+    return String(key);
+  }
+  if (typeof key !== "string" || key === "") throw invalid("shard key: expected a non-empty string or an integer");
+  return key;
+}
+
+function int64(name: string, x: number | bigint): bigint {
+  if (typeof x === "bigint") return x;
+  if (typeof x !== "number" || !Number.isSafeInteger(x)) throw invalid(`${name}: expected an integer, got ${String(x)}`);
+  return BigInt(x);
+}
+
+const preferences: Record<ReadPreferenceName, ReadPreference> = {
+  primary: ReadPreference.PRIMARY,
+  primaryPreferred: ReadPreference.PRIMARY_PREFERRED,
+  replicaPreferred: ReadPreference.REPLICA_PREFERRED,
+  replica: ReadPreference.REPLICA,
+};
+
+function readPreference(name: ReadPreferenceName | undefined): ReadPreference {
+  if (name === undefined) return ReadPreference.UNSPECIFIED;
+  const p = preferences[name];
+  if (p === undefined) throw invalid(`readPreference: ${JSON.stringify(name)} is not primary, primaryPreferred, replicaPreferred or replica`);
+  return p;
+}
+
+const outcomeOf = (o: TransactionOutcome): Outcome => (o === TransactionOutcome.COMMITTED ? "committed" : "unspecified");
+const nodesOf = (nodes: NodeInfo[]): NodeInfo[] => nodes.map(({ name, address, role, status }) => ({ name, address, role, status }));
+const connectOptions = (o: CallOptions | undefined): ConnectCallOptions => ({ timeoutMs: o?.timeoutMs, signal: o?.signal, headers: o?.headers });
+
+export interface ClientSettings {
+  decode?: DecodeOptions;
+  /** Releases what the transport holds (an HTTP/2 connection); fetch transports hold nothing. */
+  close?: () => void;
+}
+
+export class ShardRouterClient {
+  /** The generated client, for anything this class does not wrap. Its errors are plain ConnectErrors. */
+  readonly rpc: Client<typeof RouterService>;
+  private readonly decode: DecodeOptions;
+
+  constructor(transport: Transport, private readonly settings: ClientSettings = {}) {
+    this.rpc = createClient(RouterService, transport);
+    this.decode = settings.decode ?? {};
+  }
+
+  /** Where a key lives (no database is touched). */
+  route(key: ShardKey, opts?: CallOptions): Promise<RouteInfo> {
+    return call(async () => {
+      const r = await this.rpc.route({ key: keyText(key) }, connectOptions(opts));
+      return { shard: r.shard, keyspaceId: r.keyspaceId, strategy: r.strategy, nodes: nodesOf(r.nodes), shardMapVersion: r.shardMapVersion };
+    });
+  }
+
+  /** Statements on the shard owning `key`: `client.onShard("acct-1").query("select … where id = $1", ["acct-1"])`. */
+  onShard(key: ShardKey): ShardScope {
+    return {
+      key: typeof key === "string" ? key : String(key),
+      query: <R>(sql: string, params?: readonly SqlParam[], opts?: QueryOptions) => call(async () => {
+        const r = await this.rpc.executeOnShard({
+          key: keyText(key), sql, params: encodeParams(params), readPreference: readPreference(opts?.readPreference),
+        }, connectOptions(opts));
+        return { shard: r.shard, ...decodeResult<R>(r.result, this.decodeFor(opts)) };
+      }),
+    };
+  }
+
+  /** One statement on every shard in parallel, merged as `opts` says (concatenated in shard order by default). */
+  all<R = Row>(sql: string, params?: readonly SqlParam[], opts: AllOptions = {}): Promise<AllResult<R>> {
+    return call(async () => {
+      const r = await this.rpc.executeOnAll({
+        sql, params: encodeParams(params), merge: mergeSpec(opts), allowPartial: !!opts.allowPartial,
+        readPreference: readPreference(opts.readPreference),
+      }, connectOptions(opts));
+      return {
+        ...decodeResult<R>(r.result, this.decodeFor(opts)),
+        shards: r.shards.map((s) => ({
+          shard: s.shard, rowCount: Number(s.rowCount), elapsedMs: s.elapsedMs,
+          ...(s.error && (s.error.code || s.error.message)
+            ? { error: { code: codeFromString(s.error.code) ?? Code.Unknown, message: s.error.message, ...(s.error.sqlstate ? { sqlstate: s.error.sqlstate } : {}) } }
+            : {}),
+        })),
+      };
+    });
+  }
+
+  /** Moves `amount` from one account to another atomically (two-phase commit across shards). */
+  transfer(from: ShardKey, to: ShardKey, amount: number | bigint, opts?: TransferOptions): Promise<TransferResult> {
+    return call(async () => {
+      const requestId = opts?.requestId ?? crypto.randomUUID();
+      const r = await this.rpc.transfer({ fromKey: keyText(from), toKey: keyText(to), amount: int64("amount", amount), requestId }, connectOptions(opts));
+      return {
+        outcome: outcomeOf(r.outcome), fromShard: r.fromShard, toShard: r.toShard, twoPhase: r.twoPhase,
+        fromBalance: r.fromBalance, toBalance: r.toBalance, transactionId: r.transactionId, replayed: r.replayed, requestId,
+      };
+    });
+  }
+
+  /** Statements on their keys' shards, all committed or none. */
+  transaction<R = Row>(statements: readonly TransactionStatement[], opts?: TransactionOptions): Promise<TransactionResult<R>> {
+    return call(async () => {
+      if (!Array.isArray(statements)) throw invalid("transaction: expected an array of { key, sql, params }");
+      const requestId = opts?.requestId ?? crypto.randomUUID();
+      const r = await this.rpc.executeTransaction({
+        requestId,
+        statements: statements.map((s, i) => ({ key: keyText(s.key), sql: s.sql, params: encodeStatementParams(s, i) })),
+      }, connectOptions(opts));
+      const decode = this.decodeFor(opts);
+      return {
+        outcome: outcomeOf(r.outcome),
+        results: r.results.map((s) => ({ shard: s.shard, ...decodeResult<R>(s.result, decode) })),
+        twoPhase: r.twoPhase, transactionId: r.transactionId, replayed: r.replayed, shards: r.shards, requestId,
+      };
+    });
+  }
+
+  /** Every shard: nodes, status, weight and the keys it owns. */
+  topology(opts?: CallOptions): Promise<Topology> {
+    return call(async () => {
+      const r = await this.rpc.getTopology({}, connectOptions(opts));
+      return {
+        strategy: r.strategy, shardMapVersion: r.shardMapVersion, inDoubtTransactions: r.inDoubtTransactions,
+        shards: r.shards.map((s) => ({
+          name: s.name, status: s.status, weight: s.weight, nodes: nodesOf(s.nodes),
+          ownership: { description: s.ownership?.description ?? "", keyspaceFraction: s.ownership?.keyspaceFraction ?? 0 },
+        })),
+      };
+    });
+  }
+
+  /** Closes the HTTP/2 connection of a gRPC client; a no-op for fetch clients. */
+  close(): void {
+    this.settings.close?.();
+  }
+
+  private decodeFor(opts: { decode?: DecodeOptions } | undefined): DecodeOptions {
+    return opts?.decode ? { ...this.decode, ...opts.decode } : this.decode;
+  }
+}
+
+function encodeStatementParams(s: TransactionStatement, index: number) {
+  try {
+    return encodeParams(s.params);
+  } catch (err) {
+    const e = ConnectError.from(err);
+    throw new ConnectError(`statement ${index + 1}: ${e.rawMessage}`, e.code);
+  }
+}
+
+async function call<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toShardRouterError(err);
+  }
+}

@@ -1,0 +1,28 @@
+// @shardrouter/sdk: the client for Node >= 20, Deno 2 and browsers (fetch; Connect or gRPC-Web).
+// For gRPC over HTTP/2 in Node, import from "@shardrouter/sdk/node" instead.
+import { ShardRouterClient } from "./client.js";
+import { type TransportOptions, fetchTransport } from "./transports.js";
+import type { DecodeOptions } from "./values.js";
+
+export interface ClientOptions extends TransportOptions {
+  /** How result cells become JS (timestamps as Date or text, json parsed or text). */
+  decode?: DecodeOptions;
+}
+
+/** A client over fetch. Throws a TypeError at once for a configuration it cannot serve (e.g. protocol "grpc"). */
+export function createClient(options: ClientOptions): ShardRouterClient {
+  return new ShardRouterClient(fetchTransport(options), { decode: options.decode });
+}
+
+export { ShardRouterClient } from "./client.js";
+export type {
+  AllOptions, AllResult, CallOptions, NodeInfo, Outcome, QueryOptions, ReadPreferenceName, RouteInfo, ShardKey,
+  ShardOutcome, ShardResult, ShardScope, ShardTopology, Topology, TransactionOptions, TransactionResult,
+  TransactionStatement, TransferOptions, TransferResult,
+} from "./client.js";
+export { type PostgresError, ShardRouterError, postgresErrorOf, sqlstateOf } from "./errors.js";
+export type { AggregateSpec, MergeOptions, OrderKey } from "./merge-spec.js";
+export type { Column, QueryResult, Row } from "./results.js";
+export type { Protocol, TransportOptions } from "./transports.js";
+export { type DecodeOptions, type JsonObject, type SqlParam, type TypedParam, date, float, json, numeric, timestamp, uuid } from "./values.js";
+export { Code, ConnectError } from "@connectrpc/connect";
