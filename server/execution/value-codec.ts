@@ -5,6 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type Value, ValueSchema } from "../../gen/shardrouter/v1/value_pb.js";
+import { type ArrayItems, parseArrayLiteral } from "./array-literal.js";
 import { Oid, arrayElementOf, kindOf, type ValueKind } from "./pg-types.js";
 
 export interface EncodedParam { text: string | null; oid: number }
@@ -69,19 +70,15 @@ export type CellDecoder = (cell: unknown) => Value;
 
 const nullValue = (): Value => create(ValueSchema, { kind: { case: "nullValue", value: 0 } });
 
-/** Builds the decoder for one column type. Arrays arrive already split by postgres.js. */
+/** Builds the decoder for one column type. Cells arrive as Postgres text, arrays included. */
 export function decoderFor(oid: number): CellDecoder {
   const element = arrayElementOf(oid);
   if (element !== undefined) {
     const decodeElement = decoderFor(element);
-    const decodeArray = (cell: unknown): Value => {
-      if (cell === null) return nullValue();
-      if (!Array.isArray(cell)) return text(String(cell));
-      return create(ValueSchema, {
-        kind: { case: "arrayValue", value: { values: cell.map((c) => (Array.isArray(c) ? decodeArray(c) : decodeElement(c))) } },
-      });
-    };
-    return decodeArray;
+    const decodeItems = (items: ArrayItems): Value => create(ValueSchema, {
+      kind: { case: "arrayValue", value: { values: items.map((c) => (Array.isArray(c) ? decodeItems(c) : decodeElement(c))) } },
+    });
+    return (cell) => (cell === null || cell === undefined ? nullValue() : decodeItems(parseArrayLiteral(String(cell))));
   }
   const decode = scalarDecoders[kindOf(oid)];
   return (cell) => (cell === null || cell === undefined ? nullValue() : decode(String(cell)));

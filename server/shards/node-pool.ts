@@ -112,7 +112,9 @@ export class NodePool {
       max: options.max,
       idle_timeout: options.idleTimeoutMs / 1000,
       connect_timeout: options.connectTimeoutMs / 1000,
-      fetch_types: true,
+      // No array parsers: the router reads array text itself (see execution/array-literal.ts), and
+      // a new connection needs no extra round trip to fetch array types.
+      fetch_types: false,
       types: { passThrough } as never,
       onnotice: () => {},
       connection: {

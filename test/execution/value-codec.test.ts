@@ -56,12 +56,17 @@ test("timestamps keep microseconds and honour the offset; infinity stays text", 
 });
 
 test("arrays decode element by element, nested and with nulls", () => {
-  const arr = decoderFor(1007)(["1", null, "3"]).kind;
+  const arr = decoderFor(1007)("{1,NULL,3}").kind;
   assert.is(arr.case, "arrayValue");
   const values = (arr.value as { values: Value[] }).values;
   assert.equal(values.map((x) => x.kind.case), ["int64Value", "nullValue", "int64Value"]);
-  const nested = decoderFor(1009)([["a"], ["b"]]).kind.value as { values: Value[] };
+  const nested = decoderFor(1009)("{{a},{b}}").kind.value as { values: Value[] };
   assert.is(nested.values[1].kind.case, "arrayValue");
+  const texts = (decoderFor(1009)('{"NULL",NULL,"a \\"b\\"",",",""}').kind.value as { values: Value[] }).values;
+  assert.equal(texts.map((v) => v.kind.value), ["NULL", 0, 'a "b"', ",", ""]); // a quoted "NULL" is text; NULL is null
+  assert.equal(texts.map((v) => v.kind.case), ["stringValue", "nullValue", "stringValue", "stringValue", "stringValue"]);
+  const bounded = (decoderFor(1007)("[0:1]={7,8}").kind.value as { values: Value[] }).values;
+  assert.equal(bounded.map((v) => v.kind.value), [7n, 8n]);
 });
 
 test.run();
