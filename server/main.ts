@@ -77,15 +77,18 @@ async function main(): Promise<void> {
 
 function printReady(url: string): void {
   const svc = `${url}/shardrouter.v1.RouterService`;
+  const curl = "npx buf curl --http2-prior-knowledge";
   console.log(`
 shardrouter is serving on ${url} (Connect/gRPC-Web over HTTP/1.1, gRPC over h2c). Ctrl-C stops everything.
 
-Try it (from this directory):
-  npx buf curl --schema proto --data '{"key":"acct-1"}' ${svc}/Route
-  npx buf curl --schema proto --data '{"key":"acct-1","sql":"select id, balance from accounts where id = $1","params":[{"stringValue":"acct-1"}]}' ${svc}/ExecuteOnShard
-  npx buf curl --schema proto --data '{"sql":"select count(*) as n, sum(balance) as total from accounts","merge":{"aggregates":[{"column":"n","function":"AGGREGATE_FUNCTION_COUNT"},{"column":"total","function":"AGGREGATE_FUNCTION_SUM"}]}}' ${svc}/ExecuteOnAll
-  npx buf curl --schema proto --data '{"sql":"select id, balance from accounts order by balance desc, id limit 5","merge":{"orderBy":[{"column":"balance","descending":true},{"column":"id"}],"limit":"5"}}' ${svc}/ExecuteOnAll
-  npx buf curl --schema proto --http2-prior-knowledge --protocol grpc ${svc}/GetTopology
+Try it (the router answers gRPC reflection, so no .proto files are needed):
+  ${curl} --protocol grpc -d '{"key":"acct-1"}' ${svc}/Route
+  ${curl} -d '{"key":"acct-1","sql":"select id, balance from accounts where id = $1","params":[{"stringValue":"acct-1"}]}' ${svc}/ExecuteOnShard
+  ${curl} -d '{"sql":"select count(*) as n, sum(balance) as total from accounts","merge":{"aggregates":[{"column":"n","function":"AGGREGATE_FUNCTION_COUNT"},{"column":"total","function":"AGGREGATE_FUNCTION_SUM"}]}}' ${svc}/ExecuteOnAll
+  ${curl} -d '{"sql":"select id, balance from accounts order by balance desc, id limit 5","merge":{"orderBy":[{"column":"balance","descending":true},{"column":"id"}],"limit":"5"}}' ${svc}/ExecuteOnAll
+  ${curl} -d '{"fromKey":"acct-1","toKey":"acct-2","amount":"10","requestId":"demo-1"}' ${svc}/Transfer
+  ${curl} --protocol grpc ${svc}/GetTopology
+  ${curl} --protocol grpc ${url}/grpc.health.v1.Health/Check
 `);
 }
 
