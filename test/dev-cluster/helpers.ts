@@ -92,21 +92,6 @@ export async function rejects(p: Promise<unknown>, pattern: RegExp): Promise<voi
   assert.unreachable(`expected a rejection matching ${pattern}`);
 }
 
-/**
- * uvu 0.5 loses an exception thrown by a before/after hook (the suite just shows 0 passed); print
- * the cause, then rethrow so the runner still counts the suite as failed. Same as test/harness's
- * `hook`, without importing the router.
- */
-export function hook(fn: () => Promise<void>): () => Promise<void> {
-  return async () => {
-    try {
-      await fn();
-    } catch (err) {
-      console.error("suite hook failed:", err);
-      throw err;
-    }
-  };
-}
 
 /** Kills whatever still runs under `dir` and removes it: the last step of every teardown. */
 export async function scrub(dir: string): Promise<void> {

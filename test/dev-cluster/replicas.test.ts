@@ -11,7 +11,8 @@ import type postgres from "postgres";
 import { suite, test } from "uvu";
 import * as assert from "uvu/assert";
 import { type LocalCluster, type LocalClusterOptions, type LocalNode, startLocalCluster } from "../../server/dev-cluster/local-cluster.js";
-import { connect, hook, inTempDir, nodesOf, plain, processesUnder, rejects, scrub, waitUntil, withSql } from "./helpers.js";
+import { connect, inTempDir, nodesOf, plain, processesUnder, rejects, scrub, waitUntil, withSql } from "./helpers.js";
+import { hook } from "../harness/uvu.js";
 
 const localClusterModule = fileURLToPath(new URL("../../server/dev-cluster/local-cluster.ts", import.meta.url));
 

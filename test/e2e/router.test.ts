@@ -10,8 +10,8 @@ import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { keyspaceId } from "../../server/placement/murmur3.js";
 import { startRouter } from "../../server/router.js";
-import { test } from "../harness/uvu.js";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { loadOrders, orderRows } from "./fixtures.js";
 import { plainRows } from "./values.js";
 

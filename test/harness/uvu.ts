@@ -25,3 +25,19 @@ export const test = new Proxy(uvuTest, {
     return Reflect.apply(target, thisArg, [name, readable(fn)]);
   },
 });
+
+/**
+ * uvu 0.5 loses an exception thrown by a before/after hook (its runner returns from `finally`), so
+ * the suite would just show 0 passed. Wrap hooks with this to print the cause; the runner still counts
+ * the suite's tests as failed.
+ */
+export function hook(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (err) {
+      console.error("suite hook failed:", err);
+      throw err;
+    }
+  };
+}

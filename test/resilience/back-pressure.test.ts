@@ -2,8 +2,8 @@
 // RESOURCE_EXHAUSTED instead of queueing without bound; what was admitted completes.
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
-import { hook, startTestRouter, type TestRouter } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 
 let t: TestRouter;
 const max = 2;

@@ -3,8 +3,8 @@
 // again by itself once the node is back. A Postgres error never opens it.
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 
 let t: TestRouter;
 test.before(hook(async () => {

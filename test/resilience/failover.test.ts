@@ -6,8 +6,8 @@ import * as assert from "uvu/assert";
 import { ReadPreference } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 import { plainRows } from "../e2e/values.js";
 
 let t: TestRouter;

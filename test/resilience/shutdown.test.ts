@@ -1,8 +1,8 @@
 // SIGTERM: the router stops accepting, lets the requests in flight finish, closes its pools, exits 0.
 import * as assert from "uvu/assert";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { startRouterProcess } from "../harness/router-process.js";
-import { test } from "../harness/uvu.js";
+import { hook, test } from "../harness/uvu.js";
 import { plainRows } from "../e2e/values.js";
 
 let t: TestRouter;

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import * as assert from "uvu/assert";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { keyspaceId } from "../../server/placement/murmur3.js";
-import { hook, startTestRouter, type TestRouter } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 
 const root = new URL("../..", import.meta.url).pathname;
 const buf = join(root, "node_modules/.bin/buf");

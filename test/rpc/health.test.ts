@@ -6,8 +6,8 @@ import * as assert from "uvu/assert";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
 import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import { startRouter } from "../../server/router.js";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 
 let t: TestRouter;
 let health: ReturnType<typeof createClient<typeof Health>>;

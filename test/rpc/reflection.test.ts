@@ -8,8 +8,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as assert from "uvu/assert";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { hook, startTestRouter, type TestRouter } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 
 let t: TestRouter;
 let reflection: ReturnType<typeof createClient<typeof v1.ServerReflection>>;

@@ -5,8 +5,8 @@ import { readFileSync } from "node:fs";
 import * as assert from "uvu/assert";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { pickFreePorts } from "../../server/dev-cluster/ports.js";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 import { root, runDeno } from "./deno-process.js";
 
 const scripts = JSON.parse(readFileSync(`${root}/package.json`, "utf8")).scripts as Record<string, string>;

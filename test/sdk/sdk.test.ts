@@ -5,8 +5,8 @@ import * as assert from "uvu/assert";
 import { createClient } from "../../sdk/src/node.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { pickFreePorts } from "../../server/dev-cluster/ports.js";
-import { hook, startTestRouter, type TestRouter } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 import { denoSdkFlags, type Finished, runDeno } from "./deno-process.js";
 import { type CaseContext, cases, pendingCases, resultPrefix } from "./sdk-cases.js";
 

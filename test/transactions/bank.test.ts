@@ -8,9 +8,9 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { type RouterProcess, startRouterProcess } from "../harness/router-process.js";
-import { test } from "../harness/uvu.js";
+import { hook, test } from "../harness/uvu.js";
 
 const clients = 8;
 const transfersPerClient = 60;

@@ -5,9 +5,9 @@ import { randomUUID } from "node:crypto";
 import * as assert from "uvu/assert";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { startRouterProcess } from "../harness/router-process.js";
-import { test } from "../harness/uvu.js";
+import { hook, test } from "../harness/uvu.js";
 import { plainRows } from "../e2e/values.js";
 
 let t: TestRouter;

@@ -5,8 +5,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
-import { hook, startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
-import { test } from "../harness/uvu.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
 import { plainRows } from "../e2e/values.js";
 
 let t: TestRouter;
