@@ -6,9 +6,10 @@ import { ConfigError, loadConfigFile, parseConfig, type Config } from "./config/
 import { seedDemoAccounts } from "./dev-cluster/demo-accounts.js";
 import { devConfig } from "./dev-cluster/dev-config.js";
 import { type LocalCluster, startLocalCluster } from "./dev-cluster/local-cluster.js";
+import { createLogger, defaultLogLevel, isLogLevel, type Logger, logLevels } from "./observability/logger.js";
 import { type RunningRouter, startRouter } from "./router.js";
 
-const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--replicas N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME]
+const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--replicas N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME] [--log-level LEVEL]
   --config FILE   router configuration (JSON); without it, --dev is implied
   --dev           start a local PostgreSQL cluster (embedded) and serve it
   --fresh         (dev) wipe the local cluster's data first
@@ -16,16 +17,19 @@ const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N]
   --replicas N    (dev) streaming replicas per shard, default 1
   --data-dir DIR  (dev) where the local cluster lives, default .data/dev-cluster
   --host, --port  where to listen, default 127.0.0.1:8080
-  --strategy S    placement: hash_ring (default), hash_mod, legacy_md5_mod`;
+  --strategy S    placement: hash_ring (default), hash_mod, legacy_md5_mod
+  --log-level L   JSON logs on stdout at ${logLevels.join(", ")}; default ${defaultLogLevel}
+                  (also SHARDROUTER_LOG_LEVEL); "info" adds one access line per RPC`;
 
 let startedCluster: LocalCluster | undefined;
+let logger: Logger | undefined;
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
       config: { type: "string" }, dev: { type: "boolean" }, fresh: { type: "boolean" },
       shards: { type: "string" }, replicas: { type: "string" }, "data-dir": { type: "string" }, host: { type: "string" },
-      port: { type: "string" }, strategy: { type: "string" }, help: { type: "boolean", short: "h" },
+      port: { type: "string" }, strategy: { type: "string" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
@@ -36,17 +40,20 @@ async function main(): Promise<void> {
   if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new ConfigError(`--replicas: "${args.replicas}" must be 0..8`);
   if (port !== undefined && !Number.isInteger(port)) throw new ConfigError(`--port: "${args.port}" is not a port number`);
   if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 64) throw new ConfigError(`--shards: "${args.shards}" must be 1..64`);
+  const level = args["log-level"] ?? process.env.SHARDROUTER_LOG_LEVEL ?? defaultLogLevel;
+  if (!isLogLevel(level)) throw new ConfigError(`--log-level: "${level}" must be one of ${logLevels.join(", ")}`);
+  const log = (logger = createLogger({ level }));
 
   let cluster: LocalCluster | undefined;
   let router: RunningRouter | undefined;
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) { console.error(`\n${signal} again: exiting now`); process.exit(130); }
+    if (stopping) { log.warn({ signal }, `${signal} again: exiting now`); process.exit(130); }
     stopping = true;
-    console.log(`\n${signal}: stopping router and local cluster...`);
-    await router?.close().catch((e) => console.error(`router close: ${e.message}`));
-    await cluster?.stop().catch((e) => console.error(`cluster stop: ${e.message}`));
-    console.log("stopped");
+    log.notice({ signal }, `${signal}: stopping router${cluster ? " and local cluster" : ""}`);
+    await router?.close().catch((err) => log.error({ err }, "router close failed"));
+    await cluster?.stop().catch((err) => log.error({ err }, "local cluster stop failed"));
+    log.notice("stopped");
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
@@ -58,21 +65,23 @@ async function main(): Promise<void> {
     config = parseConfig({ ...fileConfig, listen: { ...fileConfig.listen, ...(args.host ? { host: args.host } : {}), ...(port ? { port } : {}) } }, args.config);
   } else {
     const dataDir = args["data-dir"] ?? ".data/dev-cluster";
-    console.log(`starting local cluster: ${shardCount} shards × (primary + ${replicaCount} replica${replicaCount === 1 ? "" : "s"}) + catalog in ${dataDir}${args.fresh ? " (fresh)" : ""}`);
+    log.notice({ shards: shardCount, replicas: replicaCount, dataDir, fresh: !!args.fresh }, "starting local cluster");
     cluster = startedCluster = await startLocalCluster({
-      dataDir, shards: shardCount, replicas: replicaCount, fresh: args.fresh, log: (line) => console.log(`  ${line}`),
+      dataDir, shards: shardCount, replicas: replicaCount, fresh: args.fresh, log: (line) => log.notice({ component: "dev-cluster" }, line),
     });
     config = parseConfig(devConfig(cluster, {
       host: args.host, port, placement: args.strategy ? { strategy: args.strategy } : undefined,
     }), "local cluster config");
   }
 
-  router = await startRouter(config);
+  router = await startRouter(config, { logger: log });
   if (cluster) {
     const { created } = await seedDemoAccounts(router.planner);
-    console.log(created ? "seeded accounts: acct-0 … acct-999, balance 1000 each" : "accounts table already seeded (use --fresh to reset)");
+    log.notice(created ? "seeded accounts: acct-0 … acct-999, balance 1000 each" : "accounts table already seeded (use --fresh to reset)");
+    printReady(router.url); // the dev command's banner, for a person at a terminal
+  } else {
+    log.notice({ url: router.url, metrics: `${router.url}/metrics` }, `shardrouter is serving on ${router.url}`);
   }
-  printReady(router.url);
 }
 
 function printReady(url: string): void {
@@ -89,11 +98,14 @@ Try it (the router answers gRPC reflection, so no .proto files are needed):
   ${curl} -d '{"fromKey":"acct-1","toKey":"acct-2","amount":"10","requestId":"demo-1"}' ${svc}/Transfer
   ${curl} --protocol grpc ${svc}/GetTopology
   ${curl} --protocol grpc ${url}/grpc.health.v1.Health/Check
+  curl ${url}/metrics
 `);
 }
 
 main().catch(async (err) => {
-  console.error(err instanceof ConfigError ? err.message : `shardrouter failed to start: ${err?.message ?? err}`);
+  // A configuration or usage mistake is for the person who typed the command: plain text.
+  if (err instanceof ConfigError || !logger) console.error(err instanceof ConfigError ? err.message : `shardrouter failed to start: ${err?.message ?? err}`);
+  else logger.fatal({ err }, "shardrouter failed to start");
   await startedCluster?.stop().catch(() => {});
   process.exit(1);
 });

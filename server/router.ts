@@ -9,6 +9,8 @@ import { CatalogDirectoryStore } from "./catalog/directory-store.js";
 import type { Config } from "./config/config.js";
 import { Planner } from "./execution/planner.js";
 import { buildShardMap } from "./placement/shard-map.js";
+import { type Logger, lineLogger, silentLogger } from "./observability/logger.js";
+import { observability } from "./observability/observability.js";
 import { healthService } from "./rpc/health.js";
 import { HealthMonitor } from "./rpc/health-monitor.js";
 import { listen, type Listener } from "./rpc/listener.js";
@@ -31,12 +33,14 @@ export interface RunningRouter {
 }
 
 export interface RouterOptions {
-  /** Operational lines (recovery outcomes); default console.log. */
+  /** The structured logger (main.ts creates one); default: silent. */
+  logger?: Logger;
+  /** Without `logger`: gets each JSON log line at the default level. */
   log?: (line: string) => void;
 }
 
 export async function startRouter(config: Config, options: RouterOptions = {}): Promise<RunningRouter> {
-  const log = options.log ?? ((line: string) => console.log(line));
+  const logger = options.logger ?? (options.log ? lineLogger(options.log) : silentLogger());
   const catalog = config.catalog ? await Catalog.open(config.catalog) : undefined;
   if (config.placement.strategy === "directory" && !catalog) {
     throw new Error("placement.strategy: \"directory\" needs a catalog database (config field catalog)");
@@ -48,35 +52,39 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   );
   const shards = new ShardSet(config);
   const planner = new Planner(shardMap, shards);
+  const obs = observability({ shards, logger, inDoubt: () => recovery.inDoubt, healthIntervalMs: config.health.intervalMs });
   const healthChecker = new HealthChecker(shards, config.health);
   await healthChecker.start(); // serve with the roles the nodes report, not the configured ones
+  obs.watchNodes();
 
   const tx = config.transactions;
   const ids = new TransactionIds(tx.gidPrefix, tx.routerId ?? newRouterId());
   const decisions = catalog && new DecisionLog(catalog);
   const inflight = new Set<string>();
-  const coordinator = new Coordinator({ ids, decisions, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs, inflight });
-  const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, log);
+  const coordinator = new Coordinator({ ids, decisions, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs, inflight, observer: obs.transactions });
+  const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, obs.transactions);
   // Best effort: a shard that is down now gets its table on its first transaction.
   await Promise.all(shards.shards.map((s) => ensureRequestLog(s, AbortSignal.timeout(10_000)).catch(() => {})));
   recovery.start();
 
   const health = new HealthMonitor(shards);
-  const handler = connectNodeAdapter({
+  const handler = obs.withRequestIds(connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       router.service(RouterService, routerService({ planner, coordinator, recovery, config }));
       // Health and reflection (buf curl without --schema); reflection needs HTTP/2 (bidi stream).
       router.service(Health, healthService(health, [RouterService.typeName]));
       registerReflection(router, [RouterService, Health]);
     },
-    interceptors: [rejectUnknownFields],
+    interceptors: [obs.interceptor, rejectUnknownFields], // observing first: it sees every outcome
+    contextValues: obs.contextValues, // the request id
     jsonOptions: { ignoreUnknownFields: false },
     readMaxBytes: 16 * 1024 * 1024,
-  });
+  }));
   let listener: Listener;
   try {
-    listener = await listen(handler, config.listen.host, config.listen.port);
+    listener = await listen(handler, config.listen.host, config.listen.port, { http1: obs.http1 }); // GET /metrics
   } catch (err) {
+    obs.close();
     await healthChecker.stop();
     await recovery.stop();
     await shards.close();
@@ -90,6 +98,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       health.close(); // ends Watch streams, which would otherwise hold the listener open
       await listener.close();
       await recovery.stop();
+      obs.close();
       await healthChecker.stop();
       await shards.close();
       await catalog?.close();

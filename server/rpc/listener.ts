@@ -14,7 +14,12 @@ export interface Listener {
   close(graceMs?: number): Promise<void>;
 }
 
-export async function listen(handler: Handler, host: string, port: number): Promise<Listener> {
+export interface ListenOptions {
+  /** Answers a plain HTTP/1.1 request (e.g. GET /metrics) before the RPC handler; true when it did. */
+  http1?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+}
+
+export async function listen(handler: Handler, host: string, port: number, options: ListenOptions = {}): Promise<Listener> {
   // Requests in flight, so a shutdown can wait for exactly them and no longer.
   let inFlight = 0;
   let draining = false;
@@ -26,6 +31,7 @@ export async function listen(handler: Handler, host: string, port: number): Prom
     });
     // While draining, HTTP/1.1 clients are told not to reuse the connection.
     if (draining && req.httpVersionMajor === 1) (res as http.ServerResponse).setHeader("connection", "close");
+    if (req.httpVersionMajor === 1 && options.http1?.(req as http.IncomingMessage, res as http.ServerResponse)) return;
     handler(req, res);
   };
   const h1 = http.createServer(counted as never);

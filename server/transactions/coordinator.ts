@@ -47,6 +47,18 @@ export interface CoordinatorDeps {
   lockTimeoutMs: number;
   /** Transactions this router is driving right now: recovery leaves them alone. */
   inflight: Set<string>;
+  /** Told how each attempt ended (metrics, logs); it changes nothing here. */
+  observer?: TransactionObserver;
+}
+
+/**
+ * How an attempt ended: committed in one or two phases; rolled back (it failed, or never reached a
+ * commit); or in doubt (the commit decision could not be recorded, so recovery settles it).
+ */
+export type TransactionOutcomeKind = "committed_one_phase" | "committed_two_phase" | "rolled_back" | "in_doubt";
+
+export interface TransactionObserver {
+  finished(event: { transactionId: string; shards: string[]; outcome: TransactionOutcomeKind }): void;
 }
 
 type State = "open" | "prepared" | "done" | "left-for-recovery";
@@ -119,6 +131,7 @@ export class Coordinator {
       if (!twoPhase) {
         await exec(home, "commit", [], noDeadline);
         home.state = "done";
+        this.report(gid, outcome.shards, "committed_one_phase");
         return outcome;
       }
       failpoints.hit("before_prepare");
@@ -130,13 +143,24 @@ export class Coordinator {
       await this.decideCommit(gid, participants);
       failpoints.hit("after_decision");
       await this.commitPrepared(gid, participants);
+      this.report(gid, outcome.shards, "committed_two_phase");
       return outcome;
     } catch (err) {
       await this.rollback(gid, participants);
+      this.report(gid, participants.map((p) => p.shard.name), participants.some((p) => p.state === "left-for-recovery") ? "in_doubt" : "rolled_back");
       throw err;
     } finally {
       for (const p of participants) p.conn.release();
       inflight.delete(gid);
+    }
+  }
+
+  /** Tells the observer; a failing observer never changes an outcome. */
+  private report(transactionId: string, shards: string[], outcome: TransactionOutcomeKind): void {
+    try {
+      this.deps.observer?.finished({ transactionId, shards, outcome });
+    } catch {
+      // metrics and logs are best effort
     }
   }
 

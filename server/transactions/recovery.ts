@@ -12,6 +12,15 @@ import { assertSafeGid, type TransactionIds } from "./transaction-id.js";
 export interface RecoveryOptions { graceMs: number; intervalMs: number }
 export interface RecoveryRound { committed: number; rolledBack: number; inDoubt: number }
 
+/** Told what each round settled and what it could not (metrics, logs); it changes nothing here. */
+export interface RecoveryObserver {
+  settled(event: { shard: string; gid: string; decision: Decision; ageMs: number }): void;
+  notSettled(event: { shard: string; gid: string; error: unknown }): void;
+  round(tally: RecoveryRound): void;
+}
+
+const unobserved: RecoveryObserver = { settled() {}, notSettled() {}, round() {} };
+
 const listPrepared = `select gid, (extract(epoch from now() - prepared) * 1000)::int8 as age_ms
   from pg_prepared_xacts where database = current_database() and gid like $1`;
 
@@ -27,7 +36,7 @@ export class Recovery {
     private readonly ids: TransactionIds,
     private readonly inflight: ReadonlySet<string>,
     private readonly options: RecoveryOptions,
-    private readonly log: (line: string) => void,
+    private readonly observer: RecoveryObserver = unobserved,
   ) {}
 
   start(): void {
@@ -62,9 +71,10 @@ export class Recovery {
       for (const { gid, ageMs } of prepared) {
         stillPrepared.add(gid);
         const settled = await this.settle(shard, gid, ageMs).catch((err) => {
-          this.log(`recovery: ${gid} on ${shard.name} not settled yet: ${err.message}`);
+          this.report(() => this.observer.notSettled({ shard: shard.name, gid, error: err }));
           return undefined;
         });
+        if (settled) this.report(() => this.observer.settled({ shard: shard.name, gid, decision: settled, ageMs }));
         if (settled === "commit") tally.committed++;
         else if (settled === "abort") tally.rolledBack++;
         else tally.inDoubt++;
@@ -72,10 +82,17 @@ export class Recovery {
     }
     if (this.decisions && everyShardAnswered) await this.markFinished(stillPrepared).catch(() => {});
     this.inDoubt = tally.inDoubt;
-    if (tally.committed || tally.rolledBack) {
-      this.log(`recovery: committed ${tally.committed}, rolled back ${tally.rolledBack}, in doubt ${tally.inDoubt}`);
-    }
+    this.report(() => this.observer.round(tally));
     return tally;
+  }
+
+  /** A failing observer never stops a recovery round. */
+  private report(notify: () => void): void {
+    try {
+      notify();
+    } catch {
+      // metrics and logs are best effort
+    }
   }
 
   private async prepared(shard: ShardNodes): Promise<{ gid: string; ageMs: number }[]> {
