@@ -1,12 +1,51 @@
-// CPU time of another process (the router), from /proc/<pid>/stat: utime + stime in clock ticks.
-import { readFileSync } from "node:fs";
+// CPU time of other processes (the router, Postgres, h2load) and of the whole machine, from /proc.
+// Clock ticks are USER_HZ (100 on Linux): 10 ms resolution, fine for runs of seconds.
+import { readFileSync, readdirSync } from "node:fs";
 
 const ticksPerSecond = 100; // USER_HZ on Linux
+const usPerTick = 1_000_000 / ticksPerSecond;
 
-export function processCpuUs(pid: number): number {
+/** Fields of /proc/<pid>/stat after the command name: [0] is field 3 (state), [1] field 4 (ppid) … */
+function statFields(pid: number | "self"): string[] {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return ((utime + stime) * 1_000_000) / ticksPerSecond;
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+/** utime + stime of a live process, µs. */
+export function processCpuUs(pid: number): number {
+  const f = statFields(pid);
+  return (Number(f[11]) + Number(f[12])) * usPerTick;
+}
+
+/** CPU of a process's children that it has waited for (cutime + cstime), µs, from its stat text. */
+export function waitedChildrenCpuUs(statText: string): number {
+  const f = statText.slice(statText.lastIndexOf(")") + 2).trim().split(" ");
+  return (Number(f[13]) + Number(f[14])) * usPerTick;
+}
+
+/**
+ * CPU of a set of process trees (e.g. the postmasters of a local cluster and their backends), µs.
+ * A backend that exits between two samples takes its CPU with it; long-lived pools keep them alive.
+ */
+export function treeCpuUs(rootPids: readonly number[]): number {
+  const roots = new Set(rootPids);
+  let total = 0;
+  for (const name of readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const f = statFields(pid);
+      if (roots.has(pid) || roots.has(Number(f[1]))) total += (Number(f[11]) + Number(f[12])) * usPerTick;
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return total;
+}
+
+/** Busy CPU time of the whole machine (every core, every process: ours and anyone else's), µs. */
+export function machineBusyUs(): number {
+  const [, ...ticks] = readFileSync("/proc/stat", "utf8").split("\n", 1)[0].trim().split(/\s+/).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = ticks; // idle and iowait are not busy
+  return (user + nice + system + irq + softirq + steal) * usPerTick;
 }
