@@ -82,6 +82,8 @@ export class NodePool {
   readonly health: NodeHealth;
   /** Opens after consecutive connection failures or failed health checks; fails calls fast while open. */
   readonly breaker: CircuitBreakerPolicy;
+  /** How long an abandoned (deadline-cancelled) statement may keep its admission slot. */
+  readonly abandonAfterMs: number;
   private readonly sql: postgres.Sql;
   /** A connection of its own for health checks, so a saturated pool does not look like a dead node. */
   readonly probe: postgres.Sql;
@@ -93,6 +95,7 @@ export class NodePool {
     this.address = `${config.host}:${config.port}`;
     this.role = config.role;
     this.health = initialHealth(config.role);
+    this.abandonAfterMs = 2 * options.connectTimeoutMs;
     this.admission = new Admission(options.max, options.maxWaiting, `node ${config.name} (${this.address})`);
     this.breaker = circuitBreaker(handleType(NodeUnreachableError), {
       halfOpenAfter: breaker.halfOpenAfterMs,

@@ -8,7 +8,9 @@ import { hook, test } from "../harness/uvu.js";
 
 let t: TestRouter;
 test.before(hook(async () => {
-  t = await startTestRouter({ shards: 2, health: { intervalMs: 100, timeoutMs: 300 }, pool: { max: 4 } });
+  // Generous probe timeout and frequent half-open probes: on a loaded CI machine a slow probe after the
+  // node resumes must not keep the breaker open past the wait below.
+  t = await startTestRouter({ shards: 2, health: { intervalMs: 100, timeoutMs: 1000 }, breaker: { failureThreshold: 3, halfOpenAfterMs: 500 }, pool: { max: 4 } });
 }));
 test.after(hook(async () => { await t?.stop(); }));
 
@@ -41,12 +43,19 @@ test("SIGSTOPped node: deadline-bounded failures, no pool slot leaked after it r
     for (const pid of await processesInDir(node.dataDir)) process.kill(pid, "SIGCONT");
     for (const pid of pids) { try { process.kill(pid, "SIGCONT"); } catch { /* gone */ } }
   }
+  let seen = "";
   await waitFor("every slot back and the node answering", async () => {
     const topo = await t.connect.getTopology({});
     const n = topo.shards.flatMap((s) => s.nodes).find((x) => x.name === node.name)!;
+    seen = `status ${n.status}, breaker ${n.breaker}, in use ${n.poolInUse}, waiting ${n.poolWaiting}`;
     if (n.status !== "up" || n.poolInUse !== 0 || n.poolWaiting !== 0) return undefined;
-    try { return (await t.connect.executeOnShard({ key, sql: "select 1 as one" })).result?.rows.length === 1 ? true : undefined; } catch { return undefined; }
-  }, 20_000);
+    try {
+      return (await t.connect.executeOnShard({ key, sql: "select 1 as one" })).result?.rows.length === 1 ? true : undefined;
+    } catch (err) {
+      seen += `; select 1: ${(err as Error).message}`;
+      return undefined;
+    }
+  }, 30_000).catch((err) => { throw new Error(`${err.message} (last seen: ${seen})`); });
 });
 
 test.run();
