@@ -69,8 +69,9 @@ export async function clearLeftoverServer(name: string, pgdata: string, runAs: R
     log(`${name}: stopping leftover postgres (pid ${pid}) from an earlier run`);
     const bin = await pgBinaries();
     // pg_ctl can fail if the server exits on its own meanwhile; what matters is the outcome below.
-    await runTool(bin.pg_ctl, ["stop", "-D", pgdata, "-m", "fast", "-w", "-t", "60"], runAs).catch((err) => {
-      if (isAlive(pid)) throw err;
+    // A postmaster that already removed its pid file is in its last moments of exiting: let the wait below see it go.
+    await runTool(bin.pg_ctl, ["stop", "-D", pgdata, "-m", "fast", "-w", "-t", "60"], runAs).catch(async (err) => {
+      if (isAlive(pid) && (await readPidFile(pgdata)) !== undefined) throw err;
     });
     await waitFor(async () => !isAlive(pid) || (await cwdOf(pid)) !== real, 60_000, `leftover postgres pid ${pid} of ${name} to exit`);
     return;
