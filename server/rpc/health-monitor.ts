@@ -1,9 +1,6 @@
-// Whether this router can serve at all: it is SERVING while at least one shard primary answers a
-// `select 1`, NOT_SERVING when none does. Probes run through the normal execution path (admission,
-// pools), so they also keep each primary's status in GetTopology fresh. Nothing runs in the
-// background unless a Watch stream is open: a Check probes when the last result is older than freshMs.
-import { Code, ConnectError } from "@connectrpc/connect";
-import { executeStatement, newBudget } from "../execution/shard-executor.js";
+// Whether this router can serve at all: it is SERVING while at least one shard has a writable node
+// that is up, NOT_SERVING when none does. The node states come from the router's HealthChecker (one
+// probe per node per interval, on a connection of its own), so health answers add no database work.
 import { type ShardSet, writerOf } from "../shards/shard-set.js";
 
 export type Serving = "serving" | "not_serving";
@@ -13,13 +10,7 @@ export interface HealthMonitorOptions {
   freshMs?: number;
   /** How often open Watch streams re-probe. */
   watchIntervalMs?: number;
-  /** A primary that has not answered within this is unreachable. */
-  probeTimeoutMs?: number;
 }
-
-// Codes meaning "the node did not answer"; any other outcome (even a Postgres error or a full
-// admission queue) means it is up and serving someone.
-const unreachable = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Canceled]);
 
 export class HealthMonitor {
   private last: { at: number; serving: Serving } | undefined;
@@ -28,12 +19,10 @@ export class HealthMonitor {
   private readonly wakeups = new Set<() => void>();
   private readonly freshMs: number;
   private readonly watchIntervalMs: number;
-  private readonly probeTimeoutMs: number;
 
   constructor(private readonly shards: ShardSet, opts: HealthMonitorOptions = {}) {
     this.freshMs = opts.freshMs ?? 1000;
     this.watchIntervalMs = opts.watchIntervalMs ?? 2000;
-    this.probeTimeoutMs = opts.probeTimeoutMs ?? 2000;
   }
 
   async status(): Promise<Serving> {
@@ -72,20 +61,18 @@ export class HealthMonitor {
     });
   }
 
+  /** Reads what the router's HealthChecker last learned; it asks every node on its own interval. */
   private async probe(): Promise<Serving> {
-    const answers = await Promise.all(this.shards.shards.map(async (shard) => {
+    const up = this.shards.shards.some((shard) => {
       try {
-        await executeStatement({
-          shard: shard.name, pool: writerOf(shard), sql: "select 1", params: [],
-          signal: AbortSignal.timeout(this.probeTimeoutMs), budget: newBudget(1, 1024),
-        });
-        return true;
-      } catch (err) {
-        return !unreachable.has(ConnectError.from(err).code);
+        return writerOf(shard).health.status === "up";
+      } catch {
+        return false; // no writable node
       }
-    }));
-    const serving: Serving = answers.some(Boolean) ? "serving" : "not_serving";
+    });
+    const serving: Serving = up ? "serving" : "not_serving";
     this.last = { at: Date.now(), serving };
     return serving;
   }
+
 }
