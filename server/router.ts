@@ -14,6 +14,7 @@ import { observability } from "./observability/observability.js";
 import { healthService } from "./rpc/health.js";
 import { HealthMonitor } from "./rpc/health-monitor.js";
 import { listen, type Listener } from "./rpc/listener.js";
+import { unaryHandler } from "./rpc/unary-handler.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { routerService } from "./rpc/router-service.js";
 import { rejectUnknownFields } from "./rpc/strict-fields.js";
@@ -68,9 +69,11 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   recovery.start();
 
   const health = new HealthMonitor(shards);
-  const handler = obs.withRequestIds(connectNodeAdapter({
+  const handlers = routerService({ planner, coordinator, recovery, config });
+  const readMaxBytes = 16 * 1024 * 1024;
+  const connectAdapter = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
-      router.service(RouterService, routerService({ planner, coordinator, recovery, config }));
+      router.service(RouterService, handlers);
       // Health and reflection (buf curl without --schema); reflection needs HTTP/2 (bidi stream).
       router.service(Health, healthService(health, [RouterService.typeName]));
       registerReflection(router, [RouterService, Health]);
@@ -78,7 +81,11 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     interceptors: [obs.interceptor, rejectUnknownFields], // observing first: it sees every outcome
     contextValues: obs.contextValues, // the request id
     jsonOptions: { ignoreUnknownFields: false },
-    readMaxBytes: 16 * 1024 * 1024,
+    readMaxBytes,
+  });
+  // Binary unary RouterService calls take the fast path; everything else goes to connect-node.
+  const handler = obs.withRequestIds(unaryHandler({
+    service: RouterService, handlers, observer: obs.rpcs, requestIdOf: obs.requestIdOf, readMaxBytes, fallback: connectAdapter,
   }));
   let listener: Listener;
   try {

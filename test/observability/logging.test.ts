@@ -12,6 +12,7 @@ import { codeNames, type Logger, lineLogger, safeError, silentLogger } from "../
 import { type RunningRouter, startRouter } from "../../server/router.js";
 import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
 import { hook, test } from "../harness/uvu.js";
+import { failure } from "../harness/failure.js";
 
 let t: TestRouter;
 let router: RunningRouter;
@@ -21,11 +22,6 @@ let grpc: Client<typeof RouterService>;
 const lines: string[] = [];
 const str = (value: string): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value } });
 const paramSecret = "obs-param-secret-5521";
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try { await p; } catch (err) { return ConnectError.from(err); }
-  throw new Error("expected the call to fail");
-}
 
 /** Every logged line (each must be one JSON object) with this request id. */
 function linesFor(requestId: string): Record<string, unknown>[] {

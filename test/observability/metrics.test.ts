@@ -2,7 +2,6 @@
 // Connect code over both wire protocols, pool gauges while statements run and wait, two-phase commit
 // outcomes, recovery and the in-doubt count; and nothing secret (keys, SQL, passwords) in the text.
 import { randomUUID } from "node:crypto";
-import { ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import { Catalog } from "../../server/catalog/catalog.js";
@@ -12,6 +11,7 @@ import { type RunningRouter, startRouter } from "../../server/router.js";
 import { DecisionLog } from "../../server/transactions/decision-log.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { hook, test } from "../harness/uvu.js";
+import { failure } from "../harness/failure.js";
 import { scrape } from "./scrape.js";
 
 const requests = "shardrouter_rpc_requests_total";
@@ -19,11 +19,6 @@ const duration = "shardrouter_rpc_duration_seconds";
 const poolMax = 2;
 let t: TestRouter;
 const str = (value: string): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value } });
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try { await p; } catch (err) { return ConnectError.from(err); }
-  throw new Error("expected the call to fail");
-}
 
 /** Keys on one shard and on two different shards, by the router's own placement (not via RPCs). */
 async function keys(): Promise<{ same: [string, string]; cross: [string, string] }> {

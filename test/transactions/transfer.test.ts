@@ -7,16 +7,12 @@ import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { hook, test } from "../harness/uvu.js";
+import { failure } from "../harness/failure.js";
 import { plainRows } from "../e2e/values.js";
 
 let t: TestRouter;
 const str = (value: string): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value } });
 const int = (value: bigint): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value } });
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try { await p; } catch (err) { return ConnectError.from(err); }
-  throw new Error("expected the call to fail");
-}
 
 async function balance(key: string): Promise<bigint> {
   const r = await t.connect.executeOnShard({ key, sql: "select balance from accounts where id = $1", params: [str(key)] });
