@@ -79,8 +79,8 @@ export class Coordinator {
     if (participants.length > 1 && !this.deps.decisions) {
       throw new ConnectError("a transaction over several shards needs a catalog database for its commit decisions (config field catalog)", Code.FailedPrecondition);
     }
-    const earlier = await findRequest(home, plan.requestId, plan.signal);
-    if (earlier) return replay(earlier, plan);
+    // No lookup first: inserting the request record inside the transaction fails (unique key) when
+    // the request was applied already, and only then is the stored outcome read and replayed.
     for (let attempt = 0; ; attempt++) {
       try {
         return { replayed: false, outcome: await this.attempt(plan, participants) };
@@ -103,42 +103,52 @@ export class Coordinator {
     const gid = ids.next();
     const twoPhase = shards.length > 1;
     const participants: Participant[] = [];
-    const exec = (p: Participant, sql: string, params: RawParam[] = [], signal = plan.signal) =>
-      executeOnReserved(p.conn, { shard: p.shard.name, sql, params, signal, budget: plan.budget });
     inflight.add(gid);
     try {
-      for (const shard of shards) {
-        const p: Participant = { shard, conn: await writerOf(shard).reserve(plan.signal), state: "done" };
-        participants.push(p);
-        await exec(p, "begin");
-        p.state = "open";
-        await exec(p, "select set_config('lock_timeout', $1, true)", [text(`${this.deps.lockTimeoutMs}ms`)]);
-      }
+      for (const shard of shards) participants.push({ shard, conn: await writerOf(shard).reserve(plan.signal), state: "done" });
       const home = participants[0];
-      await exec(home, insertRequest, [text(plan.requestId), bytes(plan.requestHash), text(gid)]).catch((err) => {
-        throw requestConflict(err, plan.requestId);
-      });
       const byShard = new Map(participants.map((p) => [p.shard.name, p]));
       const results: ResultSet[] = [];
-      for (const st of plan.statements) {
-        const result = await exec(byShard.get(st.shard.name)!, st.sql, st.params);
-        st.check?.(result);
-        results.push(result);
+      // Each run of statements on one shard goes out as one pipeline, opened (begin, lock_timeout,
+      // and on the home shard the request record) in the same write. The next run waits for it, so
+      // rows are still locked in the planned order, one shard after another.
+      for (let i = 0; i < plan.statements.length;) {
+        const p = byShard.get(plan.statements[i].shard.name)!;
+        const run: TxStatement[] = [];
+        while (i < plan.statements.length && plan.statements[i].shard === p.shard) run.push(plan.statements[i++]);
+        const steps: Step[] = [];
+        if (p.state === "done") {
+          p.state = "open"; // from here on a failure rolls it back
+          steps.push({ sql: "begin" }, { sql: "select set_config('lock_timeout', $1, true)", params: [text(`${this.deps.lockTimeoutMs}ms`)] });
+          if (p === home) steps.push({ sql: insertRequest, params: [text(plan.requestId), bytes(plan.requestHash), text(gid)], onError: (err) => requestConflict(err, plan.requestId) });
+        }
+        const answers = await pipeline(p, [...steps, ...run], plan);
+        for (const [j, st] of run.entries()) {
+          const result = answers[steps.length + j];
+          st.check?.(result);
+          results.push(result);
+        }
       }
       const outcome: TxOutcome = { transactionId: gid, twoPhase, shards: shards.map((s) => s.name), results };
-      await exec(home, storeResponse, [text(plan.requestId), bytes(plan.encodeResponse(outcome))]);
+      const store: Step = { sql: storeResponse, params: [text(plan.requestId), bytes(plan.encodeResponse(outcome))] };
 
       if (!twoPhase) {
-        await exec(home, "commit", [], noDeadline);
+        // A COMMIT after a failed statement is answered ROLLBACK, not an error: read the tag.
+        const [, committed] = await pipeline(home, [store, { sql: "commit", signal: noDeadline }], plan);
+        if (committed.command !== "COMMIT") throw new ConnectError(`${gid} was rolled back by the shard at commit (${committed.command})`, Code.Aborted);
         home.state = "done";
         this.report(gid, outcome.shards, "committed_one_phase");
         return outcome;
       }
       failpoints.hit("before_prepare");
-      for (const p of participants) {
-        await exec(p, `prepare transaction '${gid}'`);
+      // PREPARE takes no new locks: every participant prepares at once.
+      await settleAll(participants.map(async (p) => {
+        const prepare: Step = { sql: `prepare transaction '${gid}'`, once: true };
+        const answers = await pipeline(p, p === home ? [store, prepare] : [prepare], plan);
+        const tag = answers[answers.length - 1].command;
+        if (tag !== "PREPARE TRANSACTION") throw new ConnectError(`${gid} was rolled back by shard ${p.shard.name} at prepare (${tag})`, Code.Aborted);
         p.state = "prepared";
-      }
+      }));
       failpoints.hit("after_prepare");
       await this.decideCommit(gid, participants);
       failpoints.hit("after_decision");
@@ -183,18 +193,19 @@ export class Coordinator {
 
   /** After the decision: COMMIT PREPARED everywhere; what fails now, recovery finishes. */
   private async commitPrepared(gid: string, participants: Participant[]): Promise<void> {
-    let all = true;
-    for (const [i, p] of participants.entries()) {
+    const commit = async (p: Participant) => {
       try {
-        await executeOnReserved(p.conn, { shard: p.shard.name, sql: `commit prepared '${gid}'`, params: [], signal: noDeadline, budget: newBudget(1, 1024) });
+        await executeOnReserved(p.conn, { shard: p.shard.name, sql: `commit prepared '${gid}'`, params: [], signal: noDeadline, budget: newBudget(1, 1024), once: true });
         p.state = "done";
       } catch {
         p.state = "left-for-recovery";
-        all = false;
       }
-      if (i === 0) this.deps.failpoints.hit("after_first_commit");
-    }
-    if (all) await this.deps.decisions!.complete(gid).catch(() => {});
+    };
+    await commit(participants[0]);
+    this.deps.failpoints.hit("after_first_commit");
+    await Promise.all(participants.slice(1).map(commit));
+    // The decision record is only garbage now; the caller need not wait for its removal.
+    if (participants.every((p) => p.state === "done")) void this.deps.decisions!.complete(gid).catch(() => {});
   }
 
   private async rollback(gid: string, participants: Participant[]): Promise<void> {
@@ -202,7 +213,7 @@ export class Coordinator {
       const sql = p.state === "open" ? "rollback" : p.state === "prepared" ? `rollback prepared '${gid}'` : undefined;
       if (!sql) return;
       try {
-        await executeOnReserved(p.conn, { shard: p.shard.name, sql, params: [], signal: noDeadline, budget: newBudget(1, 1024) });
+        await executeOnReserved(p.conn, { shard: p.shard.name, sql, params: [], signal: noDeadline, budget: newBudget(1, 1024), once: sql !== "rollback" });
         p.state = "done";
       } catch {
         // Unreachable: an open transaction dies with its connection; a prepared one has no
@@ -210,6 +221,29 @@ export class Coordinator {
       }
     }));
   }
+}
+
+/** One statement of a pipeline; onError explains its failure (the request record's conflicts). */
+interface Step { sql: string; params?: RawParam[]; signal?: AbortSignal; once?: boolean; onError?: (err: unknown) => unknown }
+
+/**
+ * Sends the steps on the participant's connection without waiting between them (postgres.js
+ * pipelines them), then answers their results in order, or the first failure in order: after a
+ * failure, the later statements only report the aborted transaction.
+ */
+async function pipeline(p: Participant, steps: Step[], plan: Pick<TxPlan, "signal" | "budget">): Promise<ResultSet[]> {
+  const settled = await Promise.allSettled(steps.map((st) => executeOnReserved(p.conn, {
+    shard: p.shard.name, sql: st.sql, params: st.params ?? [], signal: st.signal ?? plan.signal, budget: plan.budget, once: st.once,
+  })));
+  return settled.map((s, i) => {
+    if (s.status === "fulfilled") return s.value;
+    throw steps[i].onError ? steps[i].onError(s.reason) : s.reason;
+  });
+}
+
+/** Waits for every promise, then throws the first failure (none is left unhandled). */
+async function settleAll(promises: Promise<void>[]): Promise<void> {
+  for (const s of await Promise.allSettled(promises)) if (s.status === "rejected") throw s.reason;
 }
 
 function replay(stored: StoredRequest, plan: TxPlan): TxResult {
