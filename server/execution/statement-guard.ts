@@ -61,7 +61,24 @@ export function keywords(sql: string): string[] {
 }
 
 /** Throws INVALID_ARGUMENT for an empty statement, several statements, or one that leaves session state. */
+/**
+ * Statements a service sends are few and repeated: the texts that passed are remembered (bounded,
+ * cleared when full) so the hot path scans each text once, not once per call.
+ */
+const passed = new Set<string>();
+const maxRemembered = 4096;
+const maxRememberedLength = 4096;
+
 export function checkStatement(sql: string): void {
+  if (passed.has(sql)) return;
+  scan(sql);
+  if (sql.length <= maxRememberedLength) {
+    if (passed.size >= maxRemembered) passed.clear();
+    passed.add(sql);
+  }
+}
+
+function scan(sql: string): void {
   const words = keywords(sql);
   if (words.length === 0) throw new ConnectError("sql must contain a statement", Code.InvalidArgument);
   const reject = (what: string, word: string) => {

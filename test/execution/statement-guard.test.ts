@@ -62,4 +62,11 @@ test("keywords skips E-strings with escaped quotes", () => {
   assert.equal(keywords("select 'it''s; set' from t"), ["SELECT", "FROM", "T"]);
 });
 
+test("verdicts are remembered for texts that passed only: a refused text is refused every time", () => {
+  for (let i = 0; i < 3; i++) {
+    checkStatement("select id from accounts where id = $1");
+    assert.is(rejected("set search_path = evil").code, Code.InvalidArgument);
+  }
+});
+
 test.run();
