@@ -84,12 +84,14 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     readMaxBytes,
   });
   // Binary unary RouterService calls take the fast path; everything else goes to connect-node.
-  const handler = obs.withRequestIds(unaryHandler({
-    service: RouterService, handlers, observer: obs.rpcs, requestIdOf: obs.requestIdOf, readMaxBytes, fallback: connectAdapter,
-  }));
+  const unary = unaryHandler({
+    service: RouterService, handlers, observer: obs.rpcs, requestIdOf: obs.requestIdOf, requestIdFrom: obs.requestIdFrom,
+    readMaxBytes, fallback: connectAdapter,
+  });
+  const handler = obs.withRequestIds(unary.http1);
   let listener: Listener;
   try {
-    listener = await listen(handler, config.listen.host, config.listen.port, { http1: obs.http1 }); // GET /metrics
+    listener = await listen(handler, config.listen.host, config.listen.port, { http1: obs.http1, http2Stream: unary.http2 }); // GET /metrics
   } catch (err) {
     obs.close();
     await healthChecker.stop();

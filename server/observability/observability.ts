@@ -29,6 +29,8 @@ export interface Observability {
   readonly rpcs: RpcObserver;
   /** The request id withRequestIds gave a request. */
   readonly requestIdOf: RequestIds["idOf"];
+  /** A request id from raw HTTP/2 stream headers (the caller's, or a fresh one). */
+  readonly requestIdFrom: RequestIds["fromHeaders"];
   /** Wraps the Connect adapter: each request's id, echoed in the response's x-request-id header. */
   readonly withRequestIds: RequestIds["wrap"];
   /** connectNodeAdapter's `contextValues`: carries the request id to the interceptor. */
@@ -51,6 +53,7 @@ export function observability({ shards, logger, inDoubt, healthIntervalMs }: Obs
     interceptor: rpcs.interceptor,
     rpcs,
     requestIdOf: ids.idOf,
+    requestIdFrom: ids.fromHeaders,
     withRequestIds: ids.wrap,
     contextValues: ids.contextValues,
     transactions: transactionEvents(metrics, logger),

@@ -29,18 +29,24 @@ export interface RequestIds {
   next(): string;
   /** The id wrap gave this request (a fresh one if it did not come through wrap). */
   idOf(req: NodeRequest): string;
+  /** The caller's id from these headers when it is sane, else a fresh one (raw HTTP/2 streams). */
+  fromHeaders(headers: http.IncomingHttpHeaders): string;
 }
 
 export function requestIds(): RequestIds {
   const prefix = randomBytes(6).toString("hex");
   let sequence = 0;
   const next = () => `${prefix}-${(++sequence).toString(36)}`;
+  const fromHeaders = (headers: http.IncomingHttpHeaders) => {
+    const given = headers[requestIdHeader];
+    return typeof given === "string" && saneRequestId.test(given) ? given : next();
+  };
   return {
     next,
+    fromHeaders,
     wrap<H extends NodeHandler>(handler: H): H {
       const wrapped: NodeHandler = (req, res) => {
-        const given = req.headers[requestIdHeader];
-        const id = typeof given === "string" && saneRequestId.test(given) ? given : next();
+        const id = fromHeaders(req.headers);
         (req as { [idOf]?: string })[idOf] = id;
         res.setHeader(requestIdHeader, id);
         handler(req, res);

@@ -17,6 +17,11 @@ export interface Listener {
 export interface ListenOptions {
   /** Answers a plain HTTP/1.1 request (e.g. GET /metrics) before the RPC handler; true when it did. */
   http1?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
+  /**
+   * Serves a raw HTTP/2 stream (the unary fast path); true when it did. Streams it leaves get
+   * Node's compatibility request and response, built here, and go to the handler.
+   */
+  http2Stream?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
 }
 
 export async function listen(handler: Handler, host: string, port: number, options: ListenOptions = {}): Promise<Listener> {
@@ -24,18 +29,27 @@ export async function listen(handler: Handler, host: string, port: number, optio
   let inFlight = 0;
   let draining = false;
   let drained: (() => void) | undefined;
-  const counted: Handler = (req, res) => {
+  const count = (closing: { once(event: "close", f: () => void): unknown }) => {
     inFlight++;
-    res.once("close", () => {
+    closing.once("close", () => {
       if (--inFlight === 0 && draining) drained?.();
     });
-    // While draining, HTTP/1.1 clients are told not to reuse the connection.
-    if (draining && req.httpVersionMajor === 1) (res as http.ServerResponse).setHeader("connection", "close");
-    if (req.httpVersionMajor === 1 && options.http1?.(req as http.IncomingMessage, res as http.ServerResponse)) return;
-    handler(req, res);
   };
-  const h1 = http.createServer(counted as never);
-  const h2 = http2.createServer(counted as never);
+  const h1 = http.createServer((req, res) => {
+    count(res);
+    // While draining, HTTP/1.1 clients are told not to reuse the connection.
+    if (draining) res.setHeader("connection", "close");
+    if (options.http1?.(req, res)) return;
+    handler(req, res);
+  });
+  // No request listener: Node would then wrap every stream in its compatibility objects, which
+  // the fast path does without (it is how node:http2 itself sets them up, in onServerStream).
+  const h2 = http2.createServer();
+  h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+    count(stream);
+    if (options.http2Stream?.(stream, headers)) return;
+    handler(new http2.Http2ServerRequest(stream, headers, undefined as never, rawHeaders), new http2.Http2ServerResponse(stream));
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => { sessions.add(s); s.once("close", () => sessions.delete(s)); });
 

@@ -4,13 +4,20 @@
 // whose abort() builds a DOMException with a stack on every request) was most of the router's CPU
 // per point select (README, Performance). Everything else (JSON, compression, GET, streams, health,
 // reflection, gRPC-Web) goes to connect-node; this answers like it does: codes, messages, details.
+import type { EventEmitter } from "node:events";
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+import type { Readable } from "node:stream";
 import { type DescMethod, type DescService, create, fromBinary, isMessage, type Message, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { RpcObserver } from "../observability/interceptor.js";
+import { requestIdHeader } from "../observability/request-id.js";
 import type { CallContext } from "./router-service.js";
 import { unknownFieldsError } from "./strict-fields.js";
-import { type NodeRequest, type NodeResponse, type UnaryWire, wireOf } from "./unary-wire.js";
+import { type Answer, type UnaryWire, wireOf } from "./unary-wire.js";
 
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
 type NodeHandler = (req: NodeRequest, res: NodeResponse) => void;
 type Impl = (req: never, ctx: CallContext) => unknown;
 
@@ -19,10 +26,20 @@ export interface UnaryHandlerOptions {
   /** The service's handlers by method local name (routerService's result). */
   handlers: Record<string, Impl>;
   observer: Pick<RpcObserver, "succeeded" | "failed">;
+  /** The request id of an HTTP/1.1 request (given to it in front of this handler). */
   requestIdOf(req: NodeRequest): string;
+  /** The request id for a raw HTTP/2 stream's headers. */
+  requestIdFrom(headers: http.IncomingHttpHeaders): string;
   readMaxBytes: number;
-  /** Serves every request this does not: connect-node's adapter. */
+  /** Serves every HTTP/1.1 request this does not: connect-node's adapter. */
   fallback: NodeHandler;
+}
+
+export interface UnaryHandler {
+  /** An HTTP/1.1 request: served here, or passed to the fallback. */
+  http1: NodeHandler;
+  /** A raw HTTP/2 stream: true when served here; false leaves it to the caller (connect-node). */
+  http2(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
 }
 
 interface Route {
@@ -30,33 +47,72 @@ interface Route {
   impl: (req: Message, ctx: CallContext) => unknown;
 }
 
+/** One call, whichever HTTP version carried it. */
+interface Exchange {
+  headers: http.IncomingHttpHeaders;
+  /** The request body: the IncomingMessage, or the HTTP/2 stream itself. */
+  body: Readable;
+  /** Emits "close" when the exchange ends (answered, or the caller went away). */
+  closing: EventEmitter;
+  requestId: string;
+  /** False once the caller is gone. */
+  writable(): boolean;
+  send(answer: Answer): void;
+}
+
 /** setTimeout fires at once for anything longer than this; a longer deadline is no deadline. */
 const maxTimerMs = 2 ** 31 - 1;
 /** The reason a finished call's signal is aborted with: built once, not per call (see top). */
 const callEnded = new ConnectError("the call has ended", Code.Canceled);
 
-export function unaryHandler(opts: UnaryHandlerOptions): NodeHandler {
+export function unaryHandler(opts: UnaryHandlerOptions): UnaryHandler {
   const routes = new Map<string, Route>();
   for (const method of opts.service.methods) {
     const impl = opts.handlers[method.localName];
     if (method.methodKind === "unary" && impl) routes.set(`/${opts.service.typeName}/${method.name}`, { method, impl: impl as Route["impl"] });
   }
-  return (req, res) => {
-    const route = req.method === "POST" ? routes.get(req.url ?? "") : undefined;
-    const wire = route && wireOf(req);
-    if (!route || !wire) return opts.fallback(req, res);
-    serve(route, wire, req, res, opts);
+  return {
+    http1(req, res) {
+      const route = req.method === "POST" ? routes.get(req.url ?? "") : undefined;
+      const wire = route && wireOf(req.headers, req.httpVersionMajor === 2);
+      if (!route || !wire) return opts.fallback(req, res);
+      serve(route, wire, {
+        headers: req.headers, body: req, closing: res, requestId: opts.requestIdOf(req),
+        writable: () => !res.destroyed,
+        send(a) {
+          (res as http.ServerResponse).writeHead(a.status, a.headers);
+          if (a.body) res.end(a.body);
+          else res.end();
+        },
+      }, opts);
+    },
+    http2(stream, headers) {
+      const route = headers[":method"] === "POST" ? routes.get(headers[":path"] ?? "") : undefined;
+      const wire = route && wireOf(headers, true);
+      if (!route || !wire) return false;
+      stream.on("error", () => {}); // a reset by the caller; "close" handles it
+      const requestId = opts.requestIdFrom(headers);
+      serve(route, wire, {
+        headers, body: stream, closing: stream, requestId,
+        writable: () => !stream.destroyed && !stream.closed,
+        send(a) {
+          stream.respond({ ":status": a.status, [requestIdHeader]: requestId, ...a.headers }, { waitForTrailers: a.trailers !== undefined });
+          if (a.trailers) stream.once("wantTrailers", () => stream.sendTrailers(a.trailers!));
+          stream.end(a.body);
+        },
+      }, opts);
+      return true;
+    },
   };
 }
 
-function serve(route: Route, wire: UnaryWire, req: NodeRequest, res: NodeResponse, opts: UnaryHandlerOptions): void {
+function serve(route: Route, wire: UnaryWire, x: Exchange, opts: UnaryHandlerOptions): void {
   const started = performance.now();
-  const requestId = opts.requestIdOf(req);
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   let done = false;
   // The caller went away (connection closed, stream reset): cancel its statement.
-  res.once("close", () => {
+  x.closing.once("close", () => {
     if (!done) controller.abort(new ConnectError("the caller cancelled the request", Code.Canceled));
   });
   const finish = () => {
@@ -66,19 +122,18 @@ function serve(route: Route, wire: UnaryWire, req: NodeRequest, res: NodeRespons
   };
   const fail = (e: unknown) => {
     finish();
-    opts.observer.failed(route.method, requestId, started, e);
-    if (res.headersSent || res.destroyed) return;
-    wire.fail(res, e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e));
+    opts.observer.failed(route.method, x.requestId, started, e);
+    if (x.writable()) x.send(wire.fail(e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e)));
   };
   try {
-    const timeoutMs = wire.timeoutMs(req);
+    const timeoutMs = wire.timeoutMs(x.headers);
     if (timeoutMs !== undefined && timeoutMs <= maxTimerMs) {
       timer = setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeoutMs);
     }
   } catch (e) {
     return fail(e);
   }
-  readBody(req, opts.readMaxBytes).then((body) => {
+  readBody(x.body, opts.readMaxBytes).then((body) => {
     const input = decode(route.method, wire.unwrap(body));
     return route.impl(input, { signal: controller.signal });
   }).then((output) => {
@@ -86,8 +141,8 @@ function serve(route: Route, wire: UnaryWire, req: NodeRequest, res: NodeRespons
     const message = isMessage(output, schema) ? output : create(schema, output as never);
     const bytes = toBinary(schema, message);
     finish();
-    opts.observer.succeeded(route.method, requestId, started, message);
-    if (!res.destroyed) wire.answer(res, bytes);
+    opts.observer.succeeded(route.method, x.requestId, started, message);
+    if (x.writable()) x.send(wire.answer(bytes));
   }).catch(fail);
 }
 
@@ -104,7 +159,7 @@ function decode(method: DescMethod, bytes: Uint8Array): Message {
 }
 
 /** The whole body, refused past `maxBytes` (ResourceExhausted) and when the caller leaves mid-body. */
-function readBody(req: NodeRequest, maxBytes: number): Promise<Buffer> {
+function readBody(req: Readable, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -2,30 +2,34 @@
 // gRPC (HTTP/2: one enveloped message, status in trailers) and Connect unary (HTTP/1.1 or HTTP/2: the
 // bare message, errors as JSON with an HTTP status). The encodings of errors, timeouts and status
 // come from @connectrpc/connect's protocol modules, so answers match what connect-node sends.
-import type * as http from "node:http";
-import type * as http2 from "node:http2";
+import type { IncomingHttpHeaders } from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 
-export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
-export type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+/** What to send back: status, headers, body and (gRPC) trailers; the transport writes it. */
+export interface Answer {
+  status: number;
+  headers: Record<string, string | number>;
+  body?: Uint8Array;
+  trailers?: Record<string, string>;
+}
 
 export interface UnaryWire {
   /** The deadline the caller asked for (ms), undefined for none; throws InvalidArgument when unreadable. */
-  timeoutMs(req: NodeRequest): number | undefined;
+  timeoutMs(headers: IncomingHttpHeaders): number | undefined;
   /** The request message inside the body. */
   unwrap(body: Buffer): Uint8Array;
-  answer(res: NodeResponse, message: Uint8Array): void;
-  fail(res: NodeResponse, err: ConnectError): void;
+  answer(message: Uint8Array): Answer;
+  fail(err: ConnectError): Answer;
 }
 
 /** The wire a request speaks, if it is one the fast path serves (uncompressed binary protobuf). */
-export function wireOf(req: NodeRequest): UnaryWire | undefined {
-  const type = req.headers["content-type"];
-  if (type === "application/proto") return identity(req.headers["content-encoding"]) ? connectWire : undefined;
-  if ((type === "application/grpc" || type === "application/grpc+proto") && req.httpVersionMajor === 2) {
-    return identity(req.headers["grpc-encoding"]) ? grpcWire : undefined;
+export function wireOf(headers: IncomingHttpHeaders, http2: boolean): UnaryWire | undefined {
+  const type = headers["content-type"];
+  if (type === "application/proto") return identity(headers["content-encoding"]) ? connectWire : undefined;
+  if ((type === "application/grpc" || type === "application/grpc+proto") && http2) {
+    return identity(headers["grpc-encoding"]) ? grpcWire : undefined;
   }
   return undefined;
 }
@@ -42,11 +46,11 @@ function timeoutOf(parsed: { timeoutMs?: number; error?: ConnectError }): number
 
 const headerValue = (v: string | string[] | undefined): string | null => (typeof v === "string" ? v : null);
 
-const grpcHeaders = { "content-type": "application/grpc+proto" } as const;
-const grpcOk = { "grpc-status": "0" } as const;
+const grpcHeaders: Record<string, string> = { "content-type": "application/grpc+proto" };
+const grpcOk: Record<string, string> = { "grpc-status": "0" };
 
 const grpcWire: UnaryWire = {
-  timeoutMs: (req) => timeoutOf(parseGrpcTimeout(headerValue(req.headers["grpc-timeout"]), maxTimeoutMs)),
+  timeoutMs: (headers) => timeoutOf(parseGrpcTimeout(headerValue(headers["grpc-timeout"]), maxTimeoutMs)),
   unwrap(body) {
     if (body.length < 5) {
       throw new ConnectError(body.length === 0 ? "protocol error: missing input message for unary method" : "protocol error: incomplete envelope", Code.InvalidArgument);
@@ -57,38 +61,32 @@ const grpcWire: UnaryWire = {
     if (5 + length > body.length) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
     return body.subarray(5);
   },
-  answer(res, message) {
+  answer(message) {
     const frame = Buffer.allocUnsafe(5 + message.length);
     frame[0] = 0;
     frame.writeUInt32BE(message.length, 1);
     frame.set(message, 5);
-    (res as http2.Http2ServerResponse).writeHead(200, grpcHeaders);
-    res.addTrailers(grpcOk);
-    res.end(frame);
+    return { status: 200, headers: grpcHeaders, body: frame, trailers: grpcOk };
   },
-  fail(res, err) {
+  fail(err) {
     const trailers: Record<string, string> = {};
     setTrailerStatus(new Headers(), err).forEach((value, key) => { trailers[key] = value; });
-    (res as http2.Http2ServerResponse).writeHead(200, grpcHeaders);
-    res.addTrailers(trailers);
-    res.end();
+    return { status: 200, headers: grpcHeaders, trailers };
   },
 };
 
 const connectWire: UnaryWire = {
-  timeoutMs: (req) => timeoutOf(parseConnectTimeout(headerValue(req.headers["connect-timeout-ms"]), maxTimeoutMs)),
+  timeoutMs: (headers) => timeoutOf(parseConnectTimeout(headerValue(headers["connect-timeout-ms"]), maxTimeoutMs)),
   unwrap: (body) => body,
-  answer(res, message) {
-    (res as http.ServerResponse).writeHead(200, { "content-type": "application/proto", "content-length": message.length });
-    res.end(message);
+  answer(message) {
+    return { status: 200, headers: { "content-type": "application/proto", "content-length": message.length }, body: message };
   },
-  fail(res, err) {
+  fail(err) {
     const body = errorToJsonBytes(err, {});
     const headers: Record<string, string | number> = {};
     err.metadata.forEach((value, key) => { headers[key] = value; });
     headers["content-type"] = "application/json";
     headers["content-length"] = body.length;
-    (res as http.ServerResponse).writeHead(codeToHttpStatus(err.code), headers);
-    res.end(body);
+    return { status: codeToHttpStatus(err.code), headers, body };
   },
 };
