@@ -1,8 +1,12 @@
 // Runs one atomic transaction over one or more shards.
 //   one shard:  BEGIN … COMMIT, nothing more.
-//   several:    BEGIN … on each → PREPARE TRANSACTION on each → durable "commit" decision in the
-//               catalog → COMMIT PREPARED on each. A crash anywhere leaves either no decision
-//               (recovery rolls back: presumed abort) or a commit decision (recovery commits).
+//   several:    BEGIN … on each → PREPARE TRANSACTION on every shard but the home one (the shard
+//               holding the request record) → COMMIT of the home shard's local transaction, which
+//               is the commit decision: its request record, carrying the transaction id, commits
+//               with it → COMMIT PREPARED on the others. A crash anywhere leaves either no committed
+//               record (recovery rolls back: presumed abort, fenced by a tombstone record so the home
+//               can never commit later) or a committed one (recovery commits). One phase fewer on
+//               the home shard and no catalog round trip: the "last participant" optimisation.
 // Shards are locked (connections reserved, transactions begun) in one global order, shard name,
 // and every lock wait is bounded by lock_timeout, so opposite transfers fail cleanly, never hang.
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -11,7 +15,6 @@ import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js
 import { type Budget, executeOnReserved, newBudget } from "../execution/shard-executor.js";
 import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
-import type { DecisionLog } from "./decision-log.js";
 import type { Failpoints } from "./failpoints.js";
 import { bytes, ensureRequestLog, findRequest, insertRequest, isUndefinedTable, type StoredRequest, storeResponse, text } from "./request-log.js";
 import type { TransactionIds } from "./transaction-id.js";
@@ -42,7 +45,6 @@ export type TxResult = { replayed: false; outcome: TxOutcome } | { replayed: tru
 
 export interface CoordinatorDeps {
   ids: TransactionIds;
-  decisions: DecisionLog | undefined;
   failpoints: Failpoints;
   lockTimeoutMs: number;
   /** Transactions this router is driving right now: recovery leaves them alone. */
@@ -76,9 +78,6 @@ export class Coordinator {
     const participants = [...new Map(plan.statements.map((s) => [s.shard.name, s.shard])).values()]
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const home = participants[0];
-    if (participants.length > 1 && !this.deps.decisions) {
-      throw new ConnectError("a transaction over several shards needs a catalog database for its commit decisions (config field catalog)", Code.FailedPrecondition);
-    }
     // No lookup first: inserting the request record inside the transaction fails (unique key) when
     // the request was applied already, and only then is the stored outcome read and replayed.
     for (let attempt = 0; ; attempt++) {
@@ -141,18 +140,17 @@ export class Coordinator {
         return outcome;
       }
       failpoints.hit("before_prepare");
-      // PREPARE takes no new locks: every participant prepares at once.
-      await settleAll(participants.map(async (p) => {
-        const prepare: Step = { sql: `prepare transaction '${gid}'`, once: true };
-        const answers = await pipeline(p, p === home ? [store, prepare] : [prepare], plan);
-        const tag = answers[answers.length - 1].command;
-        if (tag !== "PREPARE TRANSACTION") throw new ConnectError(`${gid} was rolled back by shard ${p.shard.name} at prepare (${tag})`, Code.Aborted);
+      // PREPARE takes no new locks: every participant but the home one prepares at once.
+      const others = participants.slice(1);
+      await settleAll(others.map(async (p) => {
+        const [prepared] = await pipeline(p, [{ sql: `prepare transaction '${gid}'`, once: true }], plan);
+        if (prepared.command !== "PREPARE TRANSACTION") throw new ConnectError(`${gid} was rolled back by shard ${p.shard.name} at prepare (${prepared.command})`, Code.Aborted);
         p.state = "prepared";
       }));
       failpoints.hit("after_prepare");
-      await this.decideCommit(gid, participants);
+      await this.commitHome(gid, home, others, store, plan);
       failpoints.hit("after_decision");
-      await this.commitPrepared(gid, participants);
+      await this.commitPrepared(gid, others);
       this.report(gid, outcome.shards, "committed_two_phase");
       return outcome;
     } catch (err) {
@@ -174,21 +172,34 @@ export class Coordinator {
     }
   }
 
-  /** The commit point. If the catalog's answer is lost, the outcome is left to recovery, never guessed. */
-  private async decideCommit(gid: string, participants: Participant[]): Promise<void> {
-    let decision;
-    try {
-      decision = await this.deps.decisions!.decide(gid, "commit", participants.map((p) => p.shard.name), this.deps.ids.routerId);
-    } catch {
-      for (const p of participants) p.state = "left-for-recovery";
-      throw new ConnectError(
-        `the commit decision of ${gid} could not be recorded (catalog unreachable); recovery will settle it: retry with the same request_id`,
-        Code.Unavailable,
-      );
+  /**
+   * The commit point: the home shard's local transaction, request record included, commits. A
+   * Postgres error is a definite rollback; a lost connection leaves the outcome to recovery, which
+   * reads it from the home shard. Never guessed.
+   */
+  private async commitHome(gid: string, home: Participant, others: Participant[], store: Step, plan: TxPlan): Promise<void> {
+    const settled = await Promise.allSettled([
+      executeOnReserved(home.conn, { shard: home.shard.name, sql: store.sql, params: store.params!, signal: plan.signal, budget: plan.budget }),
+      executeOnReserved(home.conn, { shard: home.shard.name, sql: "commit", params: [], signal: noDeadline, budget: plan.budget }),
+    ]);
+    const [stored, committed] = settled;
+    if (stored.status === "rejected") throw stored.reason; // the COMMIT became a ROLLBACK
+    if (committed.status === "fulfilled") {
+      if (committed.value.command !== "COMMIT") throw new ConnectError(`${gid} was rolled back by shard ${home.shard.name} at commit (${committed.value.command})`, Code.Aborted);
+      home.state = "done";
+      return;
     }
-    if (decision === "abort") {
-      throw new ConnectError(`${gid} was rolled back by recovery while it waited to commit; retry`, Code.Aborted);
+    const err = committed.reason;
+    if (err instanceof ConnectError && err.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate) {
+      home.state = "done"; // Postgres answered: rolled back
+      throw err;
     }
+    home.state = "done";
+    for (const p of others) p.state = "left-for-recovery";
+    throw new ConnectError(
+      `the commit of ${gid} on its home shard ${home.shard.name} got no answer; recovery will settle it: retry with the same request_id`,
+      Code.Unavailable,
+    );
   }
 
   /** After the decision: COMMIT PREPARED everywhere; what fails now, recovery finishes. */
@@ -204,8 +215,6 @@ export class Coordinator {
     await commit(participants[0]);
     this.deps.failpoints.hit("after_first_commit");
     await Promise.all(participants.slice(1).map(commit));
-    // The decision record is only garbage now; the caller need not wait for its removal.
-    if (participants.every((p) => p.state === "done")) void this.deps.decisions!.complete(gid).catch(() => {});
   }
 
   private async rollback(gid: string, participants: Participant[]): Promise<void> {

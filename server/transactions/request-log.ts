@@ -17,6 +17,9 @@ export const requestLogSchema = [
      transaction_id text not null,
      response bytea,
      created_at timestamptz not null default now())`,
+  // A transaction's record on its home shard is its commit decision (coordinator.ts): one record per
+  // transaction id, so recovery's tombstone and the coordinator's record exclude each other.
+  "create unique index if not exists requests_transaction_id on shardrouter.requests (transaction_id)",
 ];
 
 export const insertRequest = "insert into shardrouter.requests (request_id, request_hash, transaction_id) values ($1, $2, $3)";
@@ -30,7 +33,8 @@ export interface StoredRequest { hash: Uint8Array; response: Uint8Array | undefi
 /** Creates the table on a shard; several routers may race, so under a transaction-scoped lock. */
 export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): Promise<void> {
   const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
-  const exists = await run("select to_regclass('shardrouter.requests') is not null as present");
+  // The newest object of the schema: a table made by an older router gets what it lacks.
+  const exists = await run("select to_regclass('shardrouter.requests_transaction_id') is not null as present");
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
@@ -54,6 +58,9 @@ export async function findRequest(shard: ShardNodes, requestId: string, signal: 
   const [hash, response] = row.values;
   return { hash: hash.kind.value as Uint8Array, response: response.kind.case === "bytesValue" ? response.kind.value : undefined };
 }
+
+/** The request id of the tombstone recovery writes for a transaction id it rolls back. */
+export const tombstoneId = (gid: string) => `~recovery:${gid}`;
 
 export function isUndefinedTable(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.InvalidArgument && /relation "shardrouter\.requests" does not exist|schema "shardrouter" does not exist/.test(err.rawMessage);
