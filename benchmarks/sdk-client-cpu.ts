@@ -1,12 +1,16 @@
 // The SDK's own CPU per unary call: point selects through ExecuteOnShard at 1 and 64 in flight, over
 // connect-node's gRPC transport (the SDK's "grpc" before sdk/src/node-grpc-transport.ts), the SDK's
-// lean gRPC transport, and Connect over fetch; direct postgres.js as the yardstick. The router runs
-// in its own process (startBenchCluster), so process.cpuUsage() here is the client's alone.
-//   node --import tsx benchmarks/sdk-client-cpu.ts [--seconds 5] [--only lean,old,connect,direct] [--in-flight 1,64]
-// Profile the client: node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx benchmarks/sdk-client-cpu.ts --only lean
+// lean gRPC transport, Connect over fetch (the node entry's default before
+// sdk/src/node-connect-transport.ts, still the main entry's), connect-node's Connect transport over
+// HTTP/1.1, and the SDK's lean Connect transport (the node entry's default now); direct postgres.js
+// as the yardstick. The router runs in its own process (startBenchCluster), so process.cpuUsage()
+// here is the client's alone.
+//   node --import tsx benchmarks/sdk-client-cpu.ts [--seconds 5] [--only old,lean,connect,connect-node,lean-connect,direct] [--in-flight 1,64]
+// Profile the client: node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx benchmarks/sdk-client-cpu.ts --only lean-connect
 import { parseArgs } from "node:util";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { Http2SessionManager, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { ShardRouterClient } from "../sdk/src/client.js";
+import { createClient as createFetchClient } from "../sdk/src/index.js";
 import { createClient } from "../sdk/src/node.js";
 import { interceptorsOf } from "../sdk/src/transports.js";
 import { startBenchCluster } from "./bench-cluster.js";
@@ -17,7 +21,7 @@ const { values: args } = parseArgs({
   strict: true,
 });
 const seconds = Number(args.seconds ?? 5);
-const only = new Set((args.only ?? "old,lean,connect,direct").split(","));
+const only = new Set((args.only ?? "old,lean,connect,connect-node,lean-connect,direct").split(","));
 const inFlightLevels = (args["in-flight"] ?? "1,64").split(",").map(Number);
 const sql = "select id, balance from accounts where id = $1";
 
@@ -34,7 +38,10 @@ try {
   const clients: [string, string, () => ShardRouterClient][] = [
     ["old", "SDK gRPC, connect-node transport (before)", oldGrpc],
     ["lean", "SDK gRPC, lean node:http2 transport (after)", () => createClient({ baseUrl, protocol: "grpc" })],
-    ["connect", "SDK Connect over fetch (HTTP/1.1)", () => createClient({ baseUrl })],
+    ["connect", "SDK Connect over fetch (HTTP/1.1; node entry before)", () => createFetchClient({ baseUrl })],
+    ["connect-node", "SDK Connect, connect-node transport (HTTP/1.1)", () =>
+      new ShardRouterClient(createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: interceptorsOf({ baseUrl }) }))],
+    ["lean-connect", "SDK Connect, lean node:http transport (node entry now)", () => createClient({ baseUrl })],
   ];
   const keys = env.homeKeys;
   const rows: Record<string, string | number>[] = [];

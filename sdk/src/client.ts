@@ -147,7 +147,7 @@ const connectOptions = (o: CallOptions | undefined): ConnectCallOptions => ({ ti
 
 export interface ClientSettings {
   decode?: DecodeOptions;
-  /** Releases what the transport holds (an HTTP/2 connection); fetch transports hold nothing. */
+  /** Releases what the transport holds (the node entry's connections); fetch transports hold nothing. */
   close?: () => void;
 }
 
@@ -245,7 +245,7 @@ export class ShardRouterClient {
     });
   }
 
-  /** Closes the HTTP/2 connection of a gRPC client; a no-op for fetch clients. */
+  /** Closes the connections of a client from the node entry (keep-alive HTTP/1.1, or HTTP/2 for gRPC); a no-op for fetch clients. */
   close(): void {
     this.settings.close?.();
   }

@@ -5,14 +5,12 @@
 // connect-node's transport, made on first use.
 import * as http2 from "node:http2";
 import * as zlib from "node:zlib";
-import { type DescMessage, type DescMethodUnary, type MessageShape, create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import {
-  Code, ConnectError, type ContextValues, type Interceptor, type Transport, type UnaryRequest, type UnaryResponse,
-  createContextValues,
-} from "@connectrpc/connect";
+import { type DescMessage, type DescMethodUnary, type MessageShape, fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Interceptor, type Transport, type UnaryResponse } from "@connectrpc/connect";
 import { getAbortSignalReason } from "@connectrpc/connect/protocol";
 import { validateResponseWithCompression, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { Http2SessionManager, compressionBrotli, compressionGzip, createGrpcTransport } from "@connectrpc/connect-node";
+import { connectErrorFromNodeReason, leanUnary, toNodeHeaders, userAgent, webHeaders } from "./node-shared.js";
 
 export interface NodeGrpcTransportOptions {
   /** The server, e.g. "http://127.0.0.1:8080" (h2c) or "https://…" (TLS). */
@@ -32,23 +30,14 @@ export interface NodeGrpcTransport extends Transport {
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 const contentTypeProto = "application/grpc+proto";
-const userAgent = "connect-es/2.1.2"; // what connect-node sends, so the server sees the same client
-const neverAborted = new AbortController().signal;
 // The same codecs connect-node accepts, for a server that compresses although we never ask it to.
 const acceptCompression = [compressionGzip, compressionBrotli];
 
 export function createNodeGrpcTransport(options: NodeGrpcTransportOptions): NodeGrpcTransport {
   const url = new URL(options.baseUrl);
   const authority = url.origin;
-  const prefix = url.pathname.replace(/\/+$/, "");
   const interceptors = options.interceptors ?? [];
   const sessions = new SessionPool(authority, options.nodeOptions);
-  const paths = new Map<object, string>();
-  const pathOf = (method: DescMethodUnary) => {
-    let p = paths.get(method);
-    if (p === undefined) paths.set(method, (p = `${prefix}/${method.parent.typeName}/${method.name}`));
-    return p;
-  };
 
   let streams: { transport: Transport; sessionManager: Http2SessionManager } | undefined;
   const streamTransport = () => {
@@ -65,33 +54,7 @@ export function createNodeGrpcTransport(options: NodeGrpcTransportOptions): Node
   };
 
   return {
-    unary<I extends DescMessage, O extends DescMessage>(
-      method: DescMethodUnary<I, O>, signal: AbortSignal | undefined, timeoutMs: number | undefined,
-      header: HeadersInit | undefined, input: MessageShape<I> | object, contextValues?: ContextValues,
-    ): Promise<UnaryResponse<I, O>> {
-      // As connect-es: undefined means the default, ≤ 0 means none.
-      const timeout = timeoutMs === undefined ? options.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs;
-      let message: MessageShape<I>;
-      try {
-        message = create(method.input, input as MessageShape<I>);
-      } catch (err) {
-        return Promise.reject(ConnectError.from(err, Code.Internal));
-      }
-      if (interceptors.length === 0) {
-        return unaryCall(sessions, pathOf(method), method, signal, timeout, header, message);
-      }
-      type AnyFn = Parameters<Interceptor>[0];
-      let next: AnyFn = (req) => {
-        const r = req as UnaryRequest<I, O>;
-        return unaryCall(sessions, pathOf(r.method), r.method, r.signal === neverAborted ? undefined : r.signal, timeout, r.header, r.message);
-      };
-      for (let i = interceptors.length - 1; i >= 0; i--) next = interceptors[i](next);
-      // req.signal is the caller's signal; the deadline is the transport's own timer (no AbortController per call).
-      return next({
-        stream: false, service: method.parent, method, requestMethod: "POST", url: `${authority}${pathOf(method)}`,
-        header: new Headers(header), contextValues: contextValues ?? createContextValues(), message, signal: signal ?? neverAborted,
-      } satisfies UnaryRequest<I, O>).then(undefined, (err) => Promise.reject(ConnectError.from(err))) as Promise<UnaryResponse<I, O>>; // as runUnaryCall: an interceptor's plain Error becomes a ConnectError
-    },
+    unary: leanUnary(url, interceptors, options.defaultTimeoutMs, (path, m, sig, timeout, h, msg) => unaryCall(sessions, path, m, sig, timeout, h, msg)),
     stream(method, signal, timeoutMs, header, input, contextValues) {
       return streamTransport().stream(method, signal, timeoutMs, header, input, contextValues);
     },
@@ -183,30 +146,6 @@ class Session {
   }
 }
 
-function toNodeHeaders(target: http2.OutgoingHttpHeaders, init: HeadersInit): void {
-  const add = (value: string, key: string) => {
-    const k = key.toLowerCase();
-    const existing = target[k];
-    target[k] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [String(existing), value];
-  };
-  if (init instanceof Headers) init.forEach(add);
-  else if (Array.isArray(init)) for (const [k, v] of init) add(v, k);
-  else for (const k of Object.keys(init)) add((init as Record<string, string>)[k], k);
-}
-
-function webHeaders(h: http2.IncomingHttpHeaders | undefined): Headers {
-  const out = new Headers();
-  if (h === undefined) return out;
-  for (const k of Object.keys(h)) {
-    if (k.charCodeAt(0) === 58 /* ":" */) continue;
-    const v = h[k];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const e of v) out.append(k, e);
-    else out.append(k, String(v));
-  }
-  return out;
-}
-
 function grpcTimeout(ms: number): string {
   // At most 8 digits (gRPC over HTTP/2); connect-node sends `${ms}m`, which this equals below 10^8.
   const m = Math.ceil(ms);
@@ -216,16 +155,8 @@ function grpcTimeout(ms: number): string {
 /** One unary call on the session pool. Settles exactly once; the stream is RST on any failure. */
 function unaryCall<I extends DescMessage, O extends DescMessage>(
   sessions: SessionPool, path: string, method: DescMethodUnary<I, O>, signal: AbortSignal | undefined,
-  timeoutMs: number | undefined, header: HeadersInit | undefined, message: MessageShape<I>,
+  timeoutMs: number | undefined, header: HeadersInit | undefined, body: Uint8Array,
 ): Promise<UnaryResponse<I, O>> {
-  if (signal?.aborted) return Promise.reject(ConnectError.from(getAbortSignalReason(signal), Code.Canceled));
-  if (timeoutMs !== undefined && timeoutMs <= 0) return Promise.reject(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-  let body: Uint8Array;
-  try {
-    body = toBinary(method.input, message);
-  } catch (err) {
-    return Promise.reject(new ConnectError(`serialize binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal));
-  }
   const frame = Buffer.allocUnsafe(5 + body.byteLength);
   frame[0] = 0;
   frame.writeUInt32BE(body.byteLength, 1);
@@ -391,26 +322,6 @@ function decompress(data: Uint8Array, encoding: string | undefined): Uint8Array 
     throw ConnectError.from(err, Code.Internal);
   }
   throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
-}
-
-// connect-node's mapping of Node errors (node-error.js, not exported by the package), so an
-// unreachable server is Unavailable with the same message as before.
-function connectErrorFromNodeReason(reason: unknown): ConnectError {
-  // A stream queued on a session that failed to connect: the cause is the connection's error.
-  if (reason instanceof Error && (reason as { code?: string }).code === "ERR_HTTP2_STREAM_CANCEL" && reason.cause instanceof Error) reason = reason.cause;
-  const codes: string[] = [];
-  for (let e: unknown = reason; e instanceof Error && codes.length < 16; e = e.cause) {
-    const c = (e as { code?: unknown }).code;
-    if (typeof c === "string") codes.push(c);
-    if (!("cause" in e)) break;
-  }
-  let code = Code.Internal;
-  if (codes.includes("ERR_STREAM_WRITE_AFTER_END")) code = Code.Aborted;
-  else if (codes.some((c) => c === "ERR_STREAM_DESTROYED" || c === "ERR_HTTP2_INVALID_STREAM" || c === "ECONNRESET")) code = Code.Aborted;
-  else if (codes.some((c) => c === "ETIMEDOUT" || c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "ECONNREFUSED")) code = Code.Unavailable;
-  const ce = ConnectError.from(reason, code);
-  if (ce !== reason) ce.cause = reason;
-  return ce;
 }
 
 const h2CodeNames: Record<number, [string, Code]> = {

@@ -1,23 +1,30 @@
-// "@shardrouter/sdk/node": everything of the main entry, plus protocol "grpc" (HTTP/2, cleartext h2c
-// for http:// URLs) on a lean node:http2 transport (node-grpc-transport.ts). Kept apart so Deno and
-// browsers never load node:http2.
+// "@shardrouter/sdk/node": everything of the main entry, with lean node: transports for unary calls:
+// protocol "connect" (the default) on node:http keep-alive connections (node-connect-transport.ts),
+// and protocol "grpc" (HTTP/2, cleartext h2c for http:// URLs) on node:http2 (node-grpc-transport.ts).
+// "grpc-web", and "connect" with a caller's own fetch, stay on fetch. Kept apart so Deno and browsers
+// never load node: modules.
 import { ShardRouterClient } from "./client.js";
 import { type ClientOptions, createClient as createFetchClient } from "./index.js";
+import { createNodeConnectTransport } from "./node-connect-transport.js";
 import { createNodeGrpcTransport } from "./node-grpc-transport.js";
 import { interceptorsOf } from "./transports.js";
 
 export * from "./index.js";
+export { type NodeConnectTransport, type NodeConnectTransportOptions, createNodeConnectTransport } from "./node-connect-transport.js";
 export { type NodeGrpcTransport, type NodeGrpcTransportOptions, createNodeGrpcTransport } from "./node-grpc-transport.js";
 
-/** Like the main entry's createClient; protocol "grpc" holds one HTTP/2 connection, released by close(). */
+/**
+ * Like the main entry's createClient, on Node's own HTTP stack: "connect" keeps HTTP/1.1 keep-alive
+ * connections, "grpc" one HTTP/2 connection; close() releases them (idle ones never keep the process alive).
+ */
 export function createClient(options: ClientOptions): ShardRouterClient {
-  if (options.protocol !== "grpc") return createFetchClient(options);
+  const protocol = options.protocol ?? "connect";
+  // A caller's fetch (a proxy, a test double) is honoured: that client stays on fetch.
+  const lean = protocol === "grpc" || (protocol === "connect" && options.fetch === undefined);
+  if (!lean) return createFetchClient(options);
   // With no token, headers or interceptors there is nothing to intercept: unary calls skip the chain.
   const plain = options.token === undefined && Object.keys(options.headers ?? {}).length === 0 && !options.interceptors?.length;
-  const transport = createNodeGrpcTransport({
-    baseUrl: options.baseUrl,
-    interceptors: plain ? [] : interceptorsOf(options),
-    defaultTimeoutMs: options.timeoutMs,
-  });
+  const transportOptions = { baseUrl: options.baseUrl, interceptors: plain ? [] : interceptorsOf(options), defaultTimeoutMs: options.timeoutMs };
+  const transport = protocol === "grpc" ? createNodeGrpcTransport(transportOptions) : createNodeConnectTransport(transportOptions);
   return new ShardRouterClient(transport, { decode: options.decode, close: () => transport.close() });
 }

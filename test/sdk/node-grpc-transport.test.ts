@@ -18,6 +18,7 @@ import { Code, ConnectError, ShardRouterError, createClient, createNodeGrpcTrans
 import { interceptorsOf } from "../../sdk/src/transports.js";
 import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
 import { hook, test } from "../harness/uvu.js";
+import { cancelledWhileRunning, failure, shape, waitUntil } from "./transport-checks.js";
 import { root } from "./deno-process.js";
 
 let t: TestRouter;
@@ -32,25 +33,6 @@ function connectNodeClient(baseUrl: string): { client: ShardRouterClient; manage
   const manager = new Http2SessionManager(baseUrl);
   const transport = createGrpcTransport({ baseUrl, sessionManager: manager, interceptors: interceptorsOf({ baseUrl }) });
   return { client: new ShardRouterClient(transport, { close: () => manager.abort() }), manager, transport };
-}
-
-async function failure(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof ConnectError, `a ConnectError, got ${String(err)}`);
-    return err;
-  }
-  return assert.unreachable("expected the call to fail") as never;
-}
-
-/** The error's code, message, details and metadata names (values like date and x-request-id differ per call). */
-function shape(err: ConnectError) {
-  return {
-    code: Code[err.code], message: err.rawMessage, details: err.details.map((d) => ("type" in d ? d.type : d.desc.typeName)),
-    metadata: [...err.metadata.keys()].filter((k) => k !== "date" && k !== "x-request-id").sort(),
-    postgres: err instanceof ShardRouterError ? err.postgres : undefined,
-  };
 }
 
 interface FakeServer {
@@ -149,13 +131,11 @@ test("a Postgres error is the same ShardRouterError (code, message, SQLSTATE det
 });
 
 test("a call past its deadline fails with DeadlineExceeded, from the router and from the client's own timer", async () => {
-  const started = Date.now();
   const a = await failure(lean.onShard("slow").query("select pg_sleep(5)", [], { timeoutMs: 300 }));
   assert.is(Code[a.code], "DeadlineExceeded", a.message);
   const hasty = createClient({ baseUrl: t.router.url, protocol: "grpc", timeoutMs: 300 });
   const b = await failure(hasty.onShard("slow").query("select pg_sleep(5)"));
   assert.is(Code[b.code], "DeadlineExceeded", b.message);
-  assert.ok(Date.now() - started < 4000, "both ended near their deadlines");
   hasty.close();
   // A server that never answers: only the client's timer ends the call, and the stream is reset with CANCEL.
   const hangTransport = createNodeGrpcTransport({ baseUrl: fake.url });
@@ -169,13 +149,8 @@ test("a call past its deadline fails with DeadlineExceeded, from the router and 
 });
 
 test("the caller's abort cancels the call (Canceled) and resets the stream with CANCEL", async () => {
-  const controller = new AbortController();
-  const call = lean.onShard("slow").query("select pg_sleep(5)", [], { signal: controller.signal });
-  setTimeout(() => controller.abort(), 200);
-  const started = Date.now();
-  const a = await failure(call);
+  const a = await cancelledWhileRunning(lean);
   assert.is(Code[a.code], "Canceled", a.message);
-  assert.ok(Date.now() - started < 4000);
   // The same error connect-node gives for an abort without a reason, and a ConnectError reason is kept.
   const pre = new AbortController();
   pre.abort();
@@ -305,13 +280,5 @@ test("an idle client does not keep the process alive, with or without close()", 
     assert.match(out, /routed shard-/);
   }
 });
-
-async function waitUntil(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
-    await new Promise((r) => setImmediate(r));
-  }
-}
 
 test.run();

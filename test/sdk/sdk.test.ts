@@ -1,6 +1,6 @@
 // The SDK against a router on 4 real shards, the same cases (sdk-cases.ts) three ways: in Node over
-// Connect (fetch), in Node over gRPC (h2c, the "./node" entry), and in Deno over Connect — a real
-// Deno process whose per-case outcomes become tests here, so they count in the suite's totals.
+// Connect and over gRPC (h2c), both from the "./node" entry (node:http, node:http2), and in Deno over
+// Connect (fetch) — a real Deno process whose per-case outcomes become tests here, so they count in the suite's totals.
 import * as assert from "uvu/assert";
 import { createClient } from "../../sdk/src/node.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
@@ -30,6 +30,7 @@ test.before(hook(async () => {
 }));
 
 test.after(hook(async () => {
+  runs.node?.client.close();
   runs["node-grpc"]?.client.close();
   await t?.stop();
 }));
