@@ -108,20 +108,22 @@ export class Coordinator {
       const home = participants[0];
       const byShard = new Map(participants.map((p) => [p.shard.name, p]));
       const results: ResultSet[] = [];
-      // Each run of statements on one shard goes out as one pipeline, opened (begin, lock_timeout,
-      // and on the home shard the request record) in the same write. The next run waits for it, so
-      // rows are still locked in the planned order, one shard after another.
+      // Each run of statements on one shard, opened first (begin, lock_timeout, and on the home shard
+      // the request record); the next run waits for it, so rows are locked in the planned order.
       for (let i = 0; i < plan.statements.length;) {
         const p = byShard.get(plan.statements[i].shard.name)!;
         const run: TxStatement[] = [];
         while (i < plan.statements.length && plan.statements[i].shard === p.shard) run.push(plan.statements[i++]);
         const steps: Step[] = [];
         if (p.state === "done") {
-          p.state = "open"; // from here on a failure rolls it back
-          steps.push({ sql: "begin" }, { sql: "select set_config('lock_timeout', $1, true)", params: [text(`${this.deps.lockTimeoutMs}ms`)] });
+          // Open only once BEGIN has answered: a ROLLBACK sent on a connection whose BEGIN failed can
+          // be written to a dead socket (postgres.js 3.4.9 crashes the process; the bank test caught it).
+          await inOrder(p, [{ sql: "begin" }], plan);
+          p.state = "open";
+          steps.push({ sql: "select set_config('lock_timeout', $1, true)", params: [text(`${this.deps.lockTimeoutMs}ms`)] });
           if (p === home) steps.push({ sql: insertRequest, params: [text(plan.requestId), bytes(plan.requestHash), text(gid)], onError: (err) => requestConflict(err, plan.requestId) });
         }
-        const answers = await pipeline(p, [...steps, ...run], plan);
+        const answers = await inOrder(p, [...steps, ...run], plan);
         for (const [j, st] of run.entries()) {
           const result = answers[steps.length + j];
           st.check?.(result);
@@ -133,7 +135,7 @@ export class Coordinator {
 
       if (!twoPhase) {
         // A COMMIT after a failed statement is answered ROLLBACK, not an error: read the tag.
-        const [, committed] = await pipeline(home, [store, { sql: "commit", signal: noDeadline }], plan);
+        const [, committed] = await inOrder(home, [store, { sql: "commit", signal: noDeadline }], plan);
         if (committed.command !== "COMMIT") throw new ConnectError(`${gid} was rolled back by the shard at commit (${committed.command})`, Code.Aborted);
         home.state = "done";
         this.report(gid, outcome.shards, "committed_one_phase");
@@ -143,7 +145,7 @@ export class Coordinator {
       // PREPARE takes no new locks: every participant but the home one prepares at once.
       const others = participants.slice(1);
       await settleAll(others.map(async (p) => {
-        const [prepared] = await pipeline(p, [{ sql: `prepare transaction '${gid}'`, once: true }], plan);
+        const [prepared] = await inOrder(p, [{ sql: `prepare transaction '${gid}'`, once: true }], plan);
         if (prepared.command !== "PREPARE TRANSACTION") throw new ConnectError(`${gid} was rolled back by shard ${p.shard.name} at prepare (${prepared.command})`, Code.Aborted);
         p.state = "prepared";
       }));
@@ -178,28 +180,21 @@ export class Coordinator {
    * reads it from the home shard. Never guessed.
    */
   private async commitHome(gid: string, home: Participant, others: Participant[], store: Step, plan: TxPlan): Promise<void> {
-    const settled = await Promise.allSettled([
-      executeOnReserved(home.conn, { shard: home.shard.name, sql: store.sql, params: store.params!, signal: plan.signal, budget: plan.budget }),
-      executeOnReserved(home.conn, { shard: home.shard.name, sql: "commit", params: [], signal: noDeadline, budget: plan.budget }),
-    ]);
-    const [stored, committed] = settled;
-    if (stored.status === "rejected") throw stored.reason; // the COMMIT became a ROLLBACK
-    if (committed.status === "fulfilled") {
-      if (committed.value.command !== "COMMIT") throw new ConnectError(`${gid} was rolled back by shard ${home.shard.name} at commit (${committed.value.command})`, Code.Aborted);
+    await inOrder(home, [store], plan); // failing, the home transaction is still open: rolled back
+    let committed: ResultSet;
+    try {
+      [committed] = await inOrder(home, [{ sql: "commit", signal: noDeadline }], plan);
+    } catch (err) {
       home.state = "done";
-      return;
-    }
-    const err = committed.reason;
-    if (err instanceof ConnectError && err.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate) {
-      home.state = "done"; // Postgres answered: rolled back
-      throw err;
+      if (err instanceof ConnectError && err.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate) throw err; // Postgres answered: rolled back
+      for (const p of others) p.state = "left-for-recovery";
+      throw new ConnectError(
+        `the commit of ${gid} on its home shard ${home.shard.name} got no answer; recovery will settle it: retry with the same request_id`,
+        Code.Unavailable,
+      );
     }
     home.state = "done";
-    for (const p of others) p.state = "left-for-recovery";
-    throw new ConnectError(
-      `the commit of ${gid} on its home shard ${home.shard.name} got no answer; recovery will settle it: retry with the same request_id`,
-      Code.Unavailable,
-    );
+    if (committed.command !== "COMMIT") throw new ConnectError(`${gid} was rolled back by shard ${home.shard.name} at commit (${committed.command})`, Code.Aborted);
   }
 
   /** After the decision: COMMIT PREPARED everywhere; what fails now, recovery finishes. */
@@ -232,22 +227,27 @@ export class Coordinator {
   }
 }
 
-/** One statement of a pipeline; onError explains its failure (the request record's conflicts). */
+/** One statement of a run; onError explains its failure (the request record's conflicts). */
 interface Step { sql: string; params?: RawParam[]; signal?: AbortSignal; once?: boolean; onError?: (err: unknown) => unknown }
 
 /**
- * Sends the steps on the participant's connection without waiting between them (postgres.js
- * pipelines them), then answers their results in order, or the first failure in order: after a
- * failure, the later statements only report the aborted transaction.
+ * Runs the steps on the participant's connection one after another, answering their results in
+ * order. One statement at a time per reserved connection: pipelined ones hung or crashed the bank
+ * test when a shard restarted (postgres.js 3.4.9 queues statements behind a first-use describe
+ * inside reserve(), and never settles that queue when the connection closes).
  */
-async function pipeline(p: Participant, steps: Step[], plan: Pick<TxPlan, "signal" | "budget">): Promise<ResultSet[]> {
-  const settled = await Promise.allSettled(steps.map((st) => executeOnReserved(p.conn, {
-    shard: p.shard.name, sql: st.sql, params: st.params ?? [], signal: st.signal ?? plan.signal, budget: plan.budget, once: st.once,
-  })));
-  return settled.map((s, i) => {
-    if (s.status === "fulfilled") return s.value;
-    throw steps[i].onError ? steps[i].onError(s.reason) : s.reason;
-  });
+async function inOrder(p: Participant, steps: Step[], plan: Pick<TxPlan, "signal" | "budget">): Promise<ResultSet[]> {
+  const results: ResultSet[] = [];
+  for (const st of steps) {
+    try {
+      results.push(await executeOnReserved(p.conn, {
+        shard: p.shard.name, sql: st.sql, params: st.params ?? [], signal: st.signal ?? plan.signal, budget: plan.budget, once: st.once,
+      }));
+    } catch (err) {
+      throw st.onError ? st.onError(err) : err;
+    }
+  }
+  return results;
 }
 
 /** Waits for every promise, then throws the first failure (none is left unhandled). */

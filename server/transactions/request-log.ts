@@ -62,6 +62,13 @@ export async function findRequest(shard: ShardNodes, requestId: string, signal: 
 /** The request id of the tombstone recovery writes for a transaction id it rolls back. */
 export const tombstoneId = (gid: string) => `~recovery:${gid}`;
 
+/** What is wrong with a caller's request_id, if anything ("~" is kept for the router's own records). */
+export function requestIdProblem(requestId: string): string | undefined {
+  if (!requestId) return "request_id is required (it makes a retry safe)";
+  if (requestId.startsWith("~")) return "request_id must not start with '~' (reserved for the router's own records)";
+  return undefined;
+}
+
 export function isUndefinedTable(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.InvalidArgument && /relation "shardrouter\.requests" does not exist|schema "shardrouter" does not exist/.test(err.rawMessage);
 }

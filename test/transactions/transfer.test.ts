@@ -110,6 +110,7 @@ test("bad transfers fail with the right code and change no balance", async () =>
     [{ fromKey: crossA, toKey: crossA, amount: 5n }, Code.InvalidArgument, "must differ"],
     [{ fromKey: "", toKey: crossB, amount: 5n }, Code.InvalidArgument, "from_key"],
     [{ fromKey: crossA, toKey: crossB, amount: 5n, requestId: "" }, Code.InvalidArgument, "request_id"],
+    [{ fromKey: crossA, toKey: crossB, amount: 5n, requestId: "~recovery:sr_x_1" }, Code.InvalidArgument, "must not start with '~'"],
     [{ fromKey: crossA, toKey: "nobody", amount: 5n }, Code.NotFound, "'nobody' does not exist"],
     [{ fromKey: "nobody", toKey: crossB, amount: 5n }, Code.NotFound, "'nobody' does not exist"],
     [{ fromKey: crossA, toKey: crossB, amount: 1_000_000n }, Code.FailedPrecondition, "insufficient funds"],
