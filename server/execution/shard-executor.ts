@@ -67,8 +67,8 @@ async function pooled(s: ShardStatement): Promise<ResultSet> {
 }
 
 /** A statement inside a transaction: after an abort it waits for Postgres, so the caller can roll back. */
-export function executeOnReserved(conn: ReservedConnection, s: Omit<ShardStatement, "pool"> & { once?: boolean }): Promise<ResultSet> {
-  return run({ ...s, pool: conn.node }, (onRow) => conn.start(s.sql, s.params, onRow, s.once), undefined);
+export function executeOnReserved(conn: ReservedConnection, s: Omit<ShardStatement, "pool">): Promise<ResultSet> {
+  return run({ ...s, pool: conn.node }, (onRow) => conn.start(s.sql, s.params, onRow), undefined);
 }
 
 async function run(

@@ -47,11 +47,7 @@ export type RowSink = (cells: unknown[], columns: RawColumn[]) => void;
 /** A connection reserved for one transaction. */
 export interface ReservedConnection {
   readonly node: NodePool;
-  /**
-   * Like NodePool.start. `once` marks a text that will never be sent again (it names a prepared
-   * transaction): it runs unnamed instead of taking one of the node's prepared-statement places.
-   */
-  start(text: string, params: RawParam[], onRow: RowSink, once?: boolean): RunningStatement;
+  start(text: string, params: RawParam[], onRow: RowSink): RunningStatement;
   /** Returns the connection to the pool; it must not be inside a transaction any more. */
   release(): void;
 }
@@ -139,16 +135,8 @@ export class NodePool {
    * arrive, as arrays of text cells (arrays already split), so nothing is buffered here.
    */
   start(text: string, params: RawParam[], onRow: RowSink): RunningStatement {
-    return startOn(this.sql, text, params, onRow, this.shouldPrepare(text));
-  }
-
-  /**
-   * Named (prepared once per connection, then only bound) for the first maxPreparedStatements texts.
-   * It matters twice over: postgres.js sends an unnamed statement with parameters as a describe
-   * round trip first, and stops pipelining behind it.
-   */
-  private shouldPrepare(text: string): boolean {
-    return this.prepared.has(text) || (this.prepared.size < this.options.maxPreparedStatements && !!this.prepared.add(text));
+    const prepare = this.prepared.has(text) || (this.prepared.size < this.options.maxPreparedStatements && !!this.prepared.add(text));
+    return startOn(this.sql, text, params, onRow, prepare);
   }
 
   /**
@@ -182,9 +170,9 @@ export class NodePool {
     let released = false;
     return {
       node: this,
-      start: (text, params, onRow, once) => {
+      start: (text, params, onRow) => {
         if (closed) return closedStatement(this.address);
-        return startOn(conn, text, params, onRow, !once && this.shouldPrepare(text), watch);
+        return startOn(conn, text, params, onRow, false, watch);
       },
       release: () => {
         if (released) return;

@@ -11,15 +11,13 @@ import { newBudget } from "../execution/shard-executor.js";
 import { checkStatement } from "../execution/statement-guard.js";
 import { encodeParam } from "../execution/value-codec.js";
 import type { Coordinator, TxOutcome, TxStatement } from "./coordinator.js";
-import { requestIdProblem } from "./request-log.js";
 
 export const maxStatements = 1000;
 
 export interface TransactionDeps { planner: Planner; coordinator: Coordinator; limits: { maxRows: number; maxBytes: number } }
 
 export async function executeTransaction(req: ExecuteTransactionRequest, deps: TransactionDeps, signal: AbortSignal): Promise<ExecuteTransactionResponse> {
-  const badId = requestIdProblem(req.requestId);
-  if (badId) throw new ConnectError(badId, Code.InvalidArgument);
+  if (!req.requestId) throw new ConnectError("request_id is required (it makes a retry safe)", Code.InvalidArgument);
   if (req.statements.length === 0) throw new ConnectError("statements must not be empty", Code.InvalidArgument);
   if (req.statements.length > maxStatements) throw new ConnectError(`at most ${maxStatements} statements per transaction`, Code.InvalidArgument);
   const statements: TxStatement[] = [];

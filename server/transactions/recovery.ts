@@ -1,16 +1,12 @@
-// Finds prepared transactions of our prefix on every shard and settles those older than the grace
-// period. The decision is on the transaction's home shard (coordinator.ts): a committed request
-// record with its transaction id means commit. With none, recovery writes a tombstone record with
-// that transaction id on every shard first: on the home shard it waits for a transaction still
-// open there, and once written, the home can never commit (unique transaction id), so rolling
-// back is safe (presumed abort). Decisions in the catalog's log, from routers that committed
-// there, are obeyed first. Transactions this router is driving are never touched. Several routers
-// may recover at once: the records serialise them, and a COMMIT/ROLLBACK PREPARED that finds
-// nothing was done by another.
+// Finds prepared transactions of our prefix on every shard and settles them from the decision log:
+// commit where the log says commit; where it says nothing and the transaction is older than the
+// grace period, record "abort" first (insert-if-absent, racing the coordinator fairly) and roll back.
+// Transactions this router is driving are never touched. Several routers may recover at once: the
+// decision row serialises them, and a COMMIT/ROLLBACK PREPARED that finds nothing was done by another.
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import { type ShardNodes, type ShardSet, writerOf } from "../shards/shard-set.js";
 import type { Decision, DecisionLog } from "./decision-log.js";
-import { bytes, isUndefinedTable, text, tombstoneId } from "./request-log.js";
+import { text } from "./request-log.js";
 import { assertSafeGid, type TransactionIds } from "./transaction-id.js";
 
 export interface RecoveryOptions { graceMs: number; intervalMs: number }
@@ -62,7 +58,6 @@ export class Recovery {
 
   private async pass(): Promise<RecoveryRound> {
     const tally: RecoveryRound = { committed: 0, rolledBack: 0, inDoubt: 0 };
-    const decided = new Map<string, Promise<Decision | undefined>>(); // one decision per gid and pass
     const stillPrepared = new Set<string>();
     let everyShardAnswered = true;
     for (const shard of this.shards.shards) {
@@ -75,7 +70,7 @@ export class Recovery {
       }
       for (const { gid, ageMs } of prepared) {
         stillPrepared.add(gid);
-        const settled = await this.settle(shard, gid, ageMs, decided).catch((err) => {
+        const settled = await this.settle(shard, gid, ageMs).catch((err) => {
           this.report(() => this.observer.notSettled({ shard: shard.name, gid, error: err }));
           return undefined;
         });
@@ -109,30 +104,18 @@ export class Recovery {
   }
 
   /** Settles one prepared transaction; undefined when it must be left alone for now. */
-  private async settle(shard: ShardNodes, gid: string, ageMs: number, decided: Map<string, Promise<Decision | undefined>>): Promise<Decision | undefined> {
+  private async settle(shard: ShardNodes, gid: string, ageMs: number): Promise<Decision | undefined> {
     // Young ones are left to their coordinator, which may still be deciding or committing them.
-    if (this.inflight.has(gid) || ageMs < this.options.graceMs) return undefined;
-    let decision = decided.get(gid);
-    if (!decision) decided.set(gid, (decision = this.decide(gid)));
-    const outcome = await decision;
-    if (!outcome) return undefined;
-    const sql = `${outcome === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
+    if (this.inflight.has(gid) || !this.decisions || ageMs < this.options.graceMs) return undefined;
+    const decision = (await this.decisions.get(gid)) ?? (await this.decisions.decide(gid, "abort", [], this.ids.routerId));
+    const sql = `${decision === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
     try {
       await executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024) });
     } catch (err) {
       // Another router (or the coordinator) finished it between our listing and now.
       if (!/does not exist/.test((err as Error).message)) throw err;
     }
-    return outcome;
-  }
-
-  /** The catalog's decision if one was logged; else the home shard's, fencing it for an abort. */
-  private async decide(gid: string): Promise<Decision | undefined> {
-    const logged = await this.decisions?.get(gid);
-    if (logged) return logged;
-    const answers = await Promise.all(this.shards.shards.map((s) => homeAnswer(s, gid)));
-    if (answers.includes("committed")) return "commit";
-    return answers.every((a) => a === "fenced") ? "abort" : undefined;
+    return decision;
   }
 
   /** Decisions whose participants no longer hold the transaction are finished. */
@@ -143,28 +126,3 @@ export class Recovery {
     await this.decisions!.forgetCompleted(24);
   }
 }
-
-type HomeAnswer = "committed" | "fenced" | "unknown";
-
-/**
- * What one shard says about a transaction id: its committed request record (this is the home
- * shard and it committed), or our tombstone, now or from an earlier round (this shard can never
- * commit it). "unknown" when the shard did not answer, or a record appeared while we waited.
- */
-async function homeAnswer(shard: ShardNodes, gid: string): Promise<HomeAnswer> {
-  const run = (sql: string, params: ReturnType<typeof text>[]) => executeStatement({
-    shard: shard.name, pool: writerOf(shard), sql, params, signal: AbortSignal.timeout(5_000), budget: newBudget(2, 1 << 16),
-  });
-  try {
-    const found = await run("select request_id from shardrouter.requests where transaction_id = $1", [text(gid)]);
-    if (found.rows.length) return found.rows[0].values[0].kind.value === tombstoneId(gid) ? "fenced" : "committed";
-    // Waits for a home transaction still open with this id; written, it keeps that one from committing.
-    const written = await run(fenceSql, [text(tombstoneId(gid)), bytes(new Uint8Array()), text(gid)]);
-    return written.rows.length ? "fenced" : "unknown";
-  } catch (err) {
-    return isUndefinedTable(err) ? "fenced" : "unknown"; // no request log: never anyone's home
-  }
-}
-
-const fenceSql = `insert into shardrouter.requests (request_id, request_hash, transaction_id) values ($1, $2, $3)
-  on conflict do nothing returning request_id`;

@@ -17,9 +17,6 @@ export const requestLogSchema = [
      transaction_id text not null,
      response bytea,
      created_at timestamptz not null default now())`,
-  // A transaction's record on its home shard is its commit decision (coordinator.ts): one record per
-  // transaction id, so recovery's tombstone and the coordinator's record exclude each other.
-  "create unique index if not exists requests_transaction_id on shardrouter.requests (transaction_id)",
 ];
 
 export const insertRequest = "insert into shardrouter.requests (request_id, request_hash, transaction_id) values ($1, $2, $3)";
@@ -33,8 +30,7 @@ export interface StoredRequest { hash: Uint8Array; response: Uint8Array | undefi
 /** Creates the table on a shard; several routers may race, so under a transaction-scoped lock. */
 export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): Promise<void> {
   const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
-  // The newest object of the schema: a table made by an older router gets what it lacks.
-  const exists = await run("select to_regclass('shardrouter.requests_transaction_id') is not null as present");
+  const exists = await run("select to_regclass('shardrouter.requests') is not null as present");
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
@@ -57,16 +53,6 @@ export async function findRequest(shard: ShardNodes, requestId: string, signal: 
   if (!row) return undefined;
   const [hash, response] = row.values;
   return { hash: hash.kind.value as Uint8Array, response: response.kind.case === "bytesValue" ? response.kind.value : undefined };
-}
-
-/** The request id of the tombstone recovery writes for a transaction id it rolls back. */
-export const tombstoneId = (gid: string) => `~recovery:${gid}`;
-
-/** What is wrong with a caller's request_id, if anything ("~" is kept for the router's own records). */
-export function requestIdProblem(requestId: string): string | undefined {
-  if (!requestId) return "request_id is required (it makes a retry safe)";
-  if (requestId.startsWith("~")) return "request_id must not start with '~' (reserved for the router's own records)";
-  return undefined;
 }
 
 export function isUndefinedTable(err: unknown): boolean {

@@ -14,7 +14,7 @@ import type { Planner } from "../execution/planner.js";
 import { Oid } from "../execution/pg-types.js";
 import { newBudget } from "../execution/shard-executor.js";
 import type { Coordinator, TxOutcome, TxStatement } from "./coordinator.js";
-import { requestIdProblem, text } from "./request-log.js";
+import { text } from "./request-log.js";
 
 export interface TransferDeps { planner: Planner; coordinator: Coordinator; table: Config["transfer"] }
 
@@ -64,8 +64,7 @@ function validate(req: TransferRequest): void {
   if (!req.toKey) problems.push("to_key must not be empty");
   if (req.fromKey && req.fromKey === req.toKey) problems.push("from_key and to_key must differ");
   if (req.amount <= 0n) problems.push(`amount must be positive (got ${req.amount})`);
-  const badId = requestIdProblem(req.requestId);
-  if (badId) problems.push(badId);
+  if (!req.requestId) problems.push("request_id is required (it makes a retry safe)");
   if (problems.length) throw new ConnectError(problems.join("; "), Code.InvalidArgument);
 }
 

@@ -177,7 +177,7 @@ test("in-doubt count and recovered commit/abort, with structured recovery log li
   const direct = t.direct(primaryOf(shard));
   await direct`create table if not exists obs_scratch (id text primary key)`;
   const catalog = await Catalog.open(t.config.catalog!);
-  let patient: RunningRouter | undefined;
+  let withoutCatalog: RunningRouter | undefined;
   let recovering: RunningRouter | undefined;
   const lines: string[] = [];
   try {
@@ -191,12 +191,13 @@ test("in-doubt count and recovered commit/abort, with structured recovery log li
       await conn.unsafe(`prepare transaction '${gid}'`);
       conn.release();
     }
-    // Within the grace period a router leaves them to their (maybe live) coordinator: both in doubt.
-    patient = await startRouter({ ...t.config, listen: { ...t.config.listen, port: 0 }, transactions: { ...t.config.transactions, recoveryIntervalMs: 50, inDoubtGraceMs: 600_000 } });
-    const url = patient.url;
+    // A router without a catalog cannot decide: both stay in doubt.
+    const { catalog: _, ...noCatalog } = t.config;
+    withoutCatalog = await startRouter({ ...noCatalog, listen: { ...t.config.listen, port: 0 }, transactions: { ...t.config.transactions, recoveryIntervalMs: 50, inDoubtGraceMs: 0 } });
+    const url = withoutCatalog.url;
     await waitFor("the in-doubt gauge to count both", async () => ((await scrape(url)).value("shardrouter_transactions_in_doubt") === 2 ? true : undefined));
-    await patient.close();
-    patient = undefined;
+    await withoutCatalog.close();
+    withoutCatalog = undefined;
 
     recovering = await startRouter(
       { ...t.config, listen: { ...t.config.listen, port: 0 }, transactions: { ...t.config.transactions, recoveryIntervalMs: 50, inDoubtGraceMs: 0 } },
@@ -219,7 +220,7 @@ test("in-doubt count and recovered commit/abort, with structured recovery log li
     assert.equal([abort.level, abort.shard, abort.decision], ["notice", shard, "abort"]);
     assert.is(typeof commit.ageMs, "number");
   } finally {
-    await patient?.close();
+    await withoutCatalog?.close();
     await recovering?.close();
     await catalog.close();
   }
