@@ -41,6 +41,7 @@ export function requestIds(): RequestIds {
     const given = headers[requestIdHeader];
     return typeof given === "string" && saneRequestId.test(given) ? given : next();
   };
+  const idOfRequest = (req: NodeRequest) => (req as { [idOf]?: string })[idOf] ?? next();
   return {
     next,
     fromHeaders,
@@ -53,11 +54,7 @@ export function requestIds(): RequestIds {
       };
       return wrapped as H;
     },
-    contextValues(req) {
-      return createContextValues().set(requestIdKey, (req as { [idOf]?: string })[idOf] ?? next());
-    },
-    idOf(req) {
-      return (req as { [idOf]?: string })[idOf] ?? next();
-    },
+    contextValues: (req) => createContextValues().set(requestIdKey, idOfRequest(req)),
+    idOf: idOfRequest,
   };
 }

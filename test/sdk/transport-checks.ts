@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
 import { type ShardRouterClient, ShardRouterError } from "../../sdk/src/index.js";
+import { waitFor } from "../harness/router-cluster.js";
 
 /** The ConnectError a call failed with; fails the test when the call succeeded or threw something else. */
 export async function failure(p: Promise<unknown>): Promise<ConnectError> {
@@ -49,16 +50,9 @@ export async function cancelledWhileRunning(client: ShardRouterClient): Promise<
   )).rows[0].n;
   const controller = new AbortController();
   const call = failure(shard.query(`select pg_sleep(30), '${marker}'`, [], { signal: controller.signal }));
-  await waitFor(async () => (await running()) === 1);
+  await waitFor("the statement to run on Postgres", async () => ((await running()) === 1 ? true : undefined));
   controller.abort();
   const err = await call;
-  await waitFor(async () => (await running()) === 0);
+  await waitFor("the router to cancel it on Postgres", async () => ((await running()) === 0 ? true : undefined));
   return err;
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out waiting for a condition");
-  }
 }
