@@ -9,6 +9,7 @@ import { CatalogDirectoryStore } from "./catalog/directory-store.js";
 import type { Config } from "./config/config.js";
 import { Planner } from "./execution/planner.js";
 import { buildShardMap } from "./placement/shard-map.js";
+import { loadParser } from "./sql/parser.js";
 import { type Logger, lineLogger, silentLogger } from "./observability/logger.js";
 import { observability } from "./observability/observability.js";
 import { healthService } from "./rpc/health.js";
@@ -42,6 +43,7 @@ export interface RouterOptions {
 
 export async function startRouter(config: Config, options: RouterOptions = {}): Promise<RunningRouter> {
   const logger = options.logger ?? (options.log ? lineLogger(options.log) : silentLogger());
+  await loadParser(); // every statement is read with it: without it the router must not serve
   const catalog = config.catalog ? await Catalog.open(config.catalog) : undefined;
   if (config.placement.strategy === "directory" && !catalog) {
     throw new Error("placement.strategy: \"directory\" needs a catalog database (config field catalog)");

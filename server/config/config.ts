@@ -40,6 +40,8 @@ export const ConfigSchema = z.object({
     idleTimeoutMs: z.number().int().min(0).default(60_000),
     statementTimeoutMs: z.number().int().min(0).default(30_000),
     maxPreparedStatements: z.number().int().min(0).default(1000),
+    /** Statements (or transactions) at once per node on connections of their own (see the statement guard). */
+    maxIsolated: z.number().int().min(1).max(1000).default(2),
   }).strict().prefault({}),
   health: z.object({
     /** How often every node is asked whether it is up, in recovery, and how far behind. */

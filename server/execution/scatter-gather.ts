@@ -15,6 +15,8 @@ import { type Budget, executeStatement } from "./shard-executor.js";
 
 export interface ScatterRequest {
   sql: string;
+  /** Each shard's statement runs on a connection of its own (the statement guard's "isolated"). */
+  isolated?: boolean;
   params: RawParam[];
   merge: MergeSpec | undefined;
   allowPartial: boolean;
@@ -37,7 +39,7 @@ export async function scatterGather(shards: ShardSet, req: ScatterRequest): Prom
       try {
         const candidates = shards.candidates(shard, req.readPreference, req.maxReplicaLagMs);
         const result = await onFirstAnswering(candidates, siblings.signal, (pool) => executeStatement({
-          shard: shard.name, pool, sql: req.sql, params: req.params, signal: siblings.signal, budget: req.budget,
+          shard: shard.name, pool, sql: req.sql, params: req.params, signal: siblings.signal, budget: req.budget, isolated: req.isolated,
         }));
         return { shard: shard.name, elapsed: performance.now() - started, result };
       } catch (err) {

@@ -7,7 +7,7 @@ import { type Column, ColumnSchema, type ResultSet, ResultSetSchema, type Row, R
 import { isBrokenCircuitError } from "cockatiel";
 import { abortError } from "../shards/admission.js";
 import { NodeUnreachableError } from "../shards/node-unreachable.js";
-import type { NodePool, RawColumn, RawParam, RawResult, ReservedConnection, RowSink, RunningStatement } from "../shards/node-pool.js";
+import type { IsolatedStatement, NodePool, RawColumn, RawParam, RawResult, ReservedConnection, RowSink, RunningStatement } from "../shards/node-pool.js";
 import { knownTypeName } from "./pg-types.js";
 import { type Where, isConnectionError, toConnectError } from "./postgres-errors.js";
 import { type CellDecoder, decoderFor } from "./value-codec.js";
@@ -26,12 +26,14 @@ export interface ShardStatement {
   params: RawParam[];
   signal: AbortSignal;
   budget: Budget;
+  /** Run on a connection of its own, closed afterwards (the statement guard's "isolated"). */
+  isolated?: boolean;
 }
 
 /** A statement on the node's pool, under its circuit breaker and admission control. */
 export async function executeStatement(s: ShardStatement): Promise<ResultSet> {
   try {
-    return await s.pool.breaker.execute(() => pooled(s));
+    return await s.pool.breaker.execute(() => (s.isolated ? isolated(s) : pooled(s)));
   } catch (err) {
     if (isBrokenCircuitError(err)) {
       throw new NodeUnreachableError(
@@ -63,6 +65,25 @@ async function pooled(s: ShardStatement): Promise<ResultSet> {
     });
   } finally {
     if (releaseNow) s.pool.admission.release();
+  }
+}
+
+/**
+ * A statement on a connection opened for it (see NodePool.startIsolated), under the node's isolation
+ * slots. The caller is answered as soon as the statement ends; the slot comes back when the
+ * connection is closed.
+ */
+async function isolated(s: ShardStatement): Promise<ResultSet> {
+  const waiting = s.pool.isolation.acquire(s.signal);
+  if (waiting) await waiting;
+  let statement: IsolatedStatement | undefined;
+  try {
+    if (s.signal.aborted) throw abortError(s.signal);
+    return await run(s, (onRow) => (statement = s.pool.startIsolated(s.sql, s.params, onRow)), () => {});
+  } finally {
+    const release = () => s.pool.isolation.release();
+    if (statement) statement.closed.then(release, release);
+    else release();
   }
 }
 

@@ -8,7 +8,7 @@ import type { Config } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
 import { scatterGather } from "../execution/scatter-gather.js";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
-import { checkStatement } from "../execution/statement-guard.js";
+import { checkStatement } from "../sql/statement-guard.js";
 import { type EncodedParam, encodeParam } from "../execution/value-codec.js";
 import type { NodePool } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
@@ -51,20 +51,20 @@ export function routerService({ planner, coordinator, recovery, config }: Router
     },
 
     async executeOnShard(req, ctx) {
-      checkStatement(req.sql);
+      const isolated = checkStatement(req.sql) === "isolated";
       const params = encodeParams(req.params);
       const { shard } = await planner.route(req.key);
       const candidates = planner.candidates(shard, req.readPreference, req.maxReplicaLagMs);
       const result = await onFirstAnswering(candidates, ctx.signal, (pool) => executeStatement({
-        shard: shard.name, pool, sql: req.sql, params, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
+        shard: shard.name, pool, sql: req.sql, params, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes), isolated,
       }));
       return { shard: shard.name, result };
     },
 
     async executeOnAll(req, ctx) {
-      checkStatement(req.sql);
+      const isolated = checkStatement(req.sql) === "isolated";
       return scatterGather(planner.shards, {
-        sql: req.sql, params: encodeParams(req.params), merge: req.merge, allowPartial: req.allowPartial,
+        sql: req.sql, isolated, params: encodeParams(req.params), merge: req.merge, allowPartial: req.allowPartial,
         readPreference: req.readPreference, maxReplicaLagMs: req.maxReplicaLagMs, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
       });
     },

@@ -25,6 +25,8 @@ export interface PoolOptions {
   statementTimeoutMs: number;
   /** Distinct statement texts kept as named prepared statements per node; others run unnamed. */
   maxPreparedStatements: number;
+  /** Connections of their own (closed after one statement or transaction) open at once per node. */
+  maxIsolated: number;
 }
 
 export type { NodeStatus } from "./node-health.js";
@@ -48,9 +50,15 @@ export type RowSink = (cells: unknown[], columns: RawColumn[]) => void;
 export interface ReservedConnection {
   readonly node: NodePool;
   start(text: string, params: RawParam[], onRow: RowSink): RunningStatement;
-  /** Returns the connection to the pool; it must not be inside a transaction any more. */
+  /**
+   * Returns the connection to the pool (it must not be inside a transaction any more), or, for an
+   * isolated one, closes it.
+   */
   release(): void;
 }
+
+/** A statement on a connection of its own; `closed` settles when that connection is gone. */
+export interface IsolatedStatement extends RunningStatement { closed: Promise<void> }
 
 /** Runs one statement on a pool or a reserved connection, streaming rows to onRow. */
 function startOn(
@@ -84,7 +92,10 @@ export class NodePool {
   readonly breaker: CircuitBreakerPolicy;
   /** How long an abandoned (deadline-cancelled) statement may keep its admission slot. */
   readonly abandonAfterMs: number;
+  /** Slots for connections opened for one statement or transaction and closed after it (see isolated()). */
+  readonly isolation: Admission;
   private readonly sql: postgres.Sql;
+  private readonly connectOptions: postgres.Options<Record<string, postgres.PostgresType>>;
   /** A connection of its own for health checks, so a saturated pool does not look like a dead node. */
   readonly probe: postgres.Sql;
   private readonly prepared = new Set<string>();
@@ -97,6 +108,7 @@ export class NodePool {
     this.health = initialHealth(config.role);
     this.abandonAfterMs = 2 * options.connectTimeoutMs;
     this.admission = new Admission(options.max, options.maxWaiting, `node ${config.name} (${this.address})`);
+    this.isolation = new Admission(options.maxIsolated, options.maxWaiting, `node ${config.name} (${this.address}), isolated statements,`);
     this.breaker = circuitBreaker(handleType(NodeUnreachableError), {
       halfOpenAfter: breaker.halfOpenAfterMs,
       breaker: new ConsecutiveBreaker(breaker.failureThreshold),
@@ -106,13 +118,12 @@ export class NodePool {
       max: 1, idle_timeout: 0, connect_timeout: Math.max(1, options.connectTimeoutMs / 1000), fetch_types: false,
       onnotice: () => {}, connection: { application_name: "shardrouter-health" } as never,
     });
-    this.sql = postgres({
+    this.connectOptions = {
       host: config.host,
       port: config.port,
       database: config.database,
       user: config.user,
       password: config.password,
-      max: options.max,
       idle_timeout: options.idleTimeoutMs / 1000,
       connect_timeout: options.connectTimeoutMs / 1000,
       // No array parsers: the router reads array text itself (see execution/array-literal.ts), and
@@ -127,7 +138,8 @@ export class NodePool {
         bytea_output: "hex",
         statement_timeout: String(options.statementTimeoutMs),
       } as never,
-    });
+    };
+    this.sql = postgres({ ...this.connectOptions, max: options.max });
   }
 
   /**
@@ -144,14 +156,18 @@ export class NodePool {
    * Callers reserving on several nodes must do so in one global order (shard name), or two
    * transactions could each hold a slot the other waits for.
    */
-  async reserve(signal: AbortSignal): Promise<ReservedConnection> {
-    const waiting = this.admission.acquire(signal);
+  async reserve(signal: AbortSignal, opts: { isolated?: boolean } = {}): Promise<ReservedConnection> {
+    const slots = opts.isolated ? this.isolation : this.admission;
+    const waiting = slots.acquire(signal);
     if (waiting) await waiting;
+    // An isolated transaction (see startIsolated) gets a connection of its own, closed on release.
+    const once = opts.isolated ? this.oneShot() : undefined;
     let conn: postgres.ReservedSql;
     try {
-      conn = await this.sql.reserve();
+      conn = await (once ?? this.sql).reserve();
     } catch (err) {
-      this.admission.release();
+      slots.release();
+      void once?.end({ timeout: 0 });
       throw err;
     }
     // postgres.js 3.4.9 does not mark a reserved connection dead when its socket closes: a statement
@@ -177,10 +193,43 @@ export class NodePool {
       release: () => {
         if (released) return;
         released = true;
+        if (once) {
+          const slot = () => slots.release();
+          once.end({ timeout: this.options.connectTimeoutMs / 1000 }).then(slot, slot);
+          return;
+        }
         if (!closed) conn.release(); // a closed one is already back in the pool's closed queue
-        this.admission.release();
+        slots.release();
       },
     };
+  }
+
+  /**
+   * A statement whose effects on its session nobody can read off its text (a DO block, a CALL, a
+   * function that is not built in) runs on a connection opened for it and closed after it, so
+   * whatever it set, locked, listened to or created dies with that session. The caller holds an
+   * isolation slot and gives it back when `closed` settles. Closing waits for the statement; after a
+   * cancel (the caller's deadline) it waits at most connectTimeoutMs for the statement to end, then
+   * drops the socket: a connection nobody will use again needs no answer, so its slot never hangs.
+   */
+  startIsolated(text: string, params: RawParam[], onRow: RowSink): IsolatedStatement {
+    const once = this.oneShot();
+    const running = startOn(once, text, params, onRow, false);
+    let gone!: () => void;
+    const closed = new Promise<void>((resolve) => { gone = resolve; });
+    let ending = false;
+    const end = () => {
+      if (ending) return;
+      ending = true;
+      once.end({ timeout: this.options.connectTimeoutMs / 1000 }).then(gone, gone);
+    };
+    running.done.then(end, end);
+    return { done: running.done, closed, cancel: () => { running.cancel(); end(); } };
+  }
+
+  /** A client of one connection, with the pool's settings, for one isolated statement or transaction. */
+  private oneShot(): postgres.Sql {
+    return postgres({ ...this.connectOptions, max: 1, idle_timeout: 0 });
   }
 
   /** Names for type OIDs the router does not know by heart (enums, domains, extensions), cached. */

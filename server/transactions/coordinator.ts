@@ -22,6 +22,8 @@ export interface TxStatement {
   params: RawParam[];
   /** Throws (a ConnectError) to abort the whole transaction when a result is not acceptable. */
   check?: (result: ResultSet) => void;
+  /** The statement guard's "isolated": its shard's transaction runs on a connection closed afterwards. */
+  isolated?: boolean;
 }
 
 export interface TxPlan {
@@ -103,12 +105,13 @@ export class Coordinator {
     const gid = ids.next();
     const twoPhase = shards.length > 1;
     const participants: Participant[] = [];
+    const isolated = new Set(plan.statements.filter((s) => s.isolated).map((s) => s.shard.name));
     const exec = (p: Participant, sql: string, params: RawParam[] = [], signal = plan.signal) =>
       executeOnReserved(p.conn, { shard: p.shard.name, sql, params, signal, budget: plan.budget });
     inflight.add(gid);
     try {
       for (const shard of shards) {
-        const p: Participant = { shard, conn: await writerOf(shard).reserve(plan.signal), state: "done" };
+        const p: Participant = { shard, conn: await writerOf(shard).reserve(plan.signal, { isolated: isolated.has(shard.name) }), state: "done" };
         participants.push(p);
         await exec(p, "begin");
         p.state = "open";

@@ -8,7 +8,7 @@ import {
 } from "../../gen/shardrouter/v1/transactions_pb.js";
 import type { Planner } from "../execution/planner.js";
 import { newBudget } from "../execution/shard-executor.js";
-import { checkStatement } from "../execution/statement-guard.js";
+import { checkStatement } from "../sql/statement-guard.js";
 import { encodeParam } from "../execution/value-codec.js";
 import type { Coordinator, TxOutcome, TxStatement } from "./coordinator.js";
 
@@ -23,9 +23,9 @@ export async function executeTransaction(req: ExecuteTransactionRequest, deps: T
   const statements: TxStatement[] = [];
   for (const [i, s] of req.statements.entries()) {
     try {
-      checkStatement(s.sql);
+      const isolated = checkStatement(s.sql) === "isolated";
       const params = s.params.map((v, j) => encodeParam(v, j + 1));
-      statements.push({ shard: (await deps.planner.route(s.key)).shard, sql: s.sql, params });
+      statements.push({ shard: (await deps.planner.route(s.key)).shard, sql: s.sql, params, isolated });
     } catch (err) {
       const e = ConnectError.from(err);
       throw new ConnectError(`statements[${i}]: ${e.rawMessage}`, e.code, undefined, e.details as never, err);

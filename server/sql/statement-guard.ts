@@ -1,0 +1,202 @@
+// Pooled connections are shared by every caller, so a statement must leave no session state behind
+// (an open transaction, a setting, a LISTEN, a prepared statement, a temp table, a session advisory
+// lock) for the next caller to inherit. The guard reads the statement with PostgreSQL's own parser and
+// gives one of three answers:
+//   refused   it would change the session, and the router cannot carry that for the caller;
+//   isolated  it runs code whose effects nobody can read off its text (a DO block, a CALL, a function
+//             or operator that is not built in): it runs on a connection of its own, closed after it;
+//   shared    anything else: any pooled connection.
+// Known limit: code that runs without being named in the statement (a trigger, a column default, a
+// view, a rule, a domain check, a policy, or a user function that overloads a built-in's name) is not
+// seen here. Who may create such code is a matter of grants (README › The router's PostgreSQL role).
+import { Code, ConnectError } from "@connectrpc/connect";
+import { type ParseNode, parse } from "./parser.js";
+import { builtinFunctions, builtinOperators } from "./pg-builtins.js";
+
+export type Containment = "shared" | "isolated";
+
+/** Statement kinds that change the session; the reason names what would outlive the statement. */
+const refusedStatements = new Map<string, string>([
+  ["TransactionStmt", "transactions"],
+  ["VariableSetStmt", "session settings"], ["DiscardStmt", "session settings"], ["LoadStmt", "session settings"],
+  ["AlterRoleSetStmt", "settings of later sessions"], ["AlterDatabaseSetStmt", "settings of later sessions"],
+  ["AlterSystemStmt", "settings of later sessions"],
+  ["ListenStmt", "notifications"], ["UnlistenStmt", "notifications"],
+  ["PrepareStmt", "prepared statements"], ["ExecuteStmt", "prepared statements"], ["DeallocateStmt", "prepared statements"],
+  ["DeclareCursorStmt", "cursors"], ["FetchStmt", "cursors"], ["ClosePortalStmt", "cursors"],
+  ["CopyStmt", "COPY"],
+]);
+
+/** Statement kinds that run code nobody can read off the text (extension scripts included). */
+const isolatedStatements = new Set(["DoStmt", "CallStmt", "CreateExtensionStmt", "AlterExtensionStmt"]);
+
+/** Built-in functions with session effects. */
+const refusedFunctions = new Map<string, string>([
+  ["set_config", "session settings"], ["setseed", "session settings"],
+  ["pg_advisory_lock", "session advisory locks"], ["pg_advisory_lock_shared", "session advisory locks"],
+  ["pg_try_advisory_lock", "session advisory locks"], ["pg_try_advisory_lock_shared", "session advisory locks"],
+  ["pg_replication_origin_session_setup", "replication origin sessions"],
+  // They read the session's last nextval(), which on a shared connection may be another caller's.
+  ["currval", "the session's sequence values (use RETURNING)"], ["lastval", "the session's sequence values (use RETURNING)"],
+]);
+
+class Refusal extends Error {
+  constructor(readonly what: string, readonly reason: string) { super(reason); }
+}
+
+/**
+ * Throws INVALID_ARGUMENT for an empty or unparsable statement, several statements, or one that
+ * would leave session state; otherwise says whether it may run on a shared connection.
+ */
+export function checkStatement(sql: string): Containment {
+  const known = verdicts.get(sql);
+  if (known) return known;
+  const verdict = judge(sql);
+  if (sql.length <= maxRememberedLength) {
+    if (verdicts.size >= maxRemembered) verdicts.clear();
+    verdicts.set(sql, verdict);
+  }
+  return verdict;
+}
+
+/**
+ * Statements a service sends are few and repeated: verdicts are remembered by text (bounded, cleared
+ * when full), so the hot path parses each text once. Refusals are not remembered: they are rare.
+ */
+const verdicts = new Map<string, Containment>();
+const maxRemembered = 4096;
+const maxRememberedLength = 4096;
+
+function judge(sql: string): Containment {
+  const { stmts } = parse(sql);
+  if (stmts.length === 0) throw new ConnectError("sql must contain a statement", Code.InvalidArgument);
+  if (stmts.length > 1) throw new ConnectError("one statement per call: remove everything after the first ';'", Code.InvalidArgument);
+  try {
+    return visit(stmts[0].stmt) ? "isolated" : "shared";
+  } catch (err) {
+    if (!(err instanceof Refusal)) throw err;
+    throw new ConnectError(
+      `${err.what} is not allowed: ${err.reason} would outlive this statement on a shared connection`,
+      Code.InvalidArgument,
+    );
+  }
+}
+
+/** Walks every node of the tree; true when some part must be isolated, throws a Refusal for refused parts. */
+function visit(value: unknown): boolean {
+  if (Array.isArray(value)) {
+    if (isTempQualified(value)) throw new Refusal(qualifiedName(value), "temporary objects");
+    let isolate = false;
+    for (const item of value) if (visit(item)) isolate = true;
+    return isolate;
+  }
+  if (value === null || typeof value !== "object") return false;
+  const node = value as ParseNode;
+  if (typeof node.relname === "string" && "relpersistence" in node) rangeVar(node);
+  let isolate = false;
+  for (const key in node) {
+    const child = node[key];
+    if (typeof child !== "object" || child === null) continue;
+    // A function's own SET clause (CREATE FUNCTION … SET x = y) holds only while it runs.
+    if (key === "DefElem" && (child as ParseNode).defname === "set") continue;
+    // Node tags are capitalised (SelectStmt, FuncCall); field names are not.
+    if (key.charCodeAt(0) <= 90 && inspect(key, child as ParseNode)) isolate = true;
+    if (visit(child)) isolate = true;
+  }
+  return isolate;
+}
+
+/** The rule for one node, by its tag; true when it must be isolated. */
+function inspect(tag: string, node: ParseNode): boolean {
+  const refused = refusedStatements.get(tag);
+  if (refused) throw new Refusal(statementName(tag, node), refused);
+  if (isolatedStatements.has(tag)) return true;
+  if (tag === "FuncCall") return funcCall(node);
+  if (tag === "A_Expr") return operator(node);
+  return false;
+}
+
+/** A table, view or sequence by name: refused when temporary. */
+function rangeVar(node: ParseNode): void {
+  if (node.relpersistence === "t") throw new Refusal(`TEMP ${String(node.relname)}`, "temporary tables");
+  if (isTempSchema(node.schemaname)) throw new Refusal(`${String(node.schemaname)}.${String(node.relname)}`, "temporary tables");
+}
+
+function funcCall(node: ParseNode): boolean {
+  const names = stringList(node.funcname);
+  if (!names) return true;
+  const name = names[names.length - 1];
+  const schema = names.length > 1 ? names[names.length - 2] : undefined;
+  if (isTempSchema(schema)) throw new Refusal(names.join("."), "temporary objects");
+  if (schema !== undefined && schema !== "pg_catalog") return true;
+  if (!builtinFunctions.has(name)) return true;
+  const refused = refusedFunctions.get(name);
+  if (refused && !(name === "set_config" && isLocalSetConfig(node))) throw new Refusal(`${name}()`, refused);
+  return false;
+}
+
+/** set_config(name, value, true) changes the setting for the current transaction only. */
+function isLocalSetConfig(node: ParseNode): boolean {
+  const args = node.args as ParseNode[] | undefined;
+  const third = (args?.[2]?.A_Const as ParseNode | undefined)?.boolval as ParseNode | undefined;
+  return args?.length === 3 && third?.boolval === true;
+}
+
+/** An operator a user may have defined runs that user's function. */
+function operator(node: ParseNode): boolean {
+  if (node.kind !== "AEXPR_OP" && node.kind !== "AEXPR_OP_ANY" && node.kind !== "AEXPR_OP_ALL") return false;
+  const names = stringList(node.name);
+  if (!names) return true;
+  if (names.length > 1 && names[names.length - 2] !== "pg_catalog") return true;
+  return !builtinOperators.has(names[names.length - 1]);
+}
+
+/** A list of String nodes (a qualified name) as its strings; undefined for anything else. */
+function stringList(value: unknown): string[] | undefined {
+  if (!Array.isArray(value) || value.length === 0) return undefined;
+  const out: string[] = [];
+  for (const item of value) {
+    const s = (item as ParseNode)?.String as ParseNode | undefined;
+    if (!s || Object.keys(item as object).length !== 1) return undefined;
+    out.push(typeof s.sval === "string" ? s.sval : "");
+  }
+  return out;
+}
+
+/** pg_temp (or the backend's own pg_temp_N) named as the schema of a qualified name. */
+function isTempQualified(list: unknown[]): boolean {
+  if (list.length < 2) return false;
+  const names = stringList(list);
+  return !!names && names.slice(0, -1).some(isTempSchema);
+}
+
+function isTempSchema(name: unknown): boolean {
+  return typeof name === "string" && /^pg_temp(_\d+)?$/.test(name);
+}
+
+function qualifiedName(list: unknown[]): string {
+  return (stringList(list) ?? []).join(".");
+}
+
+/** The statement as a person typed it: "SET", "BEGIN", "LISTEN" … */
+function statementName(tag: string, node: ParseNode): string {
+  switch (tag) {
+    case "TransactionStmt": return String(node.kind ?? "TRANS_STMT_BEGIN").replace(/^TRANS_STMT_/, "").replace(/_/g, " ");
+    case "VariableSetStmt": return node.kind === "VAR_RESET" || node.kind === "VAR_RESET_ALL" ? "RESET" : "SET";
+    case "DiscardStmt": return "DISCARD";
+    case "LoadStmt": return "LOAD";
+    case "AlterRoleSetStmt": return "ALTER ROLE … SET";
+    case "AlterDatabaseSetStmt": return "ALTER DATABASE … SET";
+    case "AlterSystemStmt": return "ALTER SYSTEM";
+    case "ListenStmt": return "LISTEN";
+    case "UnlistenStmt": return "UNLISTEN";
+    case "PrepareStmt": return "PREPARE";
+    case "ExecuteStmt": return "EXECUTE";
+    case "DeallocateStmt": return "DEALLOCATE";
+    case "DeclareCursorStmt": return "DECLARE";
+    case "FetchStmt": return node.ismove ? "MOVE" : "FETCH";
+    case "ClosePortalStmt": return "CLOSE";
+    case "CopyStmt": return "COPY";
+  }
+  return tag;
+}

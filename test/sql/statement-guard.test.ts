@@ -1,0 +1,122 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
+import { loadParser } from "../../server/sql/parser.js";
+import { checkStatement } from "../../server/sql/statement-guard.js";
+
+await loadParser();
+
+function rejected(sql: string): ConnectError {
+  try {
+    checkStatement(sql);
+  } catch (err) {
+    assert.instance(err, ConnectError);
+    return err as ConnectError;
+  }
+  throw new Error(`expected ${JSON.stringify(sql)} to be rejected`);
+}
+
+test("ordinary statements run on shared connections", () => {
+  for (const sql of [
+    "select * from accounts where id = $1",
+    "insert into accounts (id, balance) values ($1, $2) returning *",
+    "update accounts set balance = balance - $1 where id = $2",
+    "with t as (select 1) select * from t;",
+    "select temp from weather",                       // a column named temp
+    "select 'BEGIN; SET x = 1' as s",                 // keywords inside a literal
+    "select $$ set_config $$",                         // ... and inside dollar quotes
+    "select 1 -- ; set x = 1\n",
+    "/* begin */ select 1 /* nested /* comment */ set */",
+    'select "set" from t',
+    "create table if not exists t (id int)",
+    "select pg_advisory_xact_lock(1)",                // transaction-scoped: released at statement end
+    "select set_config('lock_timeout', '1s', true)",  // transaction-scoped too
+    "select count(*), sum(balance), now(), gen_random_uuid(), coalesce(null, 1), lower('A') from accounts",
+    "select 1 = any(array[1]), 2 operator(pg_catalog.+) 3, 'a' like 'b', 1 between 0 and 2, '{}'::jsonb @> '{}'",
+    "select * from generate_series(1, 3) g",
+    "explain select * from accounts",
+    "create function f() returns int language sql set search_path = public as 'select 1'", // scoped to f's calls
+    "create unlogged table u (x int)",
+    "select nextval('s')",
+    "notify chan, 'payload'",                          // transactional: delivered at commit, nothing stays
+  ]) assert.is(checkStatement(sql), "shared", sql);
+});
+
+test("code nobody can read off the text runs isolated", () => {
+  for (const sql of [
+    "DO $$BEGIN PERFORM set_config('search_path', 'pg_catalog', false); END$$",
+    "do language plpgsql $x$ begin perform pg_advisory_lock(42); end $x$",
+    "call p()",
+    "select my_function(1)",                           // not built in
+    "select public.lower('A')",                        // schema-qualified to a user schema
+    'select "SET_CONFIG"(\'a\', \'b\', false)',         // quoted: a different (user) name
+    "select 1 ### 2",                                  // a user-defined operator
+    "select 2 operator(public.+) 3",
+    "select * from accounts where f(id)",
+    "explain analyze select f()",
+    "create index on accounts (my_hash(id))",          // runs my_hash over every row
+    "create extension if not exists pgcrypto",
+  ]) assert.is(checkStatement(sql), "isolated", sql);
+});
+
+test("session state is refused with INVALID_ARGUMENT and a reason, whatever the spelling", () => {
+  const cases: [string, string][] = [
+    ["BEGIN", "transactions"], ["  begin isolation level serializable", "transactions"], ["start transaction", "transactions"],
+    ["commit", "transactions"], ["rollback", "transactions"], ["savepoint a", "transactions"], ["prepare transaction 'x'", "transactions"],
+    ["set search_path = evil", "session settings"], ["SET LOCAL x = 1", "session settings"], ["reset all", "session settings"],
+    ["set role postgres", "session settings"], ["set session authorization default", "session settings"],
+    ["listen chan", "notifications"], ["unlisten *", "notifications"],
+    ["prepare p as select 1", "prepared statements"], ["execute p", "prepared statements"], ["deallocate all", "prepared statements"],
+    ["create temp table t (x int)", "temporary tables"], ["create global temporary table t (x int)", "temporary tables"],
+    ["select * into temp t from accounts", "temporary tables"], ["create table pg_temp.t (x int)", "temporary tables"],
+    ['create table "pg_temp".t (x int)', "temporary tables"], ["create or replace temp view v as select 1", "temporary tables"],
+    ["create temp sequence s", "temporary tables"], ["create table t as select 1 as x into temporary u", "temporary tables"],
+    ["create function pg_temp.f() returns int language sql as 'select 1'", "temporary objects"],
+    ["create type pg_temp.t as (a int)", "temporary tables"],
+    ["select set_config('search_path', 'x', false)", "session settings"],
+    ["select pg_catalog.set_config('search_path', 'x', false)", "session settings"],
+    ['select U&"\\0073et_config"(\'search_path\', \'x\', false)', "session settings"],
+    ['select "set_config"(\'search_path\', \'x\', false)', "session settings"],
+    ["select set_config('search_path', 'x', $1)", "session settings"], // not known to be local
+    ["select setseed(0.5)", "session settings"],
+    ["select pg_advisory_lock(42)", "session advisory locks"], ['select "pg_advisory_lock"(42)', "session advisory locks"],
+    ["select /* odd */ pg_catalog . /* places */ pg_try_advisory_lock(1)", "session advisory locks"],
+    ["select currval('s')", "sequence values"], ["select lastval()", "sequence values"],
+    ["declare c cursor for select 1", "cursors"], ["fetch next from c", "cursors"], ["close c", "cursors"],
+    ["copy accounts to stdout", "COPY"], ["discard all", "session settings"], ["load 'x'", "session settings"],
+    ["alter role current_user set search_path = x", "later sessions"], ["alter database shardrouter set search_path = x", "later sessions"],
+    ["select * from accounts where balance > (select count(*) from (select pg_advisory_lock(1)) x)", "session advisory locks"],
+  ];
+  for (const [sql, reason] of cases) {
+    const err = rejected(sql);
+    assert.is(err.code, Code.InvalidArgument, sql);
+    assert.ok(err.rawMessage.includes(reason), `${sql}: ${err.rawMessage}`);
+  }
+});
+
+test("several statements, empty statements and syntax errors are refused", () => {
+  assert.ok(rejected("select 1; select 2").rawMessage.includes("one statement"));
+  assert.ok(rejected("select 1; begin").rawMessage.includes("one statement"));
+  assert.ok(rejected("").rawMessage.includes("must contain"));
+  assert.ok(rejected("  -- just a comment\n").rawMessage.includes("must contain"));
+  assert.is(checkStatement("select 1;  -- trailing comment is fine\n"), "shared");
+  const syntax = rejected("selec 1");
+  assert.match(syntax.rawMessage, "syntax error");
+  assert.is(syntax.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate, "42601");
+});
+
+test("E-strings with escaped quotes hide nothing", () => {
+  assert.is(checkStatement("select E'it\\'s; set x' from t"), "shared");
+  assert.is(checkStatement("select 'it''s; set' from t"), "shared");
+});
+
+test("verdicts are remembered for texts that passed only: a refused text is refused every time", () => {
+  for (let i = 0; i < 3; i++) {
+    assert.is(checkStatement("select id from accounts where id = $1"), "shared");
+    assert.is(checkStatement("do $$begin end$$"), "isolated");
+    assert.is(rejected("set search_path = evil").code, Code.InvalidArgument);
+  }
+});
+
+test.run();
