@@ -1,7 +1,7 @@
 // `npm run bench`: the router next to the database it fronts, side by side in one run on one local
 // cluster, each pair at the same concurrency and duration, with long-lived pools.
 //   npm run bench [-- --quick] [--seconds 10] [--sustained-seconds 60] [--rows 100000]
-//                 [--only point,sustained,scatter,transfer,pgbouncer] [--profile DIR]
+//                 [--only point,sustained,scatter,transfer,pgbouncer,isolated] [--profile DIR]
 // Groups:
 //   point      point select by key: direct postgres.js to the owning shard vs ExecuteOnShard through the
 //              SDK (Connect over HTTP/1.1, gRPC over h2c) vs h2load sending gRPC frames, at 1/16/64 in flight;
@@ -11,6 +11,7 @@
 //   scatter    count(*) and ORDER BY … LIMIT 10 over 4 shards, merged, vs one database holding every row
 //   transfer   cross-shard Transfer (2PC) and same-shard Transfer vs one local transaction
 //   pgbouncer  PgBouncer (transaction pooling) in front of one shard vs direct, prepared statements off
+//   isolated   a DO block (run on a connection of its own, closed after it) vs select 1, through the SDK
 // h2load and pgbouncer rows are skipped with a note when the tool is not installed.
 // Results: benchmarks/results/bench-<UTC time>.json and .md. Timing is reported, never asserted.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,7 +33,7 @@ import { type Row, Rows, markdownTable, runMetadata, writeResults } from "./rows
 import { measureTransfers, transferGroup, transferRowNames } from "./transfer-rows.js";
 import { which } from "./which.js";
 
-const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer"] as const;
+const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer", "isolated"] as const;
 const { values: args } = parseArgs({
   options: {
     quick: { type: "boolean" }, seconds: { type: "string" }, "sustained-seconds": { type: "string" },
@@ -123,6 +124,21 @@ async function pointSelects(
 
 const sustainedGroup = "sustained";
 const sustainedInFlight = 64;
+
+/**
+ * What the statement guard's "isolated" costs: each such statement opens (and afterwards closes) a
+ * connection of its own, so the price is a connection's start-up (SCRAM included) next to a round trip.
+ */
+async function isolatedStatements(rows: Rows, env: BenchCluster, grpc: ShardRouterClient, routerCpu: CpuProbe): Promise<void> {
+  const group = "isolated statement";
+  const key = env.homeKeys[0];
+  const shared = "router: SDK gRPC, select 1 (a pooled connection)";
+  const isolated = "router: SDK gRPC, DO block (a connection of its own)";
+  for (const n of [1, 2]) {
+    await rows.measure(group, shared, n, () => grpc.onShard(key).query("select 1"), { proxy: routerCpu });
+    await rows.measure(group, isolated, n, () => grpc.onShard(key).query("do $$begin end$$"), { vs: shared, proxy: routerCpu });
+  }
+}
 
 async function sustained(rows: Rows, env: BenchCluster, grpc: ShardRouterClient, routerCpu: CpuProbe): Promise<void> {
   let k = 0;
@@ -298,6 +314,7 @@ async function main(): Promise<void> {
     if (only.has("scatter")) await scatterGather(rows, env, grpc, routerCpu);
     if (only.has("transfer")) await measureTransfers(rows, env, grpc, routerCpu, transferInFlight);
     if (only.has("pgbouncer")) await pgBouncerRows(rows, env);
+    if (only.has("isolated")) await isolatedStatements(rows, env, grpc, routerCpu);
 
     const meta = runMetadata({
       quick, seconds, warmupSeconds, sustainedSeconds, windowSeconds, bulkRows: bulkRows + 1000, groups: [...only],
