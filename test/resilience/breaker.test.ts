@@ -32,10 +32,13 @@ test("Postgres errors do not open the breaker", async () => {
   const node = t.cluster.shards[0].nodes[0];
   const key = await keyOn(t.cluster.shards[0].name);
   for (let i = 0; i < 6; i++) {
-    const err = await t.connect.executeOnShard({ key, sql: "selec 1" }).then(() => undefined, (e) => ConnectError.from(e));
+    const err = await t.connect.executeOnShard({ key, sql: "select 1 / 0" }).then(() => undefined, (e) => ConnectError.from(e));
     assert.is(err?.code, Code.InvalidArgument);
   }
   assert.is(await breakerOf(node.name), "closed");
+  // Seen by a caller: an open breaker would fail this at once with "circuit breaker is open".
+  const ok = await t.connect.executeOnShard({ key, sql: "select 1 as one" });
+  assert.is(ok.result?.rows.length, 1);
 });
 
 test("opens after the threshold, fails fast while open, closes when the node is back", async () => {
