@@ -24,16 +24,24 @@ export interface RouterProcess {
   kill(signal?: NodeJS.Signals): Promise<string>;
 }
 
-export interface RouterProcessOptions { failpoints?: string; transactions?: object; port?: number }
+export interface RouterProcessOptions {
+  failpoints?: string;
+  transactions?: object;
+  port?: number;
+  /** A whole config (its listen port is replaced) instead of the cluster's dev config. */
+  config?: Record<string, unknown>;
+  env?: Record<string, string>;
+}
 
 export async function startRouterProcess(cluster: LocalCluster, opts: RouterProcessOptions = {}): Promise<RouterProcess> {
   const port = opts.port ?? (await pickFreePorts(1))[0];
   const dir = mkdtempSync(join(tmpdir(), "shardrouter-proc-"));
   const configFile = join(dir, "router.json");
-  writeFileSync(configFile, JSON.stringify(devConfig(cluster, { port, transactions: opts.transactions })), { mode: 0o600 });
+  const config = opts.config ? { ...opts.config, listen: { host: "127.0.0.1", port } } : devConfig(cluster, { port, transactions: opts.transactions });
+  writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
   const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts", "--config", configFile], {
     cwd: root,
-    env: { ...process.env, SHARDROUTER_FAILPOINTS: opts.failpoints ?? "" },
+    env: { ...process.env, SHARDROUTER_FAILPOINTS: opts.failpoints ?? "", ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
