@@ -1,7 +1,7 @@
 import { Code } from "@connectrpc/connect";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { addDecimal, divideDecimal, formatDecimal, parseDecimal } from "../../server/execution/merge/decimal.js";
+import { addDecimal, divideDecimal, divisionScale, formatDecimal, parseDecimal } from "../../server/execution/merge/decimal.js";
 import { throwsConnect } from "./helpers.js";
 
 const add = (a: string, b: string) => formatDecimal(addDecimal(parseDecimal(a), parseDecimal(b)));
@@ -69,6 +69,21 @@ test("divide with special values and by zero", () => {
   assert.is(div("NaN", "3", 2), "NaN");
   throwsConnect(() => div("1", "0", 2), Code.Internal, "division by zero");
   throwsConnect(() => div("Infinity", "0", 2), Code.Internal, "division by zero");
+});
+
+test("division scale is Postgres' (select_div_scale): avg's digits, as psql shows them", () => {
+  const avg = (sum: string, count: string) => {
+    const [a, b] = [parseDecimal(sum), parseDecimal(count)];
+    return formatDecimal(divideDecimal(a, b, divisionScale(a, b)));
+  };
+  // Each expected value is what PostgreSQL 17 printed for avg() over the rows in the comment.
+  assert.is(avg("1", "2"), "0.50000000000000000000");          // select avg(x) from (values (0), (1))
+  assert.is(avg("3", "2"), "1.5000000000000000");              // (1), (2)
+  assert.is(avg("0", "3"), "0.00000000000000000000");          // (0), (0), (0)
+  assert.is(avg("20000", "2"), "10000.0000000000000000");      // (10000), (10000)
+  assert.is(avg("1.125", "1"), "1.12500000000000000000");      // (1.125)
+  assert.is(avg("-7", "3"), "-2.3333333333333333");             // (-7), (0), (0)
+  assert.is(avg("2.00000000000000000001", "2"), "1.00000000000000000001"); // (2.00000000000000000001), (0)
 });
 
 test.run();

@@ -8,7 +8,7 @@ import { AggregateFunction } from "../../../gen/shardrouter/v1/router_pb.js";
 import { type Column, ColumnSchema, type Row, RowSchema, type Value, ValueSchema } from "../../../gen/shardrouter/v1/value_pb.js";
 import { columnIndex } from "./columns.js";
 import { compareValues, isNull } from "./compare-values.js";
-import { type Decimal, addDecimal, decimalFromBigInt, divideDecimal, formatDecimal, parseDecimal } from "./decimal.js";
+import { type Decimal, addDecimal, decimalFromBigInt, divideDecimal, divisionScale, formatDecimal, parseDecimal } from "./decimal.js";
 import type { MergeInput, MergeStep } from "./merge-step.js";
 
 /** One aggregate as the MergeSpec carries it (an Aggregate message fits). */
@@ -18,13 +18,6 @@ export interface AggregateSpec {
   sumColumn: string;
   countColumn: string;
 }
-
-/**
- * Digits after the point of a merged AVG over integers or numeric (at least; more if the sums carry more).
- * Postgres' own avg() shows 16 for values of ordinary magnitude (avg of 1 and 2 = 1.5000000000000000);
- * it shows fewer for large averages, so only the trailing digits may differ from a single-node result.
- */
-export const AVG_SCALE = 16;
 
 const INT64_MIN = -(1n << 63n);
 const INT64_MAX = (1n << 63n) - 1n;
@@ -297,9 +290,10 @@ class AvgState {
   result(float: boolean): Value {
     if (this.count.total === 0n || this.sum.kind === "none") return NULL;
     if (float) return double(this.sum.asNumber() / Number(this.count.total));
+    // Postgres' avg() is numeric sum / count, at the scale numeric division picks: the same digits.
     const sum = this.sum.asDecimal();
-    const scale = Math.max(AVG_SCALE, sum.special ? 0 : sum.scale);
-    return numeric(divideDecimal(sum, decimalFromBigInt(this.count.total), scale));
+    const count = decimalFromBigInt(this.count.total);
+    return numeric(divideDecimal(sum, count, divisionScale(sum, count)));
   }
 }
 

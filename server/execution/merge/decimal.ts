@@ -90,3 +90,30 @@ export function divideDecimal(a: Decimal, b: Decimal, scale: number): Decimal {
   if (2n * (remainder < 0n ? -remainder : remainder) >= denominator) quotient += numerator < 0n ? -1n : 1n;
   return { unscaled: quotient, scale };
 }
+
+/**
+ * The scale Postgres gives a numeric division a / b (select_div_scale in numeric.c): enough digits
+ * for at least 16 significant ones in the quotient, and never fewer than either input shows.
+ * Postgres counts in base-10000 digits; weight is the position of the first non-zero one.
+ */
+export function divisionScale(a: Decimal, b: Decimal): number {
+  const minSignificant = 16;
+  const [weightA, firstA] = leadingBase10000(a);
+  const [weightB, firstB] = leadingBase10000(b);
+  let quotientWeight = weightA - weightB;
+  if (firstA <= firstB) quotientWeight--; // equal first digits: assume a < b, as Postgres does
+  let scale = minSignificant - quotientWeight * 4;
+  scale = Math.max(scale, a.special ? 0 : a.scale, b.special ? 0 : b.scale, 0);
+  return Math.min(scale, 1000);
+}
+
+/** Weight and value of the first non-zero base-10000 digit of |d|; [0, 0] for zero or a special value. */
+function leadingBase10000(d: Decimal): [weight: number, digit: number] {
+  if (d.special || d.unscaled === 0n) return [0, 0];
+  const u = d.unscaled < 0n ? -d.unscaled : d.unscaled;
+  const exponent = u.toString().length - 1 - d.scale; // power of ten of the leading decimal digit
+  const weight = Math.floor(exponent / 4);
+  const shift = d.scale + 4 * weight; // |d| / 10000^weight = u / 10^shift
+  const digit = shift >= 0 ? (u / 10n ** BigInt(shift)) % 10000n : (u * 10n ** BigInt(-shift)) % 10000n;
+  return [weight, Number(digit)];
+}
