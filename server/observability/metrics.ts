@@ -46,6 +46,8 @@ export class RouterMetrics {
     nodeGauge("shardrouter_pool_in_use", "Statements running on the node's pool (admitted by the router).", (n) => n.admission.inUse);
     nodeGauge("shardrouter_pool_waiting", "Statements waiting in the router's queue for a slot on the node.", (n) => n.admission.queued);
     nodeGauge("shardrouter_pool_max", "Slots of the node's pool (pool.max).", (n) => n.admission.max);
+    nodeGauge("shardrouter_isolated_in_use", "Isolated statements or transactions running on connections of their own (closed after them).", (n) => n.isolation.inUse);
+    nodeGauge("shardrouter_isolated_waiting", "Isolated statements waiting for one of pool.maxIsolated slots.", (n) => n.isolation.queued);
     new Gauge({
       name: "shardrouter_node_breaker_state", help: "The node's circuit breaker: 1 for its current state (closed, half_open, open), 0 for the others.",
       labelNames: ["shard", "node", "state"] as const, registers,

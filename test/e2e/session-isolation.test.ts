@@ -159,6 +159,11 @@ test("a deadline cancels an isolated statement on Postgres and gives its slot ba
   });
   const ok = await t.grpc.executeOnShard({ key, sql: "do $$begin perform pg_sleep(0); end$$" }, { timeoutMs: 5000 });
   assert.is(ok.result?.command, "DO");
+  await waitFor("no isolated slot in use (metrics)", async () => {
+    const text = await fetch(`${t.router.url}/metrics`).then((r) => r.text());
+    const inUse = text.split("\n").filter((l) => l.startsWith("shardrouter_isolated_in_use{"));
+    return inUse.length > 0 && inUse.every((l) => l.endsWith(" 0")) ? true : undefined;
+  });
   await assertCleanSessions("cancelled isolated statements");
 });
 
