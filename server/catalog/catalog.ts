@@ -4,8 +4,7 @@
 import postgres from "postgres";
 import { type ConnectionConfig, passwordOf } from "../config/config.js";
 
-const schema = [
-  "create schema if not exists shardrouter",
+const tables = [
   `create table if not exists shardrouter.directory (
      key text primary key,
      shard text not null,
@@ -35,7 +34,11 @@ export class Catalog {
     // Two routers starting at once may race on "if not exists": serialize with an advisory lock.
     await sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(hashtext('shardrouter.schema'))`;
-      for (const statement of schema) await tx.unsafe(statement);
+      // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: a
+      // `shardrouter` schema created beforehand for the router's role must be enough.
+      const [{ present }] = await tx<{ present: boolean }[]>`select to_regnamespace('shardrouter') is not null as present`;
+      if (!present) await tx.unsafe("create schema if not exists shardrouter");
+      for (const statement of tables) await tx.unsafe(statement);
     });
     return new Catalog(sql);
   }

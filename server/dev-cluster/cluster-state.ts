@@ -1,7 +1,7 @@
-// cluster.json: what a restart of the same dataDir must reuse — ports, the password, shard names,
+// cluster.json: what a restart of the same dataDir must reuse — ports, the passwords, shard names,
 // each shard's nodes (primary first, then its streaming replicas).
 //
-// It holds the password, so it is written 0600 and atomically (write + rename): a crash mid-write
+// It holds the passwords, so it is written 0600 and atomically (write + rename): a crash mid-write
 // must not leave a cluster whose password nobody knows.
 import { randomBytes } from "node:crypto";
 import { readFile, rename, writeFile } from "node:fs/promises";
@@ -13,9 +13,16 @@ export const STATE_FILE = "cluster.json";
 export interface NodeState { name: string; role: "primary" | "replica"; port: number }
 export interface ClusterState {
   version: 1;
+  /** The superuser (`postgres`): replication and admin connections only. */
   user: string;
   database: string;
   password: string;
+  /**
+   * The router's login role (not a superuser; see router-role.ts) and its password. Missing in a
+   * cluster.json written before the router had its own role: filled in and saved at the next start.
+   */
+  routerUser?: string;
+  routerPassword?: string;
   catalog: NodeState;
   shards: { name: string; nodes: NodeState[] }[];
   /**

@@ -1,11 +1,13 @@
 // The router configuration for a local cluster: every shard's nodes and the catalog, as a plain
-// config object that goes through the same validation as a config file.
+// config object that goes through the same validation as a config file. The router logs in as the
+// cluster's router role (not a superuser), never as the nodes' admin user.
 import type { LocalCluster, LocalNode } from "./local-cluster.js";
 
 export interface DevConfigOptions { host?: string; port?: number; placement?: unknown; pool?: unknown; limits?: unknown; transactions?: unknown; health?: unknown; breaker?: unknown }
 
 export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): unknown {
-  const connection = (n: LocalNode) => ({ host: n.host, port: n.port, database: n.database, user: n.user, password: n.password });
+  const { user, password } = cluster.routerRole;
+  const connection = (n: LocalNode) => ({ host: n.host, port: n.port, database: n.database, user, password });
   return {
     listen: { host: opts.host ?? "127.0.0.1", port: opts.port ?? 8080 },
     ...(opts.placement ? { placement: opts.placement } : {}),

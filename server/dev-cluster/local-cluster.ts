@@ -2,8 +2,11 @@
 // streaming replicas, all on 127.0.0.1. Used by `npm start` (the dev cluster, persistent) and by tests
 // (temp clusters), which also inject faults: stop, kill, pause, promote.
 //
+// Roles: the router logs in as its own non-superuser role (ROUTER_ROLE, LocalCluster.routerRole;
+// see router-role.ts); the `postgres` superuser (LocalNode.user) is for replication and admin connections.
+//
 // Layout under dataDir:
-//   cluster.json              ports, password (0600), shards and their nodes — reused by the next start
+//   cluster.json              ports, passwords (0600), shards and their nodes — reused by the next start
 //   <node>/data               the PostgreSQL data directory (LocalNode.dataDir), owned by the postgres OS user
 //   <node>/postgres.log       that server's log (nodeLogFile(node))
 //
@@ -16,9 +19,12 @@ import { allNodes, loadState, saveState, shardName, replicaName, newPassword, ST
 import { createDataDirs } from "./initdb.js";
 import { clearLeftoverServer } from "./leftover-server.js";
 import { nodeSql, withNodeSql } from "./node-sql.js";
+import type postgres from "postgres";
 import { postgresOsUser, type RunAs } from "./pg-install.js";
 import { isPortFree, pickFreePorts, reservePort } from "./ports.js";
 import { PostgresServer } from "./postgres-server.js";
+import { ensureRouterRole, hasRouterRole, ROUTER_ROLE } from "./router-role.js";
+import { waitFor } from "./wait.js";
 import {
   cloneAsStandby, ensureSlots, isStandby, nodeServerSettings, pointAtPrimary, replicaServerSettings, shutDownCleanly,
   waitStreaming, writeStandbySignal,
@@ -29,8 +35,8 @@ export interface LocalNode {
   host: string;          // "127.0.0.1"
   port: number;
   database: string;      // database to connect to ("shardrouter")
-  user: string;          // "postgres"
-  password: string;
+  user: string;          // "postgres", the superuser: replication and admin connections (tests), never the router
+  password: string;      // the superuser's
   dataDir: string;       // the PostgreSQL data directory of this node
   /**
    * The CONFIGURED (initial) role, from cluster.json. It does not change when promote() or a restart
@@ -59,6 +65,8 @@ export interface LocalClusterOptions {
 export interface LocalCluster {
   shards: LocalShard[];
   catalog: LocalNode;
+  /** The router's login (ROUTER_ROLE, not a superuser), the same on every node and the catalog. */
+  routerRole: { user: string; password: string };
   stop(): Promise<void>;                 // clean stop of every postgres (paused ones too), idempotent
   // ---- fault injection (tests). Names are LocalNode.name; an unknown name rejects. ----
   /** Fast (clean) or immediate (crash-like: recovery at the next start) stop of one node. */
@@ -118,6 +126,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   await ensureReachable(dataDir, runAs);
 
   const state = withShards(await loadState(dataDir), shardCount, opts.replicas, dataDir);
+  // A cluster.json from before the router had its own role has neither: made now, saved below.
+  const routerRole = { user: (state.routerUser ??= ROUTER_ROLE), password: (state.routerPassword ??= newPassword()) };
   const before = state.replicaSettings;
   state.replicaSettings = {
     maxConnections: Math.max(before?.maxConnections ?? 0, maxConnections),
@@ -213,23 +223,53 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       }
     }
 
-    // Primaries first, then their slots, then replicas: a replica's first connection then finds the
-    // primary up and its slot in place (a failed attempt would cost a retry interval).
+    // Primaries first, then their slots and the router's role, then replicas: a replica's first
+    // connection then finds the primary up and its slot in place (a failed attempt would cost a retry interval).
     await startAll(primaries.map((n) => servers.get(n.name)!));
-    // One connection per primary with standbys, for its slots and then the streaming check.
+    // One admin connection per node that needs SQL: writable nodes (the router's role; on a shard
+    // primary with standbys also its slots and the streaming check) and standbys (replay of the role).
+    const sessions = new Map<string, postgres.Sql>();
+    const session = (n: NodeState) => {
+      if (!sessions.has(n.name)) sessions.set(n.name, nodeSql(address(n)));
+      return sessions.get(n.name)!;
+    };
     const shardsWithStandbys = state.shards
-      .map((s) => ({ primary: s.nodes[0], names: standbys.filter((r) => r.primary === s.nodes[0]).map((r) => r.node.name) }))
-      .filter((s) => s.names.length > 0);
-    const sessions = shardsWithStandbys.map((s) => ({ ...s, sql: nodeSql(address(s.primary)) }));
+      .map((s) => ({ primary: s.nodes[0], standbys: standbys.filter((r) => r.primary === s.nodes[0]).map((r) => r.node) }))
+      .filter((s) => s.standbys.length > 0);
+    const verifiers = new Map<string, string>(); // primary name → the router's verifier it stores now
+    const createdOn: string[] = [];
+    const setUpRouterRole = async (n: NodeState) => {
+      const outcome = await ensureRouterRole(session(n), { role: routerRole.user, password: routerRole.password, admin: state.user, database: state.database });
+      verifiers.set(n.name, outcome.verifier);
+      if (outcome.created) createdOn.push(n.name);
+      if (outcome.adopted.length > 0) log(`${n.name}: ${routerRole.user} now owns what the router made as ${state.user}: ${outcome.adopted.join(", ")}`);
+      for (const p of outcome.foreignPrepared) {
+        log(`${n.name}: prepared transaction ${p.gid} belongs to ${p.owner}; only that role or a superuser can finish it, not the router ` +
+          `(${routerRole.user}): COMMIT PREPARED or ROLLBACK PREPARED it as ${state.user}, as shardrouter.decisions on the catalog says`);
+      }
+    };
     try {
-      const lost = (await Promise.all(sessions.map((s) => ensureSlots(s.sql, s.primary.name, s.names, log)))).flat();
+      const lost = (await Promise.all(shardsWithStandbys.map((s) =>
+        ensureSlots(session(s.primary), s.primary.name, s.standbys.map((r) => r.name), log)))).flat();
+      await Promise.all(primaries.map(setUpRouterRole));
       await startAll(replicas.map((r) => servers.get(r.node.name)!));
-      await Promise.all(sessions.map(async (s) => {
-        const lagging = await waitStreaming(s.sql, s.names.filter((n) => !lost.includes(n)), STREAMING_TIMEOUT_MS);
+      // A replica promoted earlier is writable: it gets the role like a primary.
+      await Promise.all(replicas.filter((r) => !standbys.includes(r)).map((r) => setUpRouterRole(r.node)));
+      if (createdOn.length > 0) log(`created login role ${routerRole.user} for the router (not a superuser) on ${createdOn.sort().join(", ")}`);
+      await Promise.all(shardsWithStandbys.map(async (s) => {
+        const names = s.standbys.map((r) => r.name).filter((n) => !lost.includes(n));
+        const lagging = await waitStreaming(session(s.primary), names, STREAMING_TIMEOUT_MS);
         for (const name of lagging) log(`${name}: not streaming from ${s.primary.name} after ${STREAMING_TIMEOUT_MS / 1000}s; see ${join(dataDir, name, "postgres.log")}`);
+        // Streaming is not replayed: the router's first login to a replica must find its role there.
+        const verifier = verifiers.get(s.primary.name)!;
+        await Promise.all(s.standbys.filter((r) => names.includes(r.name) && !lagging.includes(r.name)).map(async (r) => {
+          const replayed = await waitFor(() => hasRouterRole(session(r), routerRole.user, verifier).catch(() => false),
+            STREAMING_TIMEOUT_MS, "the router's role on a replica", 10).then(() => true, () => false);
+          if (!replayed) log(`${r.name}: has not replayed the router's role from ${s.primary.name} after ${STREAMING_TIMEOUT_MS / 1000}s; see ${join(dataDir, r.name, "postgres.log")}`);
+        }));
       }));
     } finally {
-      await Promise.all(sessions.map((s) => s.sql.end({ timeout: 5 })));
+      await Promise.all([...sessions.values()].map((sql) => sql.end({ timeout: 5 })));
     }
   } catch (err) {
     await stopAll();
@@ -245,6 +285,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
   });
   const cluster: LocalCluster = {
     catalog: toNode(state.catalog),
+    routerRole,
     shards: state.shards.map((s) => ({ name: s.name, nodes: s.nodes.map(toNode) })),
     async stop() {
       for (const s of servers.values()) s.thaw(); // a paused replica would hold up its primary's shutdown
@@ -308,7 +349,7 @@ async function startAll(list: PostgresServer[]): Promise<void> {
  */
 function withShards(state: ClusterState | undefined, count: number, replicas: number | undefined, dataDir: string): ClusterState {
   const s: ClusterState = state ?? {
-    version: 1, user: USER, database: DATABASE, password: newPassword(),
+    version: 1, user: USER, database: DATABASE, password: newPassword(), routerUser: ROUTER_ROLE, routerPassword: newPassword(),
     catalog: { name: "catalog", role: "primary", port: 0 },
     shards: [],
   };

@@ -9,8 +9,10 @@ import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import type { RawParam } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 
-export const requestLogSchema = [
-  "create schema if not exists shardrouter",
+// CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: a schema
+// created beforehand for the router's role must be enough, so it is created only when missing.
+const requestLogSchema = [
+  "if to_regnamespace('shardrouter') is null then create schema if not exists shardrouter; end if",
   `create table if not exists shardrouter.requests (
      request_id text primary key,
      request_hash bytea not null,
@@ -34,7 +36,8 @@ export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): 
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
-    await run(`do $$ begin perform pg_advisory_xact_lock(hashtext('shardrouter.requests')); execute ${quote(ddl)}; end $$`);
+    const step = ddl.startsWith("if ") ? `${ddl};` : `execute ${quote(ddl)};`;
+    await run(`do $$ begin perform pg_advisory_xact_lock(hashtext('shardrouter.requests')); ${step} end $$`);
   }
 }
 

@@ -56,6 +56,8 @@ test("a 2-shard cluster starts; every node answers and can run two-phase commit;
     for (const n of nodes) assert.not.ok(await readFile(join(n.dataDir, "postmaster.pid")).catch(() => undefined), `${n.name} lock file removed`);
     assert.ok(logs.length > 0);
     assert.not.ok(logs.some((l) => l.includes(nodes[0].password)), "the password is never logged");
+    assert.is(c.routerRole.user, "shardrouter_router", "the router gets its own login (router-role.test.ts)");
+    assert.not.ok(logs.some((l) => l.includes(c.routerRole.password)), "nor the router's");
   }));
 
 test("a restart of the same dataDir reuses ports and password and keeps data; shrinking is refused", () =>
@@ -67,6 +69,7 @@ test("a restart of the same dataDir reuses ports and password and keeps data; sh
 
     const second = await start();
     assert.equal(nodesOf(second).map((n) => [n.name, n.port, n.password]), nodesOf(first).map((n) => [n.name, n.port, n.password]));
+    assert.equal(second.routerRole, first.routerRole, "the router's login is kept too");
     assert.equal(await withSql(second.shards[1].nodes[0], (sql) => sql`select v from kept`.values()).then(plain), [["shard-1"]]);
     assert.equal(await withSql(second.catalog, (sql) => sql`select v from kept`.values()).then(plain), [["catalog"]]);
     // Settings come from the options of each start, not from the first one.
@@ -172,6 +175,7 @@ test("fresh: true wipes data and cluster.json; a remembered port taken by someon
 
     const wiped = await start({ fresh: true, shards: 1 });
     assert.is.not(wiped.catalog.password, first.catalog.password, "a new password");
+    assert.is.not(wiped.routerRole.password, first.routerRole.password, "and a new one for the router");
     assert.equal(await withSql(wiped.catalog, (sql) => sql`select to_regclass('gone') is null as gone`.values()).then(plain), [[true]]);
     await wiped.stop();
 

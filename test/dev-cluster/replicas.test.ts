@@ -112,16 +112,20 @@ shared("each shard lists its primary, then shard-N-replica-1; replicas stream th
       "the replica got no copy of its primary's slots");
   }
 
-  const password = cluster.catalog.password;
-  assert.not.ok(logs.some((l) => l.includes(password)), "the password is never logged");
-  for (const f of await filesContaining(dir, password)) {
-    const mode = (await stat(f)).mode & 0o777;
-    assert.is(mode & 0o077, 0, `${f} holds the password, so it must be private (mode ${mode.toString(8)})`);
+  // The admin's password (also in each replica's primary_conninfo) and the router's.
+  for (const password of [cluster.catalog.password, cluster.routerRole.password]) {
+    assert.not.ok(logs.some((l) => l.includes(password)), "the password is never logged");
+    for (const f of await filesContaining(dir, password)) {
+      const mode = (await stat(f)).mode & 0o777;
+      assert.is(mode & 0o077, 0, `${f} holds the password, so it must be private (mode ${mode.toString(8)})`);
+    }
+    for (const pid of await processesUnder(dir)) {
+      const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      assert.not.ok(cmd.includes(password), `the password is not on the command line of pid ${pid}`);
+    }
   }
-  for (const pid of await processesUnder(dir)) {
-    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
-    assert.not.ok(cmd.includes(password), `the password is not on the command line of pid ${pid}`);
-  }
+  // The nodes were given a SCRAM verifier, never the router's password: not in a server log or a data dir.
+  assert.equal(await filesContaining(dir, cluster.routerRole.password), [join(dir, "cluster.json")]);
 });
 
 shared("a row written on a primary reaches its replica, which is in recovery and refuses writes (25006)", async () => {

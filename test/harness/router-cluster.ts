@@ -21,8 +21,13 @@ export interface TestRouter {
   connect: Client<typeof RouterService>;
   /** gRPC over h2c. */
   grpc: Client<typeof RouterService>;
-  /** A direct postgres.js connection to a node, for setting up and checking data behind the router. */
+  /**
+   * A direct postgres.js connection to a node as its admin (the `postgres` superuser), for setting
+   * up and checking data behind the router. What it creates the router may use (default privileges).
+   */
   direct(node: LocalNode): postgres.Sql;
+  /** A direct connection as the router's own role, e.g. to leave work behind as a dead router would. */
+  asRouter(node: LocalNode): postgres.Sql;
   stop(): Promise<void>;
 }
 
@@ -43,6 +48,11 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   const directs: postgres.Sql[] = [];
   let cluster: LocalCluster | undefined;
   let router: RunningRouter | undefined;
+  const open = (node: LocalNode, user: string, password: string) => {
+    const sql = postgres({ host: node.host, port: node.port, database: node.database, user, password, max: 2, onnotice: () => {} });
+    directs.push(sql);
+    return sql;
+  };
   const stop = async () => {
     await Promise.all(directs.map((d) => d.end({ timeout: 1 })));
     await router?.close();
@@ -61,9 +71,10 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
       connect: createClient(RouterService, createConnectTransport({ baseUrl, httpVersion: "1.1" })),
       grpc: createClient(RouterService, createGrpcTransport({ baseUrl })),
       direct(node) {
-        const sql = postgres({ host: node.host, port: node.port, database: node.database, user: node.user, password: node.password, max: 2, onnotice: () => {} });
-        directs.push(sql);
-        return sql;
+        return open(node, node.user, node.password);
+      },
+      asRouter(node) {
+        return open(node, cluster!.routerRole.user, cluster!.routerRole.password);
       },
       stop,
     };

@@ -110,7 +110,7 @@ test("at info: an access line per RPC carrying the id the response carried; a Po
 test("no line holds a password, a DSN or a statement parameter", () => {
   assert.ok(lines.length >= 3, "the tests above logged something");
   const text = lines.join("\n");
-  const passwords = [t.cluster.catalog.password, ...t.cluster.shards.flatMap((s) => s.nodes.map((n) => n.password))];
+  const passwords = [t.cluster.routerRole.password, t.cluster.catalog.password, ...t.cluster.shards.flatMap((s) => s.nodes.map((n) => n.password))];
   for (const secret of [...passwords, paramSecret, "postgres://"]) assert.not.ok(text.includes(secret), `a log line contains ${JSON.stringify(secret)}`);
   for (const l of lines) JSON.parse(l); // every line is one JSON object
 });

@@ -184,8 +184,10 @@ test("in-doubt count and recovered commit/abort, with structured recovery log li
     const commitGid = `sr_obstest_c${Date.now()}`;
     const abortGid = `sr_obstest_a${Date.now()}`;
     await new DecisionLog(catalog).decide(commitGid, "commit", [shard], "obstest");
+    // Left prepared as a dead router leaves them: by the router's role (only it or a superuser may finish them).
+    const deadRouter = t.asRouter(primaryOf(shard));
     for (const [gid, id] of [[commitGid, "committed-row"], [abortGid, "aborted-row"]]) {
-      const conn = await direct.reserve();
+      const conn = await deadRouter.reserve();
       await conn`begin`;
       await conn`insert into obs_scratch (id) values (${id})`;
       await conn.unsafe(`prepare transaction '${gid}'`);
@@ -232,7 +234,7 @@ test("no key, SQL text or credential in /metrics; every label value is bounded",
   await failure(t.connect.executeOnShard({ key: secretKey, sql: "select * from obs_marker_table_9931" }));
   await failure(t.connect.executeOnShard({ key: secretKey, sql: "select $1::int8 as n", params: [str("obs-param-value-6612")] }));
   const m = await scrape(t.router.url);
-  const secrets = [secretKey, "obs_marker", "obs-param-value", "select ", t.cluster.catalog.password, ...t.cluster.shards.flatMap((s) => s.nodes.map((n) => n.password))];
+  const secrets = [secretKey, "obs_marker", "obs-param-value", "select ", t.cluster.routerRole.password, t.cluster.catalog.password, ...t.cluster.shards.flatMap((s) => s.nodes.map((n) => n.password))];
   for (const s of secrets) assert.not.ok(m.text.includes(s), `/metrics contains ${JSON.stringify(s)}`);
   const shards = new Set(["", ...t.config.shards.map((s) => s.name)]);
   const nodes = new Set(t.config.shards.flatMap((s) => s.nodes.map((n) => n.name!)));

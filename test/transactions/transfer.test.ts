@@ -167,13 +167,17 @@ test("opposite cross-shard transfers at once never hang; each one commits or fai
 test("recovery settles in-doubt transactions: commit where decided, presumed abort where not", async () => {
   const { crossA } = await keys();
   const ownerA = (await t.connect.route({ key: crossA })).shard;
-  const direct = t.direct(t.cluster.shards.find((s) => s.name === ownerA)!.nodes[0]);
+  const owner = t.cluster.shards.find((s) => s.name === ownerA)!.nodes[0];
+  const direct = t.direct(owner);
+  // A dead router's transactions are prepared by the router's role: only that role (or a superuser)
+  // may finish a prepared transaction, and recovery runs as the router.
+  const deadRouter = t.asRouter(owner);
   const before = await balance(crossA);
   // Two transactions left prepared by a "dead router": one with a commit decision, one without.
   // (The decision goes in first: with a short grace period recovery would otherwise presume abort.)
   await t.direct(t.cluster.catalog)`insert into shardrouter.decisions (gid, decision, participants, router) values ('sr_deadbeef_1', 'commit', ${[ownerA]}, 'deadbeef')`;
   for (const [gid, delta] of [["sr_deadbeef_1", 11], ["sr_deadbeef_2", 13]] as const) {
-    await direct.begin(async (tx) => {
+    await deadRouter.begin(async (tx) => {
       await tx`update accounts set balance = balance + ${delta} where id = ${crossA}`;
       await tx.prepare(gid);
     });
