@@ -33,16 +33,25 @@ async function preparedEverywhere(): Promise<number> {
   return n;
 }
 
-/** Two keys on the same shard and two on different shards, by the router's own placement. */
+/** Two keys on the same shard and two on different shards, by where the rows really are (each shard asked). */
 async function keys(): Promise<{ sameA: string; sameB: string; crossA: string; crossB: string }> {
   const shardOf = new Map<string, string>();
-  for (let i = 0; i < 50; i++) shardOf.set(`acct-${i}`, (await t.connect.route({ key: `acct-${i}` })).shard);
-  const all = [...shardOf.keys()];
+  const ids = Array.from({ length: 50 }, (_, i) => `acct-${i}`);
+  for (const shard of t.cluster.shards) {
+    for (const r of await t.direct(shard.nodes[0])`select id from accounts where id = any(${ids})`) shardOf.set(r.id, shard.name);
+  }
+  const all = ids.filter((k) => shardOf.has(k));
   const sameA = all[0];
   const sameB = all.find((k) => k !== sameA && shardOf.get(k) === shardOf.get(sameA))!;
   const crossA = all[2];
   const crossB = all.find((k) => shardOf.get(k) !== shardOf.get(crossA))!;
   return { sameA, sameB, crossA, crossB };
+}
+
+/** The commit decision the catalog holds for a transaction: only two-phase commits write one. */
+async function decisionOf(transactionId: string): Promise<string | undefined> {
+  const rows = await t.direct(t.cluster.catalog)`select decision from shardrouter.decisions where gid = ${transactionId}`;
+  return rows[0]?.decision;
 }
 
 test.before(hook(async () => {
@@ -56,6 +65,7 @@ test("same-shard transfer is one local transaction", async () => {
   const res = await t.connect.transfer({ fromKey: sameA, toKey: sameB, amount: 100n, requestId: randomUUID() });
   assert.is(res.twoPhase, false);
   assert.is(res.fromShard, res.toShard);
+  assert.is(await decisionOf(res.transactionId), undefined, "one local transaction: no commit decision in the catalog");
   assert.is(res.fromBalance, 900n);
   assert.is(res.toBalance, 1100n);
   assert.is(await balance(sameA), 900n);
@@ -126,7 +136,8 @@ test("ExecuteTransaction: all statements commit across shards, or none do", asyn
       { key: crossB, sql: "update accounts set balance = balance + 1 where id = $1 returning balance", params: [str(crossB)] },
     ],
   });
-  assert.is(ok.twoPhase, ok.shards.length > 1);
+  assert.is(ok.twoPhase, true);
+  assert.is(await decisionOf(ok.transactionId), "commit", "the catalog recorded its commit decision");
   assert.is(ok.results.length, 2);
   assert.is(ok.results[1].result?.rows.length, 1);
 
