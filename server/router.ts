@@ -6,6 +6,8 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { RouterService } from "../gen/shardrouter/v1/router_pb.js";
 import { Catalog } from "./catalog/catalog.js";
 import { CatalogDirectoryStore } from "./catalog/directory-store.js";
+import { ShardMapFollower } from "./catalog/shard-map-follower.js";
+import { ShardMapStore } from "./catalog/shard-map-store.js";
 import type { Config } from "./config/config.js";
 import { Planner } from "./execution/planner.js";
 import { buildShardMap } from "./placement/shard-map.js";
@@ -48,20 +50,39 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   if (config.placement.strategy === "directory" && !catalog) {
     throw new Error("placement.strategy: \"directory\" needs a catalog database (config field catalog)");
   }
-  const shardMap = buildShardMap(
-    config.placement,
-    config.shards.map((s) => ({ name: s.name, weight: s.weight })),
-    { version: 1, directory: catalog && new CatalogDirectoryStore(catalog) },
-  );
+  const tx = config.transactions;
+  const ids = new TransactionIds(tx.gidPrefix, tx.routerId ?? newRouterId());
+  const directory = catalog && new CatalogDirectoryStore(catalog);
+  const seedShards = config.shards.map((s) => ({ name: s.name, weight: s.weight }));
   const shards = new ShardSet(config);
-  const planner = new Planner(shardMap, shards);
+  // With a catalog, the shard map is the catalog's (this config seeds version 1 when there is none)
+  // and followed live; without one it is this config's, version 1, for good.
+  let follower: ShardMapFollower | undefined;
+  let planner: Planner;
+  if (catalog) {
+    const started = await ShardMapFollower.start(new ShardMapStore(catalog), { placement: config.placement, shards: seedShards, by: ids.routerId }, {
+      configured: new Set(config.shards.map((s) => s.name)), directory, pollMs: config.shardMap.pollMs,
+      // Called only after catalog I/O, so never before `planner` below exists.
+      onMap: (map) => {
+        planner.swapMap(map);
+        logger.notice({ shardMapVersion: map.version }, `shard map version ${map.version} is in force`);
+      },
+      onRejected: (version, reason) => logger.error({ shardMapVersion: version }, `shard map version ${version} cannot be served here, keeping version ${planner.map.version}: ${reason}`),
+    }).catch(async (err) => {
+      await shards.close();
+      await catalog.close();
+      throw err;
+    });
+    follower = started.follower;
+    planner = new Planner(started.map, shards);
+  } else {
+    planner = new Planner(buildShardMap(config.placement, seedShards, { version: 1 }), shards);
+  }
   const obs = observability({ shards, logger, inDoubt: () => recovery.inDoubt, healthIntervalMs: config.health.intervalMs });
   const healthChecker = new HealthChecker(shards, config.health);
   await healthChecker.start(); // serve with the roles the nodes report, not the configured ones
   obs.watchNodes();
 
-  const tx = config.transactions;
-  const ids = new TransactionIds(tx.gidPrefix, tx.routerId ?? newRouterId());
   const decisions = catalog && new DecisionLog(catalog);
   const inflight = new Set<string>();
   const coordinator = new Coordinator({ ids, decisions, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs, inflight, observer: obs.transactions });
@@ -98,6 +119,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     obs.close();
     await healthChecker.stop();
     await recovery.stop();
+    await follower?.stop();
     await shards.close();
     await catalog?.close();
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as NodeJS.ErrnoException).code ?? err}`);
@@ -111,6 +133,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       await recovery.stop();
       obs.close();
       await healthChecker.stop();
+      await follower?.stop();
       await shards.close();
       await catalog?.close();
     },

@@ -1,5 +1,5 @@
 // The catalog database: router state that must outlive a router process or be shared by several
-// routers: directory entries and two-phase commit decisions (later shard map versions too). Its schema is created
+// routers: directory entries, two-phase commit decisions and shard map versions. Its schema is created
 // idempotently at start, so any router can be first.
 import postgres from "postgres";
 import { type ConnectionConfig, passwordOf } from "../config/config.js";
@@ -16,6 +16,13 @@ const tables = [
      router text not null,
      decided_at timestamptz not null default now(),
      completed_at timestamptz)`,
+  // Shard map versions (shard-map-store.ts): a new version is a new row, never an update.
+  `create table if not exists shardrouter.shard_maps (
+     version bigint primary key check (version >= 1),
+     placement jsonb not null,
+     shards jsonb not null,
+     created_by text not null,
+     created_at timestamptz not null default now())`,
 ];
 
 export class Catalog {

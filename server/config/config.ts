@@ -74,6 +74,10 @@ export const ConfigSchema = z.object({
     keyColumn: z.string().min(1).default("id"),
     balanceColumn: z.string().min(1).default("balance"),
   }).strict().prefault({}),
+  shardMap: z.object({
+    /** How often a router asks the catalog for a newer shard map (it also hears of one at once). */
+    pollMs: z.number().int().min(10).default(1000),
+  }).strict().prefault({}),
   limits: z.object({
     maxRows: z.number().int().min(1).default(100_000),
     maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),

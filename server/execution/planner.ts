@@ -20,8 +20,12 @@ export class Planner {
     this.shardMap = next;
   }
 
-  async route(key: string): Promise<Target> {
-    const placement = await this.shardMap.strategy.place(key);
+  /**
+   * Where `key` lives under `map` (default: the map in force now). A request that routes several keys
+   * passes the map it started with, so a switch in between never splits it over two versions.
+   */
+  async route(key: string, map: ShardMap = this.shardMap): Promise<Target> {
+    const placement = await map.strategy.place(key);
     return { placement, shard: this.shards.shard(placement.shard) };
   }
 

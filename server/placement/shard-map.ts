@@ -9,12 +9,15 @@ import { LegacyMd5ModStrategy } from "./legacy-md5-mod.js";
 import { ListStrategy } from "./list.js";
 import { PlacementConfigSchema, type PlacementConfig } from "./placement-config.js";
 import { RangeStrategy } from "./range.js";
-import type { PlacementStrategy, ShardInfo, StrategyName } from "./strategy.js";
+import type { PlacementStrategy, ShardInfo, ShardState, StrategyName } from "./strategy.js";
 
 export interface ShardMap {
   readonly version: number;
   readonly strategy: PlacementStrategy;
+  /** The shards that take part in placement (active and draining ones). */
   readonly shards: readonly ShardInfo[];
+  /** The state of every shard the map names, owning keys or not. */
+  readonly states: Readonly<Record<string, ShardState>>;
 }
 
 export interface ShardMapOptions {
@@ -22,6 +25,8 @@ export interface ShardMapOptions {
   version?: number;
   /** Required by the directory strategy: where key -> shard entries are kept. */
   directory?: DirectoryStore;
+  /** States of the map's shards, owning ones included (default: every shard given is active). */
+  states?: Record<string, ShardState>;
 }
 
 // Weights only mean something where shards share a hash ring; elsewhere a weight != 1 would be a
@@ -58,7 +63,8 @@ export function buildShardMap(config: PlacementConfig, shards: ShardInfo[], opts
     if (err instanceof PlacementConfigError) throw err.under("placement");
     throw err;
   }
-  return Object.freeze({ version, strategy: Object.freeze(strategy), shards: frozenShards });
+  const states = Object.freeze({ ...Object.fromEntries(frozenShards.map((x) => [x.name, "active" as ShardState])), ...opts.states });
+  return Object.freeze({ version, strategy: Object.freeze(strategy), shards: frozenShards, states });
 }
 
 function checkShards(shards: ShardInfo[], strategy: StrategyName): ShardInfo[] {

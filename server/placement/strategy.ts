@@ -32,3 +32,15 @@ export interface ShardInfo {
   /** Integer >= 1 (default 1). Only hash_ring (and directory's fallback ring) honours it. */
   weight: number;
 }
+
+/**
+ * A shard's part in a shard map: `active` owns keys; while a reshard runs a shard is `receiving`
+ * (gets data, owns no keys yet) or `draining` (still owns keys it is giving away); `retired` owns
+ * nothing any more. Only active and draining shards take part in placement.
+ */
+export const SHARD_STATES = ["active", "receiving", "draining", "retired"] as const;
+export type ShardState = (typeof SHARD_STATES)[number];
+
+export function ownsKeys(state: ShardState): boolean {
+  return state === "active" || state === "draining";
+}

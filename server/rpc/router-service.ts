@@ -40,13 +40,14 @@ export function routerService({ planner, coordinator, recovery, config }: Router
   const limits = config.limits;
   return {
     async route(req) {
-      const { placement, shard } = await planner.route(req.key);
+      const map = planner.map; // the answer describes one version
+      const { placement, shard } = await planner.route(req.key, map);
       return {
         shard: placement.shard,
         keyspaceId: placement.keyspaceId,
-        strategy: planner.map.strategy.name,
+        strategy: map.strategy.name,
         nodes: describeNodes(shard),
-        shardMapVersion: BigInt(planner.map.version),
+        shardMapVersion: BigInt(map.version),
       };
     },
 
@@ -82,13 +83,18 @@ export function routerService({ planner, coordinator, recovery, config }: Router
       return {
         strategy: map.strategy.name,
         shardMapVersion: BigInt(map.version),
-        shards: planner.shards.shards.map((shard) => ({
-          name: shard.name,
-          status: shardStatus(shard),
-          nodes: describeNodes(shard),
-          ownership: map.strategy.ownership(shard.name),
-          weight: shard.weight,
-        })),
+        shards: planner.shards.shards.map((shard) => {
+          const inMap = map.shards.find((s) => s.name === shard.name);
+          const state = map.states[shard.name] ?? "spare";
+          return {
+            name: shard.name,
+            status: shardStatus(shard),
+            nodes: describeNodes(shard),
+            ownership: inMap ? map.strategy.ownership(shard.name) : { description: `owns no keys (${state})`, keyspaceFraction: 0 },
+            weight: inMap?.weight ?? shard.weight,
+            state,
+          };
+        }),
         inDoubtTransactions: recovery.inDoubt,
       };
     },

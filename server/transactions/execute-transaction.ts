@@ -21,11 +21,12 @@ export async function executeTransaction(req: ExecuteTransactionRequest, deps: T
   if (req.statements.length === 0) throw new ConnectError("statements must not be empty", Code.InvalidArgument);
   if (req.statements.length > maxStatements) throw new ConnectError(`at most ${maxStatements} statements per transaction`, Code.InvalidArgument);
   const statements: TxStatement[] = [];
+  const map = deps.planner.map; // one shard map version for the whole transaction
   for (const [i, s] of req.statements.entries()) {
     try {
       const isolated = checkStatement(s.sql) === "isolated";
       const params = s.params.map((v, j) => encodeParam(v, j + 1));
-      statements.push({ shard: (await deps.planner.route(s.key)).shard, sql: s.sql, params, isolated });
+      statements.push({ shard: (await deps.planner.route(s.key, map)).shard, sql: s.sql, params, isolated });
     } catch (err) {
       const e = ConnectError.from(err);
       throw new ConnectError(`statements[${i}]: ${e.rawMessage}`, e.code, undefined, e.details as never, err);

@@ -20,7 +20,8 @@ export interface TransferDeps { planner: Planner; coordinator: Coordinator; tabl
 
 export async function transfer(req: TransferRequest, deps: TransferDeps, signal: AbortSignal): Promise<TransferResponse> {
   validate(req);
-  const [from, to] = await Promise.all([deps.planner.route(req.fromKey), deps.planner.route(req.toKey)]);
+  const map = deps.planner.map; // both keys on one shard map version
+  const [from, to] = await Promise.all([deps.planner.route(req.fromKey, map), deps.planner.route(req.toKey, map)]);
   const { table, keyColumn, balanceColumn } = deps.table;
   const [t, k, b] = [identifier(table), identifier(keyColumn), identifier(balanceColumn)];
   const amount = { text: req.amount.toString(), oid: Oid.int8 };
