@@ -75,6 +75,12 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     });
     follower = started.follower;
     planner = new Planner(started.map, shards);
+    const mapped = started.map.shards.map((s) => s.name).join(",");
+    if (started.map.strategy.name !== config.placement.strategy || mapped !== seedShards.map((s) => s.name).join(",")) {
+      logger.notice({ shardMapVersion: started.map.version },
+        `placement comes from the catalog's shard map version ${started.map.version} (${started.map.strategy.name} over ${mapped}); ` +
+        "this config's placement and shard list only seed version 1 of a new catalog");
+    }
   } else {
     planner = new Planner(buildShardMap(config.placement, seedShards, { version: 1 }), shards);
   }
