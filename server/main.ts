@@ -9,11 +9,12 @@ import { type LocalCluster, startLocalCluster } from "./dev-cluster/local-cluste
 import { createLogger, defaultLogLevel, isLogLevel, type Logger, logLevels } from "./observability/logger.js";
 import { type RunningRouter, startRouter } from "./router.js";
 
-const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--replicas N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME] [--log-level LEVEL]
+const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--spare-shards N] [--replicas N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME] [--log-level LEVEL]
   --config FILE   router configuration (JSON); without it, --dev is implied
   --dev           start a local PostgreSQL cluster (embedded) and serve it
   --fresh         (dev) wipe the local cluster's data first
   --shards N      (dev) number of shards, default 4
+  --spare-shards N  (dev) N more shards, empty and outside the shard map (own no keys), default 0
   --replicas N    (dev) streaming replicas per shard, default 1
   --data-dir DIR  (dev) where the local cluster lives, default .data/dev-cluster
   --host, --port  where to listen, default 127.0.0.1:8080
@@ -28,7 +29,7 @@ async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
       config: { type: "string" }, dev: { type: "boolean" }, fresh: { type: "boolean" },
-      shards: { type: "string" }, replicas: { type: "string" }, "data-dir": { type: "string" }, host: { type: "string" },
+      shards: { type: "string" }, "spare-shards": { type: "string" }, replicas: { type: "string" }, "data-dir": { type: "string" }, host: { type: "string" },
       port: { type: "string" }, strategy: { type: "string" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -37,6 +38,8 @@ async function main(): Promise<void> {
   const port = args.port === undefined ? undefined : Number(args.port);
   const shardCount = args.shards === undefined ? 4 : Number(args.shards);
   const replicaCount = args.replicas === undefined ? 1 : Number(args.replicas);
+  const spareCount = args["spare-shards"] === undefined ? 0 : Number(args["spare-shards"]);
+  if (!Number.isInteger(spareCount) || spareCount < 0 || spareCount > 16) throw new ConfigError(`--spare-shards: "${args["spare-shards"]}" must be 0..16`);
   if (!Number.isInteger(replicaCount) || replicaCount < 0 || replicaCount > 8) throw new ConfigError(`--replicas: "${args.replicas}" must be 0..8`);
   if (port !== undefined && !Number.isInteger(port)) throw new ConfigError(`--port: "${args.port}" is not a port number`);
   if (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 64) throw new ConfigError(`--shards: "${args.shards}" must be 1..64`);
@@ -65,12 +68,12 @@ async function main(): Promise<void> {
     config = parseConfig({ ...fileConfig, listen: { ...fileConfig.listen, ...(args.host ? { host: args.host } : {}), ...(port ? { port } : {}) } }, args.config);
   } else {
     const dataDir = args["data-dir"] ?? ".data/dev-cluster";
-    log.notice({ shards: shardCount, replicas: replicaCount, dataDir, fresh: !!args.fresh }, "starting local cluster");
+    log.notice({ shards: shardCount, spareShards: spareCount, replicas: replicaCount, dataDir, fresh: !!args.fresh }, "starting local cluster");
     cluster = startedCluster = await startLocalCluster({
-      dataDir, shards: shardCount, replicas: replicaCount, fresh: args.fresh, log: (line) => log.notice({ component: "dev-cluster" }, line),
+      dataDir, shards: shardCount + spareCount, replicas: replicaCount, fresh: args.fresh, log: (line) => log.notice({ component: "dev-cluster" }, line),
     });
     config = parseConfig(devConfig(cluster, {
-      host: args.host, port, placement: args.strategy ? { strategy: args.strategy } : undefined,
+      host: args.host, port, spareShards: spareCount, placement: args.strategy ? { strategy: args.strategy } : undefined,
     }), "local cluster config");
   }
 
@@ -78,13 +81,14 @@ async function main(): Promise<void> {
   if (cluster) {
     const { created } = await seedDemoAccounts(router.planner);
     log.notice(created ? "seeded accounts: acct-0 … acct-999, balance 1000 each" : "accounts table already seeded (use --fresh to reset)");
-    printReady(router.url); // the dev command's banner, for a person at a terminal
+    const spare = router.planner.shards.shards.map((sh) => sh.name).filter((name) => !(name in router!.planner.map.states));
+    printReady(router.url, spare); // the dev command's banner, for a person at a terminal
   } else {
     log.notice({ url: router.url, metrics: `${router.url}/metrics` }, `shardrouter is serving on ${router.url}`);
   }
 }
 
-function printReady(url: string): void {
+function printReady(url: string, spare: string[]): void {
   const svc = `${url}/shardrouter.v1.RouterService`;
   const curl = "npx buf curl --http2-prior-knowledge";
   console.log(`
@@ -99,7 +103,10 @@ Try it (the router answers gRPC reflection, so no .proto files are needed):
   ${curl} --protocol grpc ${svc}/GetTopology
   ${curl} --protocol grpc ${url}/grpc.health.v1.Health/Check
   curl ${url}/metrics
-`);
+${spare.length ? `
+Spare shards (their nodes are configured, the shard map in the catalog does not name them, so they own
+no keys): ${spare.join(", ")}. Moving keys onto them online is the next stage of resharding (README).
+` : ""}`);
 }
 
 main().catch(async (err) => {

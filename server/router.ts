@@ -53,7 +53,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   const tx = config.transactions;
   const ids = new TransactionIds(tx.gidPrefix, tx.routerId ?? newRouterId());
   const directory = catalog && new CatalogDirectoryStore(catalog);
-  const seedShards = config.shards.map((s) => ({ name: s.name, weight: s.weight }));
+  const seedShards = config.shards.filter((s) => !s.spare).map((s) => ({ name: s.name, weight: s.weight }));
   const shards = new ShardSet(config);
   // With a catalog, the shard map is the catalog's (this config seeds version 1 when there is none)
   // and followed live; without one it is this config's, version 1, for good.

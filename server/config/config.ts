@@ -25,6 +25,8 @@ const NodeSchema = ConnectionSchema.extend({
 const ShardSchema = z.object({
   name,
   weight: z.number().int().min(1).max(1000).default(1),
+  /** Nodes the router can reach, left out of the shard map it seeds (version 1): it owns no keys. */
+  spare: z.boolean().default(false),
   nodes: z.array(NodeSchema).min(1),
 }).strict();
 
@@ -110,6 +112,7 @@ export function parseConfig(raw: unknown, source = "config"): Config {
       }
     });
   });
+  if (config.shards.every((s) => s.spare)) problems.push("shards: every shard is spare; at least one must own keys");
   if (problems.length) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
   return config;
 }

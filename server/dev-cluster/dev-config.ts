@@ -3,7 +3,11 @@
 // cluster's router role (not a superuser), never as the nodes' admin user.
 import type { LocalCluster, LocalNode } from "./local-cluster.js";
 
-export interface DevConfigOptions { host?: string; port?: number; placement?: unknown; pool?: unknown; limits?: unknown; transactions?: unknown; health?: unknown; breaker?: unknown }
+export interface DevConfigOptions {
+  host?: string; port?: number; placement?: unknown; pool?: unknown; limits?: unknown; transactions?: unknown; health?: unknown; breaker?: unknown;
+  /** The last N shards are spare: the router has their nodes, the shard map does not name them. */
+  spareShards?: number;
+}
 
 export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): unknown {
   const { user, password } = cluster.routerRole;
@@ -16,8 +20,9 @@ export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): u
     ...(opts.transactions ? { transactions: opts.transactions } : {}),
     ...(opts.health ? { health: opts.health } : {}),
     ...(opts.breaker ? { breaker: opts.breaker } : {}),
-    shards: cluster.shards.map((s) => ({
+    shards: cluster.shards.map((s, i) => ({
       name: s.name,
+      ...(i >= cluster.shards.length - (opts.spareShards ?? 0) ? { spare: true } : {}),
       nodes: s.nodes.map((n) => ({ name: n.name, role: n.role, ...connection(n) })),
     })),
     catalog: connection(cluster.catalog),

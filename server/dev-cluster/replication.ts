@@ -30,6 +30,8 @@ export const REPLICA_RETRY_INTERVAL = "1s";
 /** Settings of every node (a replica may become a primary). */
 export const nodeServerSettings: Record<string, string> = {
   max_slot_wal_keep_size: SLOT_WAL_CAP,
+  // Resharding moves rows with logical replication (pgoutput); replicas too, so a promoted one can.
+  wal_level: "logical",
   // A primary's fast shutdown waits until each connected replica confirms the shutdown checkpoint;
   // a paused (SIGSTOPped) replica never does, so stopNode(primary) would take the default 60 s.
   // 5 s also lets a primary notice a hung replica sooner; a healthy one answers its pings at once.

@@ -33,6 +33,8 @@ export interface TestRouter {
 
 export interface TestRouterOptions {
   shards?: number;
+  /** Of `shards`, the last N are spare (in the config, not in the shard map). */
+  spareShards?: number;
   /** Streaming replicas per shard (default 0). */
   replicas?: number;
   placement?: unknown;
@@ -61,7 +63,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   };
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0 });
-    const config = parseConfig(devConfig(cluster, { port: 0, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker }));
+    const config = parseConfig(devConfig(cluster, { port: 0, spareShards: opts.spareShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker }));
     router = await startRouter(config);
     const baseUrl = router.url;
     return {
