@@ -10,6 +10,8 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
 import { GetTopologyResponseSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
+import { Catalog } from "../../server/catalog/catalog.js";
+import { ShardMapStore } from "../../server/catalog/shard-map-store.js";
 import { devConfig } from "../../server/dev-cluster/dev-config.js";
 import { pickFreePorts } from "../../server/dev-cluster/ports.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
@@ -32,6 +34,15 @@ test.before(hook(async () => {
     { name: "refusing", nodes: [{ ...real, name: "refusing-primary", port: closedPort, password: refusedPassword }] },
     { name: "badauth", nodes: [{ ...real, name: "badauth-primary", password: wrongPassword }] },
   );
+  // The catalog's shard map (seeded by the test router) must name the two extra shards too.
+  const catalog = await Catalog.open(t.config.catalog!);
+  try {
+    const store = new ShardMapStore(catalog);
+    const all = config.shards.map((s) => ({ name: s.name, weight: 1, state: "active" as const }));
+    assert.ok(await store.publish(await store.latestVersion(), t.config.placement, all, "secrets test"));
+  } finally {
+    await catalog.close();
+  }
   router = await startRouterProcess(t.cluster, { config, env: { SHARDROUTER_LOG_LEVEL: "trace" } });
 }));
 test.after(hook(async () => {
@@ -48,7 +59,8 @@ function record(err: unknown): void {
 }
 
 async function keyOn(shard: string): Promise<string> {
-  for (let i = 0; ; i++) if ((await router.client.route({ key: `k${i}` })).shard === shard) return `k${i}`;
+  for (let i = 0; i < 10_000; i++) if ((await router.client.route({ key: `k${i}` })).shard === shard) return `k${i}`;
+  throw new Error(`no key routes to ${shard}`);
 }
 
 test("no password or credentialed DSN in any answer, error or line of output", async () => {
