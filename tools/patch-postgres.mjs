@@ -12,6 +12,11 @@
 //    (upstream porsager/postgres#751 and #1219, fix proposed in #1220). A transaction on a pool whose
 //    connections idled out or died with a restarted shard waited forever, holding its admission slot.
 //    Patched as upstream proposes: the new connection falls through to onopen(), which serves the reserve.
+// 3. query.cancel() drops the promise of the cancel request (it returns `null`), so nobody can know
+//    when Postgres has it. A cancel request names a backend, not a statement: the router must not
+//    hand the connection to the next caller before the request has arrived, or it cancels that
+//    caller's statement instead (seen: ExecuteOnAll cancelling a finished sibling). Patched: cancel()
+//    returns the promise, which settles once the postmaster has taken the request.
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -54,10 +59,28 @@ const patches = [
   },
 ];
 
-for (const file of ["src/connection.js", "cjs/src/connection.js"]) {
+const queryPatches = [
+  {
+    marker: "/* shardrouter: cancel promise */",
+    original: `  cancel() {
+    return this.canceller && (this.canceller(this), this.canceller = null)
+  }
+`,
+    patched: `  cancel() { /* shardrouter: cancel promise */
+    const canceller = this.canceller
+    this.canceller = null
+    return canceller ? canceller(this) : Promise.resolve()
+  }
+`,
+  },
+];
+
+for (const [file, list] of [
+  ["src/connection.js", patches], ["cjs/src/connection.js", patches], ["src/query.js", queryPatches], ["cjs/src/query.js", queryPatches],
+]) {
   const path = join(root, file);
   let text = readFileSync(path, "utf8");
-  for (const { marker, original, patched } of patches) {
+  for (const { marker, original, patched } of list) {
     if (text.includes(marker)) continue;
     if (version !== "3.4.9" || !text.includes(original)) {
       throw new Error(`tools/patch-postgres.mjs knows postgres 3.4.9, found ${version} (${file}): check whether the patch is still needed`);

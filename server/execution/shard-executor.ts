@@ -103,6 +103,7 @@ async function run(
   const rows: Row[] = [];
   let decoders: CellDecoder[] | undefined;
   let running: RunningStatement | undefined;
+  let cancelling: Promise<void> | undefined;
   try {
     running = start((cells, columns) => {
       if (exceeded) return;
@@ -118,12 +119,12 @@ async function run(
       s.budget.bytes -= bytes;
       if (s.budget.rows < 0 || s.budget.bytes < 0) {
         exceeded = s.budget.rows < 0 ? `${s.budget.maxRows} rows` : `${s.budget.maxBytes} bytes`;
-        running?.cancel(); // stop the server producing rows nobody will keep
+        cancelling = running?.cancel(); // stop the server producing rows nobody will keep
         return;
       }
       rows.push(create(RowSchema, { values }));
     });
-    const result = await settleOrAbort(running, s.signal, onAbandoned);
+    const result = await settleOrAbort(running, s.signal, onAbandoned).finally(() => cancelling);
     if (exceeded) throw tooLarge();
     s.pool.status = "up";
     return create(ResultSetSchema, {
@@ -149,12 +150,13 @@ async function settleOrAbort(
   signal: AbortSignal,
   onAbandoned: ((settled: Promise<unknown>) => void) | undefined,
 ): Promise<RawResult> {
-  if (signal.aborted) running.cancel();
   let onAbort: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
     onAbort = () => {
-      running.cancel();
-      const settled = running.done.then(() => undefined, () => undefined);
+      // The connection is free again only once the statement ended AND the cancel request arrived:
+      // a request that lands after the statement ended would cancel the connection's next one.
+      const delivered = running.cancel();
+      const settled = Promise.all([running.done.then(() => undefined, () => undefined), delivered]).then(() => undefined);
       if (onAbandoned) {
         onAbandoned(settled);
         reject(abortError(signal));
@@ -162,7 +164,8 @@ async function settleOrAbort(
         settled.then(() => reject(abortError(signal)));
       }
     };
-    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
   });
   try {
     return await Promise.race([running.done, aborted]);

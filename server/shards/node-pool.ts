@@ -38,7 +38,12 @@ export interface RawColumn { name: string; type: number }
 export interface RawResult { command: string; count: number; columns: RawColumn[] }
 
 /** Everything a running statement can be told to do. */
-export interface RunningStatement { done: Promise<RawResult>; cancel(): void }
+/**
+ * Everything a running statement can be told to do. `cancel` resolves once Postgres has the cancel
+ * request: it names the backend, not the statement, so until then the connection must not carry
+ * another caller's statement (a late request would cancel that one instead).
+ */
+export interface RunningStatement { done: Promise<RawResult>; cancel(): Promise<void> }
 
 // postgres.js parses some types itself (int4 → number, timestamptz → Date, ...), losing precision.
 // Hand every type the router decodes over as its untouched text, and send parameters as given.
@@ -72,13 +77,13 @@ function startOn(
       const r = result as unknown as { command: string; count: number | null; statement?: { columns: RawColumn[] } };
       return { command: r.command ?? "", count: r.count ?? 0, columns: r.statement?.columns ?? [] };
     });
-  return { done, cancel: () => void query.cancel() };
+  return { done, cancel: () => Promise.resolve(query.cancel()).then(() => undefined, () => undefined) };
 }
 
 /** A statement refused because its reserved connection is gone: reads as a lost connection. */
 function closedStatement(address: string): RunningStatement {
   const err = Object.assign(new Error(`write CONNECTION_CLOSED ${address}`), { code: "CONNECTION_CLOSED" });
-  return { done: Promise.reject(err), cancel: () => {} };
+  return { done: Promise.reject(err), cancel: () => Promise.resolve() };
 }
 
 export class NodePool {
@@ -224,7 +229,7 @@ export class NodePool {
       once.end({ timeout: this.options.connectTimeoutMs / 1000 }).then(gone, gone);
     };
     running.done.then(end, end);
-    return { done: running.done, closed, cancel: () => { running.cancel(); end(); } };
+    return { done: running.done, closed, cancel: () => { const sent = running.cancel(); end(); return sent; } };
   }
 
   /** A client of one connection, with the pool's settings, for one isolated statement or transaction. */

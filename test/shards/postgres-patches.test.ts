@@ -98,4 +98,16 @@ test("patch 1: a statement on a reserved connection whose socket closed is rejec
   assert.is(await one(admin, "select 4 as x"), "4");
 });
 
+test("patch 3: query.cancel() returns a promise that settles once the cancel request has been taken", async () => {
+  const sql = client({ max: 1 });
+  const query = sql.unsafe("select pg_sleep(30)");
+  const failed = query.then(() => undefined, (e: { code?: string }) => e.code);
+  await waitFor("the statement to run", async () =>
+    ((await admin.unsafe("select 1 from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'")).length ? true : undefined));
+  const sent = query.cancel() as unknown;
+  assert.ok(sent instanceof Promise, "cancel() gives the request's promise");
+  await sent;
+  assert.is(await failed, "57014");
+});
+
 test.run();
