@@ -17,6 +17,18 @@
 //    hand the connection to the next caller before the request has arrived, or it cancels that
 //    caller's statement instead (seen: ExecuteOnAll cancelling a finished sibling). Patched: cancel()
 //    returns the promise, which settles once the postmaster has taken the request.
+// 4. A cancel that finds nothing to cancel must say so at once. cancel() on a query that already
+//    ended stored a callback nobody ever called, so the caller waited forever; and a query cancelled
+//    in the tick between being started and being handed to a connection still went to it: the
+//    connection skipped it but was parked as "full", so a pooled connection was lost for good and a
+//    reserved one never ran its next statement (its ROLLBACK hung). Patched: cancel() on an ended
+//    query resolves at once and sends nothing; a query cancelled before it was handed over never is.
+// 5. A cancel request sent while its query runs may arrive after the query ended (the request goes
+//    over a connection of its own). postgres.js hands the connection to the next query at
+//    ReadyForQuery, so the late request cancelled that one: another caller's statement, or the
+//    ROLLBACK of the same transaction. Patched: after ReadyForQuery the connection takes no new
+//    query until the cancel request for the one that just ended has been delivered or has failed
+//    (bounded by connect_timeout); queries given to it meanwhile wait on it, or fail if it closes.
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -57,6 +69,109 @@ const patches = [
     }
 `,
   },
+  {
+    marker: "/* shardrouter: held for a cancel */",
+    original: `    , final = null
+`,
+    patched: `    , final = null
+    , holding = null /* shardrouter: held for a cancel */
+    , held = []
+`,
+  },
+  {
+    marker: "/* shardrouter: hold while a cancel is on its way */",
+    original: `    if (q.cancelled)
+      return
+`,
+    patched: `    if (q.cancelled)
+      return
+
+    if (holding) /* shardrouter: hold while a cancel is on its way */
+      return held.push(q), false
+`,
+  },
+  {
+    marker: "/* shardrouter: fail held queries on close */",
+    original: `    socket.removeAllListeners()
+    socket = null
+`,
+    patched: `    socket.removeAllListeners()
+    socket = null
+    if (holding) { /* shardrouter: fail held queries on close */
+      holding = null
+      held.splice(0).forEach(q => queryError(q, Errors.connection('CONNECTION_CLOSED', options)))
+    }
+`,
+  },
+  {
+    marker: "/* shardrouter: the cancelled query */",
+    original: `  function ReadyForQuery(x) {
+    if (query) {
+`,
+    patched: `  function ReadyForQuery(x) {
+    const cancelling = query && query.cancelling /* shardrouter: the cancelled query */
+    if (query) {
+`,
+  },
+  {
+    marker: "/* shardrouter: hand over after the cancel */",
+    original: `    if (query)
+      return // Consider opening if able and sent.length < 50
+
+    connection.reserved
+      ? !connection.reserved.release && x[5] === 73 // I
+        ? ending
+          ? terminate()
+          : (connection.reserved = null, onopen(connection))
+        : connection.reserved()
+      : ending
+        ? terminate()
+        : onopen(connection)
+  }
+`,
+    patched: `    if (query)
+      return // Consider opening if able and sent.length < 50
+
+    if (cancelling) { /* shardrouter: hand over after the cancel */
+      const hold = holding = {}
+      const status = x[5]
+      return cancelling.then(() => {
+        if (holding !== hold)
+          return // the socket closed meanwhile, and the held queries failed with it
+        holding = null
+        held.length
+          ? held.splice(0).forEach(execute)
+          : handOver(status)
+      })
+    }
+    handOver(x[5])
+  }
+
+  function handOver(status) {
+    connection.reserved
+      ? !connection.reserved.release && status === 73 // I
+        ? ending
+          ? terminate()
+          : (connection.reserved = null, onopen(connection))
+        : connection.reserved()
+      : ending
+        ? terminate()
+        : onopen(connection)
+  }
+`,
+  },
+];
+
+const poolPatches = [
+  {
+    marker: "/* shardrouter: cancelling promise */",
+    original: `        ? query.active
+          ? Connection(options).cancel(query.state, resolve, reject)
+`,
+    patched: `        ? query.active /* shardrouter: cancelling promise */
+          ? query.cancelling = new Promise((sent, failed) => Connection(options).cancel(query.state, sent, failed)).then(resolve, reject)
+`,
+  },
 ];
 
 const queryPatches = [
@@ -73,10 +188,40 @@ const queryPatches = [
   }
 `,
   },
+  {
+    marker: "/* shardrouter: nothing to cancel */",
+    original: `    const canceller = this.canceller
+    this.canceller = null
+    return canceller ? canceller(this) : Promise.resolve()
+`,
+    patched: `    const canceller = this.canceller
+    this.canceller = null
+    if (this.settled) /* shardrouter: nothing to cancel */
+      return Promise.resolve()
+    return canceller ? canceller(this) : Promise.resolve()
+`,
+  },
+  {
+    marker: "/* shardrouter: settled */",
+    original: `    this.resolve = x => (this.active = false, resolve(x))
+    this.reject = x => (this.active = false, reject(x))
+`,
+    patched: `    this.resolve = x => (this.active = false, this.settled = true, resolve(x)) /* shardrouter: settled */
+    this.reject = x => (this.active = false, this.settled = true, reject(x))
+`,
+  },
+  {
+    marker: "/* shardrouter: cancelled before handed over */",
+    original: `    !this.executed && (this.executed = true) && await 1 && this.handler(this)
+`,
+    patched: `    !this.executed && (this.executed = true) && await 1 && !this.cancelled && this.handler(this) /* shardrouter: cancelled before handed over */
+`,
+  },
 ];
 
 for (const [file, list] of [
   ["src/connection.js", patches], ["cjs/src/connection.js", patches], ["src/query.js", queryPatches], ["cjs/src/query.js", queryPatches],
+  ["src/index.js", poolPatches], ["cjs/src/index.js", poolPatches],
 ]) {
   const path = join(root, file);
   let text = readFileSync(path, "utf8");

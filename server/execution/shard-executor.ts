@@ -105,6 +105,7 @@ async function run(
   let running: RunningStatement | undefined;
   let cancelling: Promise<void> | undefined;
   try {
+    if (s.signal.aborted) throw abortError(s.signal); // e.g. a sibling failed while this waited for its slot
     running = start((cells, columns) => {
       if (exceeded) return;
       decoders ??= columns.map((c) => decoderFor(c.type));

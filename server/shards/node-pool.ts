@@ -199,6 +199,8 @@ export class NodePool {
         if (released) return;
         released = true;
         if (once) {
+          // Handed back first: end() waits out its timeout for a connection still reserved.
+          if (!closed) conn.release();
           const slot = () => slots.release();
           once.end({ timeout: this.options.connectTimeoutMs / 1000 }).then(slot, slot);
           return;

@@ -7,8 +7,8 @@
 //             or operator that is not built in): it runs on a connection of its own, closed after it;
 //   shared    anything else: any pooled connection.
 // Known limit: code that runs without being named in the statement (a trigger, a column default, a
-// view, a rule, a domain check, a policy, or a user function that overloads a built-in's name) is not
-// seen here. Who may create such code is a matter of grants (README › The router's PostgreSQL role).
+// view, a rule, a domain check, a policy, a user-defined cast, or a user function that overloads a
+// built-in's name) is not seen here. Who may create such code is a matter of grants (README › The router's PostgreSQL role).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type ParseNode, parse } from "./parser.js";
 import { builtinFunctions, builtinOperators } from "./pg-builtins.js";
@@ -39,6 +39,15 @@ const refusedFunctions = new Map<string, string>([
   // They read the session's last nextval(), which on a shared connection may be another caller's.
   ["currval", "the session's sequence values (use RETURNING)"], ["lastval", "the session's sequence values (use RETURNING)"],
 ]);
+
+/** Built-in functions that run SQL given to them as text, which the guard cannot read. */
+const sqlTextFunctions = new Set([
+  "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
+  "cursor_to_xml", "cursor_to_xmlschema", "ts_stat", "ts_rewrite",
+]);
+
+/** Writing to pg_settings runs set_config() through the view's rule. */
+const settingsViews = new Set(["pg_settings"]);
 
 class Refusal extends Error {
   constructor(readonly what: string, readonly reason: string) { super(reason); }
@@ -111,9 +120,23 @@ function inspect(tag: string, node: ParseNode): boolean {
   const refused = refusedStatements.get(tag);
   if (refused) throw new Refusal(statementName(tag, node), refused);
   if (isolatedStatements.has(tag)) return true;
-  if (tag === "FuncCall") return funcCall(node);
-  if (tag === "A_Expr") return operator(node);
+  switch (tag) {
+    case "FuncCall": return funcCall(node);
+    case "A_Expr": return opExpression(node);
+    case "SubLink": return node.operName !== undefined && !isBuiltinOperator(node.operName); // x OPERATOR(s.op) ANY (…)
+    case "SortBy": return node.useOp !== undefined && !isBuiltinOperator(node.useOp); // ORDER BY x USING op
+    case "Constraint": return exclusionOperators(node).some((op) => !isBuiltinOperator(op)); // EXCLUDE (x WITH op)
+    case "UpdateStmt": case "InsertStmt": case "DeleteStmt": case "MergeStmt": writeTarget(node); return false;
+  }
   return false;
+}
+
+/** UPDATE pg_settings … is set_config() in another form. */
+function writeTarget(node: ParseNode): void {
+  const target = node.relation as ParseNode | undefined;
+  if (!target || typeof target.relname !== "string" || !settingsViews.has(target.relname)) return;
+  if (target.schemaname !== undefined && target.schemaname !== "pg_catalog") return;
+  throw new Refusal(`writing to ${target.relname}`, "session settings");
 }
 
 /** A table, view or sequence by name: refused when temporary. */
@@ -129,7 +152,7 @@ function funcCall(node: ParseNode): boolean {
   const schema = names.length > 1 ? names[names.length - 2] : undefined;
   if (isTempSchema(schema)) throw new Refusal(names.join("."), "temporary objects");
   if (schema !== undefined && schema !== "pg_catalog") return true;
-  if (!builtinFunctions.has(name)) return true;
+  if (!builtinFunctions.has(name) || sqlTextFunctions.has(name)) return true;
   const refused = refusedFunctions.get(name);
   if (refused && !(name === "set_config" && isLocalSetConfig(node))) throw new Refusal(`${name}()`, refused);
   return false;
@@ -143,12 +166,26 @@ function isLocalSetConfig(node: ParseNode): boolean {
 }
 
 /** An operator a user may have defined runs that user's function. */
-function operator(node: ParseNode): boolean {
+function opExpression(node: ParseNode): boolean {
   if (node.kind !== "AEXPR_OP" && node.kind !== "AEXPR_OP_ANY" && node.kind !== "AEXPR_OP_ALL") return false;
-  const names = stringList(node.name);
-  if (!names) return true;
-  if (names.length > 1 && names[names.length - 2] !== "pg_catalog") return true;
-  return !builtinOperators.has(names[names.length - 1]);
+  return !isBuiltinOperator(node.name);
+}
+
+/** An operator name (a list of String nodes, maybe schema-qualified) that is PostgreSQL's own. */
+function isBuiltinOperator(name: unknown): boolean {
+  const names = stringList(name);
+  if (!names) return false;
+  if (names.length > 1 && names[names.length - 2] !== "pg_catalog") return false;
+  return builtinOperators.has(names[names.length - 1]);
+}
+
+/** The operator names of an EXCLUDE constraint: each element is [IndexElem, [operator name]]. */
+function exclusionOperators(node: ParseNode): unknown[] {
+  if (!Array.isArray(node.exclusions)) return [];
+  return node.exclusions.map((pair) => {
+    const items = ((pair as ParseNode).List as ParseNode | undefined)?.items as ParseNode[] | undefined;
+    return ((items?.[1]?.List as ParseNode | undefined)?.items) ?? null;
+  });
 }
 
 /** A list of String nodes (a qualified name) as its strings; undefined for anything else. */

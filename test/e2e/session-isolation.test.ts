@@ -117,6 +117,46 @@ test("a user function that calls set_config(…, false), created by one call and
   await assertCleanSessions("the same function on every shard");
 });
 
+test("UPDATE pg_settings (set_config through the view's rule) is refused, however it is written", async () => {
+  for (const sql of [
+    "update pg_settings set setting = 'pg_catalog' where name = 'search_path'",
+    `UPDATE "pg_catalog"."pg_settings" SET setting = 'pg_catalog' WHERE name = 'search_path'`,
+    "with u as (update pg_settings set setting = 'pg_catalog' where name = 'search_path' returning 1) select count(*) from u",
+  ]) {
+    const err = await failure(t.grpc.executeOnShard({ key, sql }));
+    assert.is(err.code, Code.InvalidArgument, sql);
+    assert.match(err.rawMessage, "session settings", sql);
+  }
+  await assertCleanSessions("refused writes to pg_settings");
+});
+
+test("built-ins that run SQL given as text (query_to_xml, ts_stat, ts_rewrite) are contained", async () => {
+  const inner = "select set_config('search_path', 'pg_catalog', false), pg_advisory_lock(11), to_tsvector('a')";
+  await t.grpc.executeOnShard({ key, sql: "select query_to_xml($1, true, false, '') as x", params: [str(inner)] });
+  await assertCleanSessions("query_to_xml with set_config inside");
+  await t.grpc.executeOnShard({ key, sql: "select query_to_xml_and_xmlschema($1, true, false, '') as x", params: [str(inner)] });
+  await t.grpc.executeOnShard({ key, sql: "select * from ts_stat($1)", params: [str("select to_tsvector(set_config('search_path', 'pg_catalog', false))")] });
+  await assertCleanSessions("ts_stat with set_config inside");
+  await t.grpc.executeOnShard({ key, sql: "select ts_rewrite('a'::tsquery, $1)", params: [str("select 'a'::tsquery, (set_config('search_path', 'pg_catalog', false) || 'b')::tsquery")] });
+  await assertCleanSessions("ts_rewrite with set_config inside");
+});
+
+test("a user operator reached through OPERATOR(…) ANY or ALL (a subquery comparison) is contained", async () => {
+  await t.grpc.executeOnAll({ sql: `create or replace function evil_lt(int, int) returns boolean language plpgsql as $$
+    begin perform set_config('search_path', 'pg_catalog', false); perform pg_advisory_lock(12); return $1 < $2; end $$` });
+  await t.grpc.executeOnAll({ sql: `do $$ begin
+    if not exists (select 1 from pg_operator where oprname = '<#<') then
+      create operator public.<#< (leftarg = int, rightarg = int, function = evil_lt);
+    end if; end $$` });
+  const any = await t.grpc.executeOnShard({ key, sql: "select 1 operator(public.<#<) any (select 2) as v" });
+  assert.is(plainRows(any.result!)[0][0], true, "the operator's function ran");
+  await assertCleanSessions("OPERATOR(public.<#<) ANY");
+  const all = await t.grpc.executeOnShard({ key, sql: "select 1 <#< all (select 2) as v" });
+  assert.is(plainRows(all.result!)[0][0], true);
+  await assertCleanSessions("<#< ALL");
+  // (ORDER BY … USING needs a btree operator class, which only a superuser creates; the guard's unit test covers it.)
+});
+
 test("CALL of a procedure is contained", async () => {
   await t.grpc.executeOnAll({ sql: `create or replace procedure evil_proc() language plpgsql as $$ begin perform set_config('search_path', 'pg_catalog', false); end $$` });
   await t.grpc.executeOnShard({ key, sql: "call evil_proc()" });

@@ -1,6 +1,6 @@
 // The paths tools/patch-postgres.mjs changes in postgres.js 3.4.9, against a real server, with the
 // router's own settings (fetch_types: false). Each test hangs or crashes the process without its patch.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as assert from "uvu/assert";
@@ -108,6 +108,59 @@ test("patch 3: query.cancel() returns a promise that settles once the cancel req
   assert.ok(sent instanceof Promise, "cancel() gives the request's promise");
   await sent;
   assert.is(await failed, "57014");
+});
+
+test("patch 4: cancel() on a query that already ended settles at once and sends nothing", async () => {
+  const sql = client({ max: 1 });
+  const query = sql.unsafe("select 5 as x");
+  assert.is(String((await query)[0].x), "5");
+  await within(5000, "cancel of an ended query", query.cancel() as unknown as Promise<void>);
+  assert.is(await one(sql, "select 6 as x"), "6");
+});
+
+test("patch 4: a query cancelled before it reached a connection does not take the connection with it", async () => {
+  const sql = client({ max: 1 });
+  await sql.unsafe("select 1"); // a connection open and idle
+  const early = sql.unsafe("select 7 as x");
+  const failed = early.then(() => undefined, (e: { code?: string }) => e.code);
+  early.execute();
+  await early.cancel(); // in the same tick: the query is not on the connection yet
+  assert.is(await failed, "57014");
+  // Unpatched, the pool's only connection was parked as "full" with nothing running: this never answered.
+  assert.is(await within(5000, "the next query on the pool", one(sql, "select 8 as x")), "8");
+
+  const conn = await within(5000, "reserve", sql.reserve());
+  const inside = conn.unsafe("select 9 as x");
+  const failedInside = inside.then(() => undefined, (e: { code?: string }) => e.code);
+  inside.execute();
+  await inside.cancel();
+  assert.is(await failedInside, "57014");
+  assert.is(await within(5000, "the next query on the reserved connection", one(conn, "select 10 as x")), "10");
+  conn.release();
+});
+
+test("patch 5: a cancel request that arrives after its query ended does not cancel the connection's next query", async () => {
+  const sql = client({ max: 1 });
+  await sql.unsafe("select 1");
+  const postmaster = Number(readFileSync(join(node.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+  const first = sql.unsafe("select pg_sleep(0.3), 'first' as v");
+  const firstDone = first.then(() => "done", (e: { code?: string }) => e.code);
+  await waitFor("the first query to run", async () =>
+    ((await admin.unsafe("select 1 from pg_stat_activity where query like 'select pg_sleep(0.3), ''first''%' and state = 'active'")).length ? true : undefined));
+  // The postmaster stopped: backends go on, but the cancel request (a new connection) waits to be accepted.
+  process.kill(postmaster, "SIGSTOP");
+  let delivered: Promise<unknown>;
+  let next: Promise<string | undefined>;
+  try {
+    delivered = (first.cancel() as unknown as Promise<unknown>).catch(() => undefined);
+    assert.is(await firstDone, "done", "the first query ended before its cancel request arrived");
+    next = one(sql, "select pg_sleep(0.3), 'next' as v").then(() => undefined, (e: { code?: string }) => String(e.code));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // unpatched, the next query is on the wire now
+  } finally {
+    process.kill(postmaster, "SIGCONT");
+  }
+  await within(10_000, "the late cancel request", delivered);
+  assert.is(await within(10_000, "the next query", next), undefined, "the next query must not be cancelled");
 });
 
 test.run();

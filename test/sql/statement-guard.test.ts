@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { test } from "uvu";
+import { test } from "../harness/uvu.js";
 import * as assert from "uvu/assert";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
 import { loadParser } from "../../server/sql/parser.js";
@@ -40,6 +40,11 @@ test("ordinary statements run on shared connections", () => {
     "create unlogged table u (x int)",
     "select nextval('s')",
     "notify chan, 'payload'",                          // transactional: delivered at commit, nothing stays
+    "select * from accounts order by id using <",      // built-in operators in every position
+    "select 1 = any (select 1), 1 operator(pg_catalog.<) all (select 2)",
+    "create table y (a int4range, exclude using gist (a with &&))",
+    "select * from pg_settings where name = 'search_path'", // reading the view is harmless
+    "update my_schema.pg_settings set setting = 'x'",  // someone's own table of that name
   ]) assert.is(checkStatement(sql), "shared", sql);
 });
 
@@ -57,6 +62,18 @@ test("code nobody can read off the text runs isolated", () => {
     "explain analyze select f()",
     "create index on accounts (my_hash(id))",          // runs my_hash over every row
     "create extension if not exists pgcrypto",
+    // built-ins that run SQL handed to them as text
+    "select query_to_xml('select set_config(''search_path'', ''x'', false)', true, false, '')",
+    "select pg_catalog.query_to_xmlschema($1, true, false, '')",
+    "select query_to_xml_and_xmlschema($1, true, false, '')",
+    "select cursor_to_xml('c', 1, false, false, '')",
+    "select * from ts_stat('select to_tsvector(set_config(''search_path'', ''x'', false))')",
+    "select ts_rewrite('a'::tsquery, 'select ''a''::tsquery, ''b''::tsquery')",
+    // user operators outside a plain expression
+    "select 1 operator(public.===) any (select 1)",
+    "select * from accounts order by id using <#<",
+    "select array_agg(id order by id using operator(public.<)) from accounts",
+    "create table x (a int, exclude using gist (a with &&&))",
   ]) assert.is(checkStatement(sql), "isolated", sql);
 });
 
@@ -87,6 +104,12 @@ test("session state is refused with INVALID_ARGUMENT and a reason, whatever the 
     ["copy accounts to stdout", "COPY"], ["discard all", "session settings"], ["load 'x'", "session settings"],
     ["alter role current_user set search_path = x", "later sessions"], ["alter database shardrouter set search_path = x", "later sessions"],
     ["select * from accounts where balance > (select count(*) from (select pg_advisory_lock(1)) x)", "session advisory locks"],
+    // pg_settings' rule calls set_config(…, false)
+    ["update pg_settings set setting = 'pg_catalog' where name = 'search_path'", "session settings"],
+    ["UPDATE pg_catalog.\"pg_settings\" SET setting = 'x' WHERE name = 'search_path'", "session settings"],
+    ["with u as (update pg_settings set setting = 'x' where name = 'search_path' returning 1) select * from u", "session settings"],
+    ["insert into pg_settings (name, setting) values ('search_path', 'x')", "session settings"],
+    ["merge into pg_settings s using (select 1) x on true when matched then update set setting = 'x'", "session settings"],
   ];
   for (const [sql, reason] of cases) {
     const err = rejected(sql);
