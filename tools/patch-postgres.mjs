@@ -29,6 +29,10 @@
 //    ROLLBACK of the same transaction. Patched: after ReadyForQuery the connection takes no new
 //    query until the cancel request for the one that just ended has been delivered or has failed
 //    (bounded by connect_timeout); queries given to it meanwhile wait on it, or fail if it closes.
+// 6. A COPY TO whose reader is slower than the server pauses the socket (the stream's buffer is
+//    full); when the stream's last row and CopyDone arrive in that state, nobody reads from the
+//    stream again, so nothing resumes the socket and the connection never sees ReadyForQuery: the
+//    next statement on it (the resharder's COMMIT after its copy) hung. Patched: CopyDone resumes it.
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -157,6 +161,20 @@ const patches = [
       : ending
         ? terminate()
         : onopen(connection)
+  }
+`,
+  },
+  {
+    marker: "/* shardrouter: resume after CopyDone */",
+    original: `  function CopyDone() {
+    stream && stream.push(null)
+    stream = null
+  }
+`,
+    patched: `  function CopyDone() {
+    stream && stream.push(null)
+    stream = null
+    socket && socket.isPaused() && socket.resume() /* shardrouter: resume after CopyDone */
   }
 `,
   },

@@ -139,6 +139,24 @@ test("patch 4: a query cancelled before it reached a connection does not take th
   conn.release();
 });
 
+test("patch 6: after a COPY TO read slower than the server sends, the connection answers its next statement", async () => {
+  const sql = client({ max: 1 });
+  const conn = await within(5000, "reserve", sql.reserve());
+  const rows = await conn.unsafe("copy (select g, repeat('x', 2000) from generate_series(1, 2000) g) to stdout").readable();
+  const lines = await within(10_000, "reading the COPY", (async () => {
+    let n = 0;
+    for await (const chunk of rows as AsyncIterable<Buffer>) {
+      n += chunk.toString().split("\n").length - 1;
+      await new Promise((r) => setImmediate(r)); // a slow reader: the socket pauses
+    }
+    return n;
+  })());
+  assert.is(lines, 2000);
+  // Unpatched, the socket stayed paused after CopyDone and this never answered.
+  assert.is(await within(5000, "the statement after the COPY", one(conn, "select 11 as x")), "11");
+  conn.release();
+});
+
 test("patch 5: a cancel request that arrives after its query ended does not cancel the connection's next query", async () => {
   const sql = client({ max: 1 });
   await sql.unsafe("select 1");

@@ -1,0 +1,243 @@
+// One source shard's part of a reshard job: the rows whose keys now belong elsewhere are copied at a
+// snapshot to their new owners, then every later change to them is streamed there, until stopped.
+// Durable state lives where it must survive the router: the slot on the source (it keeps the WAL the
+// targets still need) and, on each target, how far that target has applied (change-applier.ts).
+// So run() after a crash picks up where the targets say it stopped; a copy that did not commit on
+// every target is cleared and done again.
+import postgres from "postgres";
+import type { NodeConfig } from "../shards/node-pool.js";
+import { type ApplierTarget, ChangeApplier, ensureProgressTable, progressTable, readProgress, writeProgress } from "./change-applier.js";
+import type { Lsn } from "./lsn.js";
+import { type ChangeStream, ReplicationConnection, assertSafeName } from "./replication-stream.js";
+import { copyTable } from "./row-copier.js";
+import { type ShardedTable, type TableShape, assertSameShape, quoteIdent, readTableShape } from "./table-schema.js";
+
+export interface ShardNode { name: string; node: NodeConfig }
+
+export interface SourceMoveSpec {
+  /** The job's id: lower-case letters, digits and '_' (it names the slot and the publication). */
+  job: string;
+  source: ShardNode;
+  targets: ShardNode[];
+  tables: ShardedTable[];
+  /** The target that now owns `key`, or undefined when the key stays on the source. */
+  destination(key: string): string | undefined;
+  connectTimeoutMs?: number;
+}
+
+export type SourceMovePhase = "starting" | "copying" | "streaming" | "stopped" | "failed";
+
+export interface SourceMoveStatus {
+  phase: SourceMovePhase;
+  /** Rows copied per target and table, e.g. {"shard-5": {"accounts": 2013}}. */
+  copied: Record<string, Record<string, number>>;
+  /** The source position every target has applied through. */
+  applied: Lsn;
+  error?: string;
+}
+
+export function slotName(job: string, source: string): string {
+  return assertSafeName(`shardrouter_${job}_${source.toLowerCase().replace(/[^a-z0-9]/g, "_")}`.slice(0, 63));
+}
+
+export function publicationName(job: string): string {
+  return assertSafeName(`shardrouter_${job}`);
+}
+
+export class SourceMove {
+  readonly status: SourceMoveStatus = { phase: "starting", copied: {}, applied: 0n };
+  private stream: ChangeStream | undefined;
+  private stopping = false;
+  private readonly clients: postgres.Sql[] = [];
+
+  constructor(private readonly spec: SourceMoveSpec) {
+    assertSafeName(spec.job);
+  }
+
+  /** Copies if needed, then streams until stop(); rejects with what broke it (the slot stays). */
+  async run(): Promise<void> {
+    const { spec } = this;
+    const timeout = spec.connectTimeoutMs ?? 5000;
+    const source = this.client(spec.source.node, 4);
+    const targets = new Map(spec.targets.map((t) => [t.name, this.client(t.node, 2)]));
+    const repl = new ReplicationConnection(spec.source.node, timeout);
+    this.clients.push(repl.sql);
+    try {
+      const shapes = await this.shapes(source, targets);
+      const slot = slotName(spec.job, spec.source.name);
+      const publication = publicationName(spec.job);
+      await ensurePublication(source, publication, [...shapes.values()]);
+      for (const sql of targets.values()) await ensureProgressTable(sql);
+      let applied = await this.progress(targets);
+      const slotExists = await hasSlot(source, slot);
+      if (!applied || !slotExists) {
+        this.status.phase = "copying";
+        await this.clearTargets(targets, [...shapes.values()]);
+        if (slotExists) await dropSlot(source, slot);
+        const created = await repl.createSlot(slot);
+        await this.copy(source, targets, [...shapes.values()], created.snapshot, created.consistentPoint);
+        applied = new Map([...targets.keys()].map((t) => [t, created.consistentPoint]));
+      }
+      if (this.stopping) return;
+      this.status.phase = "streaming";
+      const applierTargets = new Map<string, ApplierTarget>();
+      for (const [name, sql] of targets) applierTargets.set(name, { conn: await sql.reserve(), applied: applied.get(name)! });
+      const applier = new ChangeApplier(spec.job, spec.source.name, source, shapes, spec.destination, applierTargets);
+      this.status.applied = applier.appliedThrough;
+      const stream = await repl.start(slot, publication, applier.appliedThrough, async (change) => {
+        const through = await applier.apply(change);
+        if (through !== undefined) {
+          this.status.applied = through;
+          this.stream?.acknowledge(through);
+        }
+      }, () => applier.idle);
+      this.stream = stream;
+      try {
+        await stream.ended;
+      } finally {
+        await applier.abort();
+        for (const t of applierTargets.values()) t.conn.release();
+      }
+      this.status.phase = "stopped";
+    } catch (err) {
+      if (this.stopping) {
+        this.status.phase = "stopped";
+        return;
+      }
+      this.status.phase = "failed";
+      this.status.error = (err as Error).message;
+      throw err;
+    } finally {
+      await Promise.all(this.clients.splice(0).map((c) => c.end({ timeout: 1 }).catch(() => {})));
+    }
+  }
+
+  /** Stops streaming; the slot and the targets' progress stay, so run() resumes. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.stream?.stop();
+  }
+
+  private client(node: NodeConfig, max: number): postgres.Sql {
+    const sql = postgres({
+      host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
+      max, idle_timeout: 0, fetch_types: false, onnotice: () => {},
+      connect_timeout: Math.max(1, (this.spec.connectTimeoutMs ?? 5000) / 1000),
+      connection: { application_name: "shardrouter-reshard" } as never,
+    });
+    this.clients.push(sql);
+    return sql;
+  }
+
+  private async shapes(source: postgres.Sql, targets: Map<string, postgres.Sql>): Promise<Map<string, TableShape>> {
+    const shapes = new Map<string, TableShape>();
+    for (const table of this.spec.tables) {
+      const shape = await readTableShape(source, table, this.spec.source.name);
+      for (const [name, sql] of targets) assertSameShape(shape, await readTableShape(sql, table, name), name);
+      shapes.set(table.name, shape);
+    }
+    return shapes;
+  }
+
+  /** Each target's applied position, or undefined unless every target committed its copy. */
+  private async progress(targets: Map<string, postgres.Sql>): Promise<Map<string, Lsn> | undefined> {
+    const out = new Map<string, Lsn>();
+    for (const [name, sql] of targets) {
+      const lsn = await readProgress(sql, this.spec.job, this.spec.source.name);
+      if (lsn === undefined) return undefined;
+      out.set(name, lsn);
+    }
+    return out;
+  }
+
+  /** Removes what an earlier, unfinished copy of this source left on the targets. */
+  private async clearTargets(targets: Map<string, postgres.Sql>, shapes: TableShape[]): Promise<void> {
+    for (const [name, sql] of targets) {
+      if ((await readProgress(sql, this.spec.job, this.spec.source.name)) === undefined) continue;
+      await sql.begin(async (tx) => {
+        for (const shape of shapes) {
+          const key = quoteIdent(shape.columns[shape.keyIndex].name);
+          const keys = await tx.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`);
+          const mine = keys.map((r) => r.k).filter((k) => this.spec.destination(k) === name);
+          for (let i = 0; i < mine.length; i += 1000) {
+            await tx.unsafe(`delete from ${shape.qualified} where ${key}::text = any($1::text[])`, [mine.slice(i, i + 1000)] as never[]);
+          }
+        }
+        await tx.unsafe(`delete from ${progressTable} where job = $1 and source = $2`, [this.spec.job, this.spec.source.name]);
+      });
+    }
+  }
+
+  private async copy(source: postgres.Sql, targets: Map<string, postgres.Sql>, shapes: TableShape[], snapshot: string, at: Lsn): Promise<void> {
+    const reader = await source.reserve();
+    const writers = new Map<string, postgres.ReservedSql>();
+    try {
+      await reader.unsafe("begin isolation level repeatable read read only");
+      await reader.unsafe(`set transaction snapshot '${snapshot.replace(/[^0-9A-Za-z-]/g, "")}'`);
+      for (const [name, sql] of targets) {
+        const conn = await sql.reserve();
+        writers.set(name, conn);
+        await conn.unsafe("begin");
+      }
+      for (const shape of shapes) {
+        const copied = await copyTable(reader, shape, this.spec.destination, writers);
+        for (const [target, n] of copied) (this.status.copied[target] ??= {})[shape.name] = n;
+      }
+      // Each target's copy and its starting position commit together.
+      for (const [name, conn] of writers) {
+        await writeProgress(conn, this.spec.job, this.spec.source.name, at);
+        const done = await conn.unsafe("commit");
+        if (done.command !== "COMMIT") throw new Error(`the copy on ${name} rolled back`);
+      }
+      await reader.unsafe("commit");
+      reader.release();
+    } catch (err) {
+      // The targets roll back. The reader may be stuck in a half-read COPY: run() closes its client.
+      for (const conn of writers.values()) await conn.unsafe("rollback").catch(() => {});
+      throw err;
+    } finally {
+      for (const conn of writers.values()) conn.release();
+    }
+  }
+}
+
+async function hasSlot(sql: postgres.Sql, slot: string): Promise<boolean> {
+  const rows = await sql.unsafe("select 1 from pg_replication_slots where slot_name = $1", [slot]);
+  return rows.length > 0;
+}
+
+/** Drops a slot, ending the walsender that still holds it (a stream of a router that died). */
+export async function dropSlot(sql: postgres.Sql, slot: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const [row] = await sql.unsafe<{ pid: number | null }[]>("select active_pid as pid from pg_replication_slots where slot_name = $1", [slot]);
+    if (!row) return;
+    if (row.pid !== null) await sql.unsafe("select pg_terminate_backend($1)", [row.pid]);
+    try {
+      await sql.unsafe("select pg_drop_replication_slot($1)", [slot]);
+      return;
+    } catch (err) {
+      // 55006: still active (the walsender is exiting): try again, a bounded number of times.
+      if ((err as { code?: string }).code !== "55006" || attempt >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+async function ensurePublication(sql: postgres.Sql, publication: string, shapes: TableShape[]): Promise<void> {
+  const rows = await sql.unsafe("select 1 from pg_publication where pubname = $1", [publication]);
+  if (rows.length === 0) await sql.unsafe(`create publication ${publication} for table ${shapes.map((s) => s.qualified).join(", ")}`);
+}
+
+/** Everything a job left on a source: its slot and publication (cancel, completion, failure). */
+export async function cleanUpSource(node: NodeConfig, job: string, source: string): Promise<void> {
+  const sql = postgres({
+    host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
+    max: 1, fetch_types: false, onnotice: () => {},
+  });
+  try {
+    await dropSlot(sql, slotName(job, source));
+    await sql.unsafe(`drop publication if exists ${publicationName(job)}`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
