@@ -92,6 +92,7 @@ export class SourceMove {
         }
       }, () => applier.idle);
       this.stream = stream;
+      if (this.stopping) await stream.stop(); // stop() came while the stream was starting
       try {
         await stream.ended;
       } finally {
@@ -154,17 +155,7 @@ export class SourceMove {
   private async clearTargets(targets: Map<string, postgres.Sql>, shapes: TableShape[]): Promise<void> {
     for (const [name, sql] of targets) {
       if ((await readProgress(sql, this.spec.job, this.spec.source.name)) === undefined) continue;
-      await sql.begin(async (tx) => {
-        for (const shape of shapes) {
-          const key = quoteIdent(shape.columns[shape.keyIndex].name);
-          const keys = await tx.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`);
-          const mine = keys.map((r) => r.k).filter((k) => this.spec.destination(k) === name);
-          for (let i = 0; i < mine.length; i += 1000) {
-            await tx.unsafe(`delete from ${shape.qualified} where ${key}::text = any($1::text[])`, [mine.slice(i, i + 1000)] as never[]);
-          }
-        }
-        await tx.unsafe(`delete from ${progressTable} where job = $1 and source = $2`, [this.spec.job, this.spec.source.name]);
-      });
+      await clearCopied(sql, name, this.spec, shapes);
     }
   }
 
@@ -199,6 +190,57 @@ export class SourceMove {
       for (const conn of writers.values()) conn.release();
     }
   }
+}
+
+/**
+ * Deletes from one target the rows that came (or would come) from this source, and its progress
+ * row: the rows whose keys this source gives to that target. A primary key holds the shard key, so
+ * these rows cannot be any other source's.
+ */
+async function clearCopied(sql: postgres.Sql, target: string, spec: SourceMoveSpec, shapes: TableShape[]): Promise<number> {
+  let deleted = 0;
+  await sql.begin(async (tx) => {
+    for (const shape of shapes) {
+      const key = quoteIdent(shape.columns[shape.keyIndex].name);
+      const keys = await tx.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`);
+      const mine = keys.map((r) => r.k).filter((k) => spec.destination(k) === target);
+      for (let i = 0; i < mine.length; i += 1000) {
+        // Keys as a JSON array: postgres.js (fetch_types: false) does not serialize JS arrays.
+        await tx.unsafe(`delete from ${shape.qualified} where ${key}::text in (select jsonb_array_elements_text($1::text::jsonb))`, [JSON.stringify(mine.slice(i, i + 1000))]);
+      }
+      deleted += mine.length;
+    }
+    await tx.unsafe(`delete from ${progressTable} where job = $1 and source = $2`, [spec.job, spec.source.name]);
+  });
+  return deleted;
+}
+
+/**
+ * Undoes one source's part of a job that will not cut over (cancel): the rows copied to its
+ * targets, their progress rows, the slot and the publication. The source itself is untouched.
+ */
+export async function cancelSourceMove(spec: SourceMoveSpec): Promise<void> {
+  const open = (node: NodeConfig) => postgres({
+    host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
+    max: 1, fetch_types: false, onnotice: () => {},
+  });
+  const source = open(spec.source.node);
+  try {
+    const shapes: TableShape[] = [];
+    for (const table of spec.tables) shapes.push(await readTableShape(source, table, spec.source.name));
+    for (const t of spec.targets) {
+      const sql = open(t.node);
+      try {
+        await ensureProgressTable(sql);
+        await clearCopied(sql, t.name, spec, shapes);
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+    }
+  } finally {
+    await source.end({ timeout: 1 });
+  }
+  await cleanUpSource(spec.source.node, spec.job, spec.source.name);
 }
 
 async function hasSlot(sql: postgres.Sql, slot: string): Promise<boolean> {

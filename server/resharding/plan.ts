@@ -1,0 +1,38 @@
+// What a reshard moves: for every source shard of the map in force, the targets its rows go to under
+// the new map. A row moves when its key's owner in the new map is another shard; a source's rows all
+// belong to it under the map in force, so the new map alone decides where each goes.
+import type { ShardMap } from "../placement/shard-map.js";
+
+export interface SourcePlan {
+  source: string;
+  /** Shards that receive rows from this source. */
+  targets: string[];
+  /** The shard that owns `key` under the new map, or undefined when it stays on `source`. */
+  destination(key: string): string | undefined;
+}
+
+export class ReshardPlanError extends Error {}
+
+export function planMoves(from: ShardMap, to: ShardMap): SourcePlan[] {
+  for (const map of [from, to]) {
+    // A directory lookup is asynchronous (it may ask the catalog); moving directory keys is its own job.
+    if (map.strategy.name === "directory") throw new ReshardPlanError("resharding a directory map is not supported yet: move directory entries instead");
+  }
+  const owner = (key: string) => (to.strategy.place(key) as { shard: string }).shard;
+  const toNames = new Set(to.shards.map((s) => s.name));
+  const plans: SourcePlan[] = [];
+  for (const { name: source } of from.shards) {
+    // Which shards can receive from this source: every shard of the new map but itself.
+    const targets = [...toNames].filter((t) => t !== source);
+    if (targets.length === 0) continue;
+    plans.push({
+      source,
+      targets,
+      destination: (key) => {
+        const next = owner(key);
+        return next === source ? undefined : next;
+      },
+    });
+  }
+  return plans;
+}
