@@ -9,6 +9,8 @@ export interface SourcePlan {
   targets: string[];
   /** The shard that owns `key` under the new map, or undefined when it stays on `source`. */
   destination(key: string): string | undefined;
+  /** `key` belongs to `source` under the map in force (a target also holds other sources' keys). */
+  fromSource(key: string): boolean;
 }
 
 export class ReshardPlanError extends Error {}
@@ -19,6 +21,7 @@ export function planMoves(from: ShardMap, to: ShardMap): SourcePlan[] {
     if (map.strategy.name === "directory") throw new ReshardPlanError("resharding a directory map is not supported yet: move directory entries instead");
   }
   const owner = (key: string) => (to.strategy.place(key) as { shard: string }).shard;
+  const ownerBefore = (key: string) => (from.strategy.place(key) as { shard: string }).shard;
   const toNames = new Set(to.shards.map((s) => s.name));
   const plans: SourcePlan[] = [];
   for (const { name: source } of from.shards) {
@@ -32,6 +35,7 @@ export function planMoves(from: ShardMap, to: ShardMap): SourcePlan[] {
         const next = owner(key);
         return next === source ? undefined : next;
       },
+      fromSource: (key) => ownerBefore(key) === source,
     });
   }
   return plans;

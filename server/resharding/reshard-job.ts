@@ -26,7 +26,7 @@ export interface ReshardJobStatus {
 }
 
 export class ReshardJob {
-  private readonly plans: SourcePlan[];
+  readonly plans: SourcePlan[];
   private readonly moves = new Map<string, SourceMove>();
   private readonly attempts = new Map<string, number>();
   private readonly running: Promise<void>[] = [];
@@ -45,6 +45,7 @@ export class ReshardJob {
       targets: plan.targets.map((t) => ({ name: t, node: spec.primary(t) })),
       tables: spec.tables,
       destination: plan.destination,
+      fromSource: plan.fromSource,
       connectTimeoutMs: spec.connectTimeoutMs,
     };
   }

@@ -30,13 +30,10 @@ export async function copyTable(
     return sink;
   };
   const rows = await source.unsafe(`copy ${shape.qualified} (${columns}) to stdout`).readable() as Readable;
-  try {
-    await pump(rows, shape, destination, sinkFor, copied);
-  } catch (err) {
-    // CopyFail on every target: their transactions abort. The source's COPY is left to the caller,
-    // which drops that connection (a half-read COPY cannot be stopped but by closing it).
-    for (const sink of sinks.values()) sink.destroy(err as Error);
-    throw err;
+  const failure = await pump(rows, shape, destination, sinkFor, copied);
+  if (failure) {
+    for (const sink of sinks.values()) sink.destroy(failure as Error); // CopyFail: the targets' transactions abort
+    throw failure;
   }
   await Promise.all([...sinks.values()].map(async (sink) => {
     sink.end();
@@ -45,26 +42,37 @@ export async function copyTable(
   return copied;
 }
 
+/**
+ * Routes every line to its target. After a failure it reads the rest without using it: a COPY TO can
+ * only be stopped by closing its connection, and a stream left unread never lets go of its socket.
+ */
 async function pump(
   rows: Readable, shape: TableShape, destination: (key: string) => string | undefined,
   sinkFor: (target: string) => Promise<Writable>, copied: Map<string, number>,
-): Promise<void> {
+): Promise<unknown> {
   let carry = "";
+  let failure: unknown;
   for await (const chunk of rows as AsyncIterable<Buffer>) {
-    const text = carry + chunk.toString("utf8");
-    let start = 0;
-    for (let end = text.indexOf("\n", start); end >= 0; end = text.indexOf("\n", start)) {
-      const line = text.slice(start, end + 1);
-      start = end + 1;
-      const target = destination(copyField(line, shape.keyIndex));
-      if (target === undefined) continue;
-      const sink = await sinkFor(target);
-      copied.set(target, copied.get(target)! + 1);
-      if (!sink.write(line)) await once(sink, "drain");
+    if (failure) continue;
+    try {
+      const text = carry + chunk.toString("utf8");
+      let start = 0;
+      for (let end = text.indexOf("\n", start); end >= 0; end = text.indexOf("\n", start)) {
+        const line = text.slice(start, end + 1);
+        start = end + 1;
+        const target = destination(copyField(line, shape.keyIndex));
+        if (target === undefined) continue;
+        const sink = await sinkFor(target);
+        copied.set(target, copied.get(target)! + 1);
+        if (!sink.write(line)) await once(sink, "drain");
+      }
+      carry = text.slice(start);
+    } catch (err) {
+      failure = err;
     }
-    carry = text.slice(start);
   }
-  if (carry) throw new Error(`COPY of ${shape.name} ended inside a row`);
+  if (!failure && carry) failure = new Error(`COPY of ${shape.name} ended inside a row`);
+  return failure;
 }
 
 /** Field `index` of a COPY text line, unescaped. */

@@ -22,6 +22,8 @@ export interface SourceMoveSpec {
   tables: ShardedTable[];
   /** The target that now owns `key`, or undefined when the key stays on the source. */
   destination(key: string): string | undefined;
+  /** `key` is this source's under the map in force: a target's other rows are none of this move's business. */
+  fromSource(key: string): boolean;
   connectTimeoutMs?: number;
 }
 
@@ -181,12 +183,11 @@ export class SourceMove {
         if (done.command !== "COMMIT") throw new Error(`the copy on ${name} rolled back`);
       }
       await reader.unsafe("commit");
-      reader.release();
     } catch (err) {
-      // The targets roll back. The reader may be stuck in a half-read COPY: run() closes its client.
-      for (const conn of writers.values()) await conn.unsafe("rollback").catch(() => {});
+      for (const conn of [reader, ...writers.values()]) await conn.unsafe("rollback").catch(() => {});
       throw err;
     } finally {
+      reader.release();
       for (const conn of writers.values()) conn.release();
     }
   }
@@ -203,7 +204,7 @@ async function clearCopied(sql: postgres.Sql, target: string, spec: SourceMoveSp
     for (const shape of shapes) {
       const key = quoteIdent(shape.columns[shape.keyIndex].name);
       const keys = await tx.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`);
-      const mine = keys.map((r) => r.k).filter((k) => spec.destination(k) === target);
+      const mine = keys.map((r) => r.k).filter((k) => spec.fromSource(k) && spec.destination(k) === target);
       for (let i = 0; i < mine.length; i += 1000) {
         // Keys as a JSON array: postgres.js (fetch_types: false) does not serialize JS arrays.
         await tx.unsafe(`delete from ${shape.qualified} where ${key}::text in (select jsonb_array_elements_text($1::text::jsonb))`, [JSON.stringify(mine.slice(i, i + 1000))]);

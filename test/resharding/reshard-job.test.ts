@@ -12,6 +12,8 @@ import { PlacementConfigSchema } from "../../server/placement/placement-config.j
 import { buildShardMap } from "../../server/placement/shard-map.js";
 import { parseLsn } from "../../server/resharding/lsn.js";
 import { ReshardJob } from "../../server/resharding/reshard-job.js";
+import { cancelSourceMove } from "../../server/resharding/source-move.js";
+import { verifyMove } from "../../server/resharding/verify.js";
 import type { NodeConfig } from "../../server/shards/node-pool.js";
 import { hook, test } from "../harness/uvu.js";
 import { waitFor } from "../harness/router-cluster.js";
@@ -69,7 +71,7 @@ async function caughtUp(job: ReshardJob): Promise<void> {
   }
 }
 
-test("adding a shard: s3 receives exactly the keys the new ring gives it, from both sources, through a source restart", async () => {
+test("adding a shard: s3 receives exactly the keys the new ring gives it, from both sources, through a source restart; verify finds no difference, then names spoiled rows", async () => {
   const job = new ReshardJob({ job: "add_s3", from, to, tables: [{ name: "accounts", keyColumn: "id" }], primary: (s) => asConfig(nodes.get(s)!), retryAfterMs: 200 });
   job.start();
   await writes(200, 0);
@@ -89,6 +91,27 @@ test("adding a shard: s3 receives exactly the keys the new ring gives it, from b
   const total = (await rows("s1")).length + (await rows("s2")).length;
   const share = got.length / total;
   assert.ok(share > 0.28 && share < 0.38, `s3 holds a third of the keys (${share.toFixed(3)})`);
+
+  // Verification: the stream caught up, so nothing differs; then three rows spoiled on s3 are named.
+  const s1Spec = job.specFor(job.plans.find((p) => p.source === "s1")!);
+  const clean = await verifyMove(s1Spec, { settle: () => caughtUp(job) });
+  assert.equal(clean.map((v) => v.counts), [{ missing: 0, extra: 0, different: 0 }, { missing: 0, extra: 0, different: 0 }]);
+  assert.ok(clean.find((v) => v.target === "s3")!.compared > 500);
+  // The last keys: caughtUp() touches the first one of each source.
+  const fromS1 = (await db("s3").unsafe<{ id: string }[]>("select id from accounts order by id desc")).map((r) => r.id).filter((id) => ownerIn(from, id) === "s1");
+  await db("s3").unsafe("update accounts set balance = balance + 1000 where id = $1", [fromS1[0]]);
+  await db("s3").unsafe("delete from accounts where id = $1", [fromS1[1]]);
+  const stray = Array.from({ length: 10_000 }, (_, i) => `stray-${i}`).find((k) => ownerIn(from, k) === "s1" && ownerIn(to, k) === "s3")!;
+  await db("s3").unsafe("insert into accounts values ($1, 5)", [stray]);
+  const spoiled = (await verifyMove(s1Spec, { settle: () => caughtUp(job) })).find((v) => v.target === "s3")!;
+  assert.equal(spoiled.counts, { missing: 1, extra: 1, different: 1 });
+  assert.equal([spoiled.different, spoiled.missing, spoiled.extra], [[fromS1[0]], [fromS1[1]], [stray]]);
+
+  // Cancelling s1's part removes s1's rows from s3 and leaves s2's.
+  await job.stop();
+  await cancelSourceMove(s1Spec);
+  const left = await rows("s3");
+  assert.ok(left.length > 500 && left.every((r) => ownerIn(from, r.split("=")[0]) === "s2"), "only s2's rows stay on s3");
 
   await job.cancel();
   assert.is((await rows("s3")).length, 0, "cancel removed the copied rows");

@@ -32,6 +32,7 @@ function spec(job: string, destination = (key: string) => (moves(key) ? "target"
     targets: [{ name: "target", node: asConfig(targetNode) }],
     tables: [{ name: "accounts", keyColumn: "id" }],
     destination,
+    fromSource: () => true,
     connectTimeoutMs: 3000,
   };
 }
