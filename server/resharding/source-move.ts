@@ -76,6 +76,7 @@ export class SourceMove {
         this.status.phase = "copying";
         await this.clearTargets(targets, [...shapes.values()]);
         if (slotExists) await dropSlot(source, slot);
+        await assertNoPreparedTransactions(source, spec.source.name);
         const created = await repl.createSlot(slot);
         await this.copy(source, targets, [...shapes.values()], created.snapshot, created.consistentPoint);
         applied = new Map([...targets.keys()].map((t) => [t, created.consistentPoint]));
@@ -242,6 +243,18 @@ export async function cancelSourceMove(spec: SourceMoveSpec): Promise<void> {
     await source.end({ timeout: 1 });
   }
   await cleanUpSource(spec.source.node, spec.job, spec.source.name);
+}
+
+/**
+ * Creating a slot waits for every transaction in progress, prepared ones included, and an in-doubt
+ * two-phase transaction can stay prepared until recovery settles it: fail now (the job runs this
+ * source again later) rather than wait without a bound.
+ */
+async function assertNoPreparedTransactions(sql: postgres.Sql, source: string): Promise<void> {
+  const [{ n }] = await sql.unsafe<{ n: number }[]>("select count(*)::int as n from pg_prepared_xacts where database = current_database()");
+  if (n > 0) {
+    throw new Error(`${n} prepared transaction(s) on ${source} must be settled (committed or rolled back by recovery) before its copy can start`);
+  }
 }
 
 async function hasSlot(sql: postgres.Sql, slot: string): Promise<boolean> {

@@ -163,6 +163,25 @@ test("a copy that broke half way is cleared and done again", async () => {
   await cleanUpSource(asConfig(sourceNode), job, "source");
 });
 
+test("a prepared (two-phase) transaction on the source holds the copy back with a clear error until it is settled", async () => {
+  await freshTables(100);
+  const conn = await source.reserve();
+  await conn.unsafe("begin");
+  await conn.unsafe("update accounts set balance = 1 where id = 'acct-3'");
+  await conn.unsafe("prepare transaction 'move_test_gid'");
+  conn.release();
+  const err = await new SourceMove(spec("j5")).run().then(() => undefined, (e: Error) => e);
+  assert.match(String(err?.message), "1 prepared transaction(s) on source must be settled");
+  await source.unsafe("commit prepared 'move_test_gid'");
+  const move = new SourceMove(spec("j5"));
+  const running = move.run();
+  await caughtUp(move);
+  await move.stop();
+  await running;
+  await assertSame("after the prepared transaction was settled");
+  await cleanUpSource(asConfig(sourceNode), "j5", "source");
+});
+
 test("a table whose primary key lacks the shard key is refused, and named", async () => {
   for (const sql of [source, target]) await sql.unsafe("drop table if exists accounts; create table accounts (n serial primary key, id text not null)");
   const err = await new SourceMove(spec("j4")).run().then(() => undefined, (e: Error) => e);
