@@ -4,7 +4,8 @@
 // replication mode (simple protocol, copy-both stream), not on its `subscribe` (temporary slot, no
 // positions, acknowledges before the change is applied).
 import type { Duplex } from "node:stream";
-import postgres from "postgres";
+import type postgres from "postgres";
+import { nodeClient } from "./node-client.js";
 import type { NodeConfig } from "../shards/node-pool.js";
 import { type Lsn, formatLsn, parseLsn } from "./lsn.js";
 import { type Change, PgoutputDecoder } from "./pgoutput.js";
@@ -22,12 +23,7 @@ export class ReplicationConnection {
   readonly sql: postgres.Sql;
 
   constructor(node: NodeConfig, connectTimeoutMs: number) {
-    this.sql = postgres({
-      host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
-      max: 1, idle_timeout: 0, max_lifetime: 0, fetch_types: false, onnotice: () => {},
-      connect_timeout: Math.max(1, connectTimeoutMs / 1000),
-      connection: { replication: "database", application_name: "shardrouter-reshard" } as never,
-    });
+    this.sql = nodeClient(node, { connectTimeoutMs, connection: { replication: "database" } });
   }
 
   /**

@@ -4,11 +4,12 @@
 // targets still need) and, on each target, how far that target has applied (change-applier.ts).
 // So run() after a crash picks up where the targets say it stopped; a copy that did not commit on
 // every target is cleared and done again.
-import postgres from "postgres";
+import type postgres from "postgres";
 import type { NodeConfig } from "../shards/node-pool.js";
 import { type ApplierTarget, ChangeApplier, ensureProgressTable, progressTable, readProgress, writeProgress } from "./change-applier.js";
 import type { Lsn } from "./lsn.js";
 import { type ChangeStream, ReplicationConnection, assertSafeName } from "./replication-stream.js";
+import { nodeClient } from "./node-client.js";
 import { copyTable } from "./row-copier.js";
 import { type ShardedTable, type TableShape, assertSameShape, quoteIdent, readTableShape } from "./table-schema.js";
 
@@ -123,12 +124,7 @@ export class SourceMove {
   }
 
   private client(node: NodeConfig, max: number): postgres.Sql {
-    const sql = postgres({
-      host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
-      max, idle_timeout: 0, fetch_types: false, onnotice: () => {},
-      connect_timeout: Math.max(1, (this.spec.connectTimeoutMs ?? 5000) / 1000),
-      connection: { application_name: "shardrouter-reshard" } as never,
-    });
+    const sql = nodeClient(node, { max, connectTimeoutMs: this.spec.connectTimeoutMs });
     this.clients.push(sql);
     return sql;
   }
@@ -222,16 +218,12 @@ async function clearCopied(sql: postgres.Sql, target: string, spec: SourceMoveSp
  * targets, their progress rows, the slot and the publication. The source itself is untouched.
  */
 export async function cancelSourceMove(spec: SourceMoveSpec): Promise<void> {
-  const open = (node: NodeConfig) => postgres({
-    host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
-    max: 1, fetch_types: false, onnotice: () => {},
-  });
-  const source = open(spec.source.node);
+  const source = nodeClient(spec.source.node, { connectTimeoutMs: spec.connectTimeoutMs });
   try {
     const shapes: TableShape[] = [];
     for (const table of spec.tables) shapes.push(await readTableShape(source, table, spec.source.name));
     for (const t of spec.targets) {
-      const sql = open(t.node);
+      const sql = nodeClient(t.node, { connectTimeoutMs: spec.connectTimeoutMs });
       try {
         await ensureProgressTable(sql);
         await clearCopied(sql, t.name, spec, shapes);
@@ -286,10 +278,7 @@ async function ensurePublication(sql: postgres.Sql, publication: string, shapes:
 
 /** Everything a job left on a source: its slot and publication (cancel, completion, failure). */
 export async function cleanUpSource(node: NodeConfig, job: string, source: string): Promise<void> {
-  const sql = postgres({
-    host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
-    max: 1, fetch_types: false, onnotice: () => {},
-  });
+  const sql = nodeClient(node);
   try {
     await dropSlot(sql, slotName(job, source));
     await sql.unsafe(`drop publication if exists ${publicationName(job)}`);

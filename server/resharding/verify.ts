@@ -2,8 +2,8 @@
 // compared with the target's, by primary key and a hash of the whole row's text. A difference found
 // while writes still flow may only be lag: those keys are looked at again once the stream has caught
 // up (`settle`), and only what still differs is reported. A cutover needs a report with none.
-import postgres from "postgres";
-import type { NodeConfig } from "../shards/node-pool.js";
+import type postgres from "postgres";
+import { nodeClient } from "./node-client.js";
 import type { SourceMoveSpec } from "./source-move.js";
 import { type TableShape, quoteIdent, readTableShape } from "./table-schema.js";
 
@@ -27,12 +27,8 @@ export interface VerifyOptions {
 }
 
 export async function verifyMove(spec: SourceMoveSpec, opts: VerifyOptions = {}): Promise<TableVerification[]> {
-  const open = (node: NodeConfig) => postgres({
-    host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
-    max: 1, fetch_types: false, onnotice: () => {}, connection: { application_name: "shardrouter-verify" } as never,
-  });
-  const source = open(spec.source.node);
-  const targets = spec.targets.map((t) => ({ name: t.name, sql: open(t.node) }));
+  const source = nodeClient(spec.source.node, { connectTimeoutMs: spec.connectTimeoutMs });
+  const targets = spec.targets.map((t) => ({ name: t.name, sql: nodeClient(t.node, { connectTimeoutMs: spec.connectTimeoutMs }) }));
   try {
     const out: TableVerification[] = [];
     for (const table of spec.tables) {

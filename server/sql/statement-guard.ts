@@ -8,7 +8,8 @@
 //   shared    anything else: any pooled connection.
 // Known limit: code that runs without being named in the statement (a trigger, a column default, a
 // view, a rule, a domain check, a policy, a user-defined cast, or a user function that overloads a
-// built-in's name) is not seen here. Who may create such code is a matter of grants (README › The router's PostgreSQL role).
+// built-in's name) is not seen here. Who may create such code is a matter of grants (README › The
+// router's PostgreSQL role).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type ParseNode, parse } from "./parser.js";
 import { builtinFunctions, builtinOperators } from "./pg-builtins.js";
@@ -45,9 +46,6 @@ const sqlTextFunctions = new Set([
   "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema",
   "cursor_to_xml", "cursor_to_xmlschema", "ts_stat", "ts_rewrite",
 ]);
-
-/** Writing to pg_settings runs set_config() through the view's rule. */
-const settingsViews = new Set(["pg_settings"]);
 
 class Refusal extends Error {
   constructor(readonly what: string, readonly reason: string) { super(reason); }
@@ -134,7 +132,7 @@ function inspect(tag: string, node: ParseNode): boolean {
 /** UPDATE pg_settings … is set_config() in another form. */
 function writeTarget(node: ParseNode): void {
   const target = node.relation as ParseNode | undefined;
-  if (!target || typeof target.relname !== "string" || !settingsViews.has(target.relname)) return;
+  if (target?.relname !== "pg_settings") return;
   if (target.schemaname !== undefined && target.schemaname !== "pg_catalog") return;
   throw new Refusal(`writing to ${target.relname}`, "session settings");
 }
