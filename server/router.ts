@@ -8,6 +8,13 @@ import { Catalog } from "./catalog/catalog.js";
 import { CatalogDirectoryStore } from "./catalog/directory-store.js";
 import { ShardMapFollower } from "./catalog/shard-map-follower.js";
 import { ShardMapStore } from "./catalog/shard-map-store.js";
+import { FenceStore } from "./catalog/fence-store.js";
+import { FenceFollower } from "./resharding/fence-follower.js";
+import { WriteFence } from "./resharding/write-fence.js";
+import { JobRunner } from "./resharding/job-runner.js";
+import { ReshardJobStore } from "./catalog/reshard-job-store.js";
+import { AdminService } from "../gen/shardrouter/v1/admin_pb.js";
+import { adminService } from "./rpc/admin-service.js";
 import type { Config } from "./config/config.js";
 import { Planner } from "./execution/planner.js";
 import { buildShardMap } from "./placement/shard-map.js";
@@ -33,6 +40,8 @@ import { newRouterId, TransactionIds } from "./transactions/transaction-id.js";
 export interface RunningRouter {
   readonly url: string;
   readonly planner: Planner;
+  /** This instance's id (transaction ids, fence acknowledgements). */
+  readonly routerId: string;
   close(): Promise<void>;
 }
 
@@ -59,12 +68,26 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   // and followed live; without one it is this config's, version 1, for good.
   let follower: ShardMapFollower | undefined;
   let planner: Planner;
+  // The write epoch this router's connections carry (resharding/epoch-guard.ts); it only goes up.
+  let epoch = -1;
+  const adoptEpoch = (next: number) => {
+    if (next <= epoch) return;
+    epoch = next;
+    shards.setEpoch(next);
+  };
+  let fence: WriteFence | undefined;
+  let fenceFollower: FenceFollower | undefined;
+  let runner: JobRunner | undefined;
+  let admin: ReturnType<typeof adminService> | undefined;
   if (catalog) {
-    const started = await ShardMapFollower.start(new ShardMapStore(catalog), { placement: config.placement, shards: seedShards, by: ids.routerId }, {
+    const maps = new ShardMapStore(catalog);
+    const started = await ShardMapFollower.start(maps, { placement: config.placement, shards: seedShards, by: ids.routerId }, {
       configured: new Set(config.shards.map((s) => s.name)), directory, pollMs: config.shardMap.pollMs,
       // Called only after catalog I/O, so never before `planner` below exists.
       onMap: (map) => {
+        adoptEpoch(map.epoch);
         planner.swapMap(map);
+        fence?.wake(); // writes held for the cutover that made this map go on, to the new owners
         logger.notice({ shardMapVersion: map.version }, `shard map version ${map.version} is in force`);
       },
       onRejected: (version, reason) => logger.error({ shardMapVersion: version }, `shard map version ${version} cannot be served here, keeping version ${planner.map.version}: ${reason}`),
@@ -75,6 +98,21 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     });
     follower = started.follower;
     planner = new Planner(started.map, shards);
+    adoptEpoch(started.map.epoch);
+    fence = new WriteFence({ map: () => planner.map, maxHeld: 10_000, holdAtMostMs: 6000 });
+    fenceFollower = new FenceFollower(new FenceStore(catalog), fence, {
+      router: ids.routerId, pollMs: config.shardMap.pollMs, drainMs: 1000, configured: new Set(config.shards.map((s) => s.name)), directory,
+      mapVersion: () => planner.map.version, adoptEpoch, onLifted: () => void follower?.check(),
+      log: (line) => logger.warn(line),
+    });
+    await fenceFollower.start();
+    const jobs = new ReshardJobStore(catalog);
+    runner = new JobRunner({
+      jobs, fences: new FenceStore(catalog), maps, router: ids.routerId, planner, config, directory,
+      log: (line) => logger.warn({ component: "resharding" }, line),
+    });
+    runner.start();
+    admin = adminService({ jobs, maps, runner, config, directory });
     const mapped = started.map.shards.map((s) => s.name).join(",");
     if (started.map.strategy.name !== config.placement.strategy || mapped !== seedShards.map((s) => s.name).join(",")) {
       logger.notice({ shardMapVersion: started.map.version },
@@ -83,6 +121,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     }
   } else {
     planner = new Planner(buildShardMap(config.placement, seedShards, { version: 1 }), shards);
+    adoptEpoch(0);
   }
   const obs = observability({ shards, logger, inDoubt: () => recovery.inDoubt, healthIntervalMs: config.health.intervalMs });
   const healthChecker = new HealthChecker(shards, config.health);
@@ -98,14 +137,20 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   recovery.start();
 
   const health = new HealthMonitor(shards);
-  const handlers = routerService({ planner, coordinator, recovery, config });
+  const handlers = routerService({ planner, coordinator, recovery, config, fence, onStaleMap: async () => {
+    // Bounded: a router cut off from the catalog answers with the source's refusal, not a hang.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([follower?.check(), new Promise((r) => { timer = setTimeout(r, 1000); })]);
+    clearTimeout(timer);
+  } });
   const readMaxBytes = 16 * 1024 * 1024;
   const connectAdapter = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       router.service(RouterService, handlers);
       // Health and reflection (buf curl without --schema); reflection needs HTTP/2 (bidi stream).
-      router.service(Health, healthService(health, [RouterService.typeName]));
-      registerReflection(router, [RouterService, Health]);
+      if (admin) router.service(AdminService, admin);
+      router.service(Health, healthService(health, [RouterService.typeName, ...(admin ? [AdminService.typeName] : [])]));
+      registerReflection(router, [RouterService, ...(admin ? [AdminService] : []), Health]);
     },
     interceptors: [obs.interceptor, rejectUnknownFields], // observing first: it sees every outcome
     contextValues: obs.contextValues, // the request id
@@ -125,6 +170,8 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     obs.close();
     await healthChecker.stop();
     await recovery.stop();
+    await runner?.stop();
+    await fenceFollower?.stop();
     await follower?.stop();
     await shards.close();
     await catalog?.close();
@@ -133,12 +180,15 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   return {
     url: `http://${config.listen.host}:${listener.port}`,
     planner,
+    routerId: ids.routerId,
     async close() {
       health.close(); // ends Watch streams, which would otherwise hold the listener open
       await listener.close();
       await recovery.stop();
       obs.close();
       await healthChecker.stop();
+      await runner?.stop();
+      await fenceFollower?.stop();
       await follower?.stop();
       await shards.close();
       await catalog?.close();

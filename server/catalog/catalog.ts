@@ -21,8 +21,48 @@ const tables = [
      version bigint primary key check (version >= 1),
      placement jsonb not null,
      shards jsonb not null,
+     epoch bigint not null default 0,
      created_by text not null,
      created_at timestamptz not null default now())`,
+  `create sequence if not exists shardrouter.fence_epochs`,
+  // A cutover's write fence (fence-store.ts): routers hold writes to the moving keys while it holds.
+  `create table if not exists shardrouter.fences (
+     job text primary key,
+     from_version bigint not null,
+     placement jsonb not null,
+     shards jsonb not null,
+     state text not null check (state in ('holding', 'lifted', 'aborted')),
+     epoch bigint not null,
+     to_version bigint,
+     started_at timestamptz not null default now())`,
+  `create table if not exists shardrouter.fence_acks (
+     job text not null,
+     router text not null,
+     acked_at timestamptz not null default now(),
+     primary key (job, router))`,
+  // Resharding jobs (reshard-job-store.ts), run by whichever router holds the lease.
+  `create table if not exists shardrouter.reshard_jobs (
+     id text primary key,
+     from_version bigint not null,
+     target jsonb not null,
+     auto_cutover boolean not null,
+     cutover_requested boolean not null default false,
+     cancel_requested boolean not null default false,
+     phase text not null,
+     error text,
+     moves jsonb not null default '[]',
+     progress jsonb,
+     verify jsonb,
+     cutover jsonb,
+     to_version bigint,
+     lease_owner text,
+     lease_until timestamptz,
+     created_at timestamptz not null default now(),
+     updated_at timestamptz not null default now())`,
+  // Routers that are serving: a cutover waits for the acknowledgements of those seen lately.
+  `create table if not exists shardrouter.routers (
+     id text primary key,
+     seen_at timestamptz not null default now())`,
 ];
 
 export class Catalog {
@@ -46,6 +86,12 @@ export class Catalog {
       const [{ present }] = await tx<{ present: boolean }[]>`select to_regnamespace('shardrouter') is not null as present`;
       if (!present) await tx.unsafe("create schema if not exists shardrouter");
       for (const statement of tables) await tx.unsafe(statement);
+      // The write epoch of the cutover that made a version came after the table: catalogs made
+      // earlier get it here. ALTER needs ownership even when the column exists, so look first.
+      // (pg_attribute, not information_schema, which hides columns the role has no grant on.)
+      const [{ has }] = await tx<{ has: boolean }[]>`select exists (select from pg_attribute
+        where attrelid = 'shardrouter.shard_maps'::regclass and attname = 'epoch' and not attisdropped) as has`;
+      if (!has) await tx.unsafe("alter table shardrouter.shard_maps add column epoch bigint not null default 0");
     });
     return new Catalog(sql);
   }

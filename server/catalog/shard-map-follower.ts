@@ -27,6 +27,7 @@ export function shardMapOf(stored: StoredShardMap, opts: Pick<FollowerOptions, "
   }
   return buildShardMap(stored.placement, stored.shards.filter((s) => ownsKeys(s.state)).map(({ name, weight }) => ({ name, weight })), {
     version: stored.version,
+    epoch: stored.epoch ?? 0,
     directory: opts.directory,
     states: Object.fromEntries(stored.shards.map((s) => [s.name, s.state])),
   });
@@ -108,7 +109,12 @@ export class ShardMapFollower {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.listening?.unlisten().catch(() => {});
-    await this.checking;
+    // UNLISTEN is a query: on a catalog that cannot be reached it would wait for the reconnect forever.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.listening?.unlisten().catch(() => {}), new Promise((r) => { timer = setTimeout(r, 1000); })]);
+    clearTimeout(timer);
+    // A look in progress only reads, and `stopped` keeps it from acting: no need to wait out a hung catalog.
+    await Promise.race([this.checking, new Promise((r) => { timer = setTimeout(r, 1000); })]);
+    clearTimeout(timer);
   }
 }

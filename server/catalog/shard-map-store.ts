@@ -14,6 +14,8 @@ export interface StoredShard { name: string; weight: number; state: ShardState }
 
 export interface StoredShardMap {
   version: number;
+  /** The write epoch of the cutover that made it (0 if none did). */
+  epoch?: number;
   placement: PlacementConfig;
   shards: StoredShard[];
 }
@@ -37,8 +39,15 @@ export class ShardMapStore {
 
   /** The active map: the highest version. */
   async latest(): Promise<StoredShardMap | undefined> {
-    const rows = await this.catalog.sql<{ version: string; placement: PlacementConfig; shards: StoredShard[] }[]>`
-      select version::text, placement, shards from shardrouter.shard_maps order by version desc limit 1`;
+    return this.at();
+  }
+
+  /** One version (default: the latest). */
+  async at(version?: number): Promise<StoredShardMap | undefined> {
+    const rows = await this.catalog.sql<{ version: string; epoch: string; placement: PlacementConfig; shards: StoredShard[] }[]>`
+      select version::text, epoch::text, placement, shards from shardrouter.shard_maps
+       ${version === undefined ? this.catalog.sql`` : this.catalog.sql`where version = ${version}`}
+       order by version desc limit 1`;
     const row = rows[0];
     if (!row) return undefined;
     const shards = StoredShardsSchema.safeParse(row.shards);
@@ -46,7 +55,7 @@ export class ShardMapStore {
       const issue = shards.error.issues[0];
       throw new ShardMapRowError(Number(row.version), `shards${issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("")}: ${issue.message}`);
     }
-    return { version: Number(row.version), placement: row.placement, shards: shards.data };
+    return { version: Number(row.version), epoch: Number(row.epoch), placement: row.placement, shards: shards.data };
   }
 
   /** The latest version's number alone (the poll): 0 when there is none. */

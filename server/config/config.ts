@@ -76,6 +76,21 @@ export const ConfigSchema = z.object({
     keyColumn: z.string().min(1).default("id"),
     balanceColumn: z.string().min(1).default("balance"),
   }).strict().prefault({}),
+  resharding: z.object({
+    /** The sharded tables a reshard moves, each with its shard key column; each needs a primary key holding it. */
+    tables: z.array(z.object({ name: z.string().min(1), keyColumn: z.string().min(1) }).strict()).min(1).default([{ name: "accounts", keyColumn: "id" }]),
+    /**
+     * The login the resharder uses on every shard's primary (default: the node's own). It needs
+     * REPLICATION and ownership of the tables (publications, triggers); the router's role has neither.
+     */
+    user: z.string().min(1).optional(),
+    password: z.string().optional(),
+    passwordEnv: z.string().optional(),
+    /** How long a router's claim on a job lasts without renewal: another router takes the job over after it. */
+    leaseMs: z.number().int().min(100).default(10_000),
+    /** A cutover gives up (and the sources serve on) after this long. */
+    cutoverTimeoutMs: z.number().int().min(100).default(5000),
+  }).strict().prefault({}),
   shardMap: z.object({
     /** How often a router asks the catalog for a newer shard map (it also hears of one at once). */
     pollMs: z.number().int().min(10).default(1000),

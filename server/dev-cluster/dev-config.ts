@@ -26,5 +26,8 @@ export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): u
       nodes: s.nodes.map((n) => ({ name: n.name, role: n.role, ...connection(n) })),
     })),
     catalog: connection(cluster.catalog),
+    // The resharder replicates and creates publications and triggers: the cluster's admin login,
+    // which only the router's own statements use (never a caller's SQL).
+    resharding: { user: cluster.catalog.user, password: cluster.catalog.password },
   };
 }

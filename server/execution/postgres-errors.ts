@@ -26,6 +26,7 @@ export function codeForSqlstate(sqlstate: string): Code {
     case "40001": case "40P01": case "55P03": return Code.Aborted;
     case "25006": return Code.FailedPrecondition; // read-only transaction: a write reached a replica
     case "08P01": return Code.InvalidArgument; // e.g. "bind message supplies 1 parameters, but ... requires 2"
+    case "SR001": return Code.Unavailable; // a fenced source refused a router whose shard map is old: retry
   }
   switch (sqlstate.slice(0, 2)) {
     case "22": case "42": case "0A": case "54": case "26": case "34": return Code.InvalidArgument;
@@ -35,6 +36,12 @@ export function codeForSqlstate(sqlstate: string): Code {
     case "XX": return Code.Internal;
   }
   return Code.Unknown;
+}
+
+/** The SQLSTATE a ConnectError of toConnectError carries, if Postgres gave one. */
+export function sqlstateOf(err: unknown): string | undefined {
+  if (!(err instanceof ConnectError)) return undefined;
+  return err.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate;
 }
 
 export function isConnectionError(err: unknown): boolean {

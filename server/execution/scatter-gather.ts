@@ -24,6 +24,11 @@ export interface ScatterRequest {
   maxReplicaLagMs: number;
   signal: AbortSignal;
   budget: Budget;
+  /**
+   * Only these shards (default: every configured one). A read goes to the shards that own keys: a
+   * shard receiving a reshard's copy holds rows its source still owns.
+   */
+  only?: ReadonlySet<string>;
 }
 
 export interface ScatterResult { result: ResultSet; shards: ShardOutcome[] }
@@ -34,7 +39,7 @@ export async function scatterGather(shards: ShardSet, req: ScatterRequest): Prom
   req.signal.addEventListener("abort", abort, { once: true });
   let firstError: ConnectError | undefined;
   try {
-    const runs = shards.shards.map(async (shard) => {
+    const runs = shards.shards.filter((s) => !req.only || req.only.has(s.name)).map(async (shard) => {
       const started = performance.now();
       try {
         const candidates = shards.candidates(shard, req.readPreference, req.maxReplicaLagMs);

@@ -13,6 +13,11 @@ import type { PlacementStrategy, ShardInfo, ShardState, StrategyName } from "./s
 
 export interface ShardMap {
   readonly version: number;
+  /**
+   * The write epoch the cutover that made this version raised on its sources (0 for a map no cutover
+   * made): a router's connections carry it, and a fenced source refuses older ones (epoch-guard.ts).
+   */
+  readonly epoch: number;
   readonly strategy: PlacementStrategy;
   /** The shards that take part in placement (active and draining ones). */
   readonly shards: readonly ShardInfo[];
@@ -23,6 +28,8 @@ export interface ShardMap {
 export interface ShardMapOptions {
   /** Shard map version (default 1). */
   version?: number;
+  /** Write epoch (default 0). */
+  epoch?: number;
   /** Required by the directory strategy: where key -> shard entries are kept. */
   directory?: DirectoryStore;
   /** States of the map's shards, owning ones included (default: every shard given is active). */
@@ -64,7 +71,7 @@ export function buildShardMap(config: PlacementConfig, shards: ShardInfo[], opts
     throw err;
   }
   const states = Object.freeze({ ...Object.fromEntries(frozenShards.map((x) => [x.name, "active" as ShardState])), ...opts.states });
-  return Object.freeze({ version, strategy: Object.freeze(strategy), shards: frozenShards, states });
+  return Object.freeze({ version, epoch: opts.epoch ?? 0, strategy: Object.freeze(strategy), shards: frozenShards, states });
 }
 
 function checkShards(shards: ShardInfo[], strategy: StrategyName): ShardInfo[] {

@@ -26,6 +26,8 @@ export interface SourceMoveSpec {
   /** `key` is this source's under the map in force: a target's other rows are none of this move's business. */
   fromSource(key: string): boolean;
   connectTimeoutMs?: number;
+  /** How long a copy waits for prepared two-phase transactions on the source to be settled (default 10 s). */
+  settlePreparedWithinMs?: number;
 }
 
 export type SourceMovePhase = "starting" | "copying" | "streaming" | "stopped" | "failed";
@@ -77,7 +79,7 @@ export class SourceMove {
         this.status.phase = "copying";
         await this.clearTargets(targets, [...shapes.values()]);
         if (slotExists) await dropSlot(source, slot);
-        await assertNoPreparedTransactions(source, spec.source.name);
+        await settlePreparedTransactions(source, spec.source.name, spec.settlePreparedWithinMs);
         const created = await repl.createSlot(slot);
         await this.copy(source, targets, [...shapes.values()], created.snapshot, created.consistentPoint);
         applied = new Map([...targets.keys()].map((t) => [t, created.consistentPoint]));
@@ -239,13 +241,21 @@ export async function cancelSourceMove(spec: SourceMoveSpec): Promise<void> {
 
 /**
  * Creating a slot waits for every transaction in progress, prepared ones included, and an in-doubt
- * two-phase transaction can stay prepared until recovery settles it: fail now (the job runs this
- * source again later) rather than wait without a bound.
+ * two-phase transaction can stay prepared until recovery settles it. So wait, for a bounded time, for
+ * the prepared transactions there now to be settled (a live coordinator's take milliseconds), and
+ * fail otherwise: the job runs this source again later, rather than wait without a bound.
  */
-async function assertNoPreparedTransactions(sql: postgres.Sql, source: string): Promise<void> {
-  const [{ n }] = await sql.unsafe<{ n: number }[]>("select count(*)::int as n from pg_prepared_xacts where database = current_database()");
-  if (n > 0) {
-    throw new Error(`${n} prepared transaction(s) on ${source} must be settled (committed or rolled back by recovery) before its copy can start`);
+async function settlePreparedTransactions(sql: postgres.Sql, source: string, withinMs = 10_000): Promise<void> {
+  const list = async () => (await sql.unsafe<{ gid: string }[]>("select gid from pg_prepared_xacts where database = current_database()")).map((r) => r.gid);
+  let waiting = new Set(await list());
+  const deadline = Date.now() + withinMs;
+  while (waiting.size > 0) {
+    if (Date.now() > deadline) {
+      throw new Error(`${waiting.size} prepared transaction(s) on ${source} must be settled (committed or rolled back by recovery) before its copy can start`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+    const now = new Set(await list());
+    waiting = new Set([...waiting].filter((g) => now.has(g)));
   }
 }
 
@@ -285,4 +295,38 @@ export async function cleanUpSource(node: NodeConfig, job: string, source: strin
   } finally {
     await sql.end({ timeout: 1 });
   }
+}
+
+/**
+ * After the cutover: deletes from the source the rows whose keys now belong to other shards (they
+ * are stale copies there, and a scatter read would count them twice), in batches of their own
+ * transactions so no lock is held long; and the job's progress rows on the targets.
+ */
+export async function deleteMovedRows(spec: SourceMoveSpec, batch = 1000): Promise<number> {
+  const sql = nodeClient(spec.source.node, { connectTimeoutMs: spec.connectTimeoutMs });
+  let deleted = 0;
+  try {
+    for (const table of spec.tables) {
+      const shape = await readTableShape(sql, table, spec.source.name);
+      const key = quoteIdent(shape.columns[shape.keyIndex].name);
+      const keys = await sql.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`);
+      const moved = keys.map((r) => r.k).filter((k) => spec.destination(k) !== undefined);
+      for (let i = 0; i < moved.length; i += batch) {
+        const done = await sql.unsafe(`delete from ${shape.qualified} where ${key}::text in (select jsonb_array_elements_text($1::text::jsonb))`, [JSON.stringify(moved.slice(i, i + batch))]);
+        deleted += done.count;
+      }
+    }
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+  for (const t of spec.targets) {
+    const target = nodeClient(t.node, { connectTimeoutMs: spec.connectTimeoutMs });
+    try {
+      await ensureProgressTable(target);
+      await target.unsafe(`delete from ${progressTable} where job = $1 and source = $2`, [spec.job, spec.source.name]);
+    } finally {
+      await target.end({ timeout: 1 });
+    }
+  }
+  return deleted;
 }

@@ -18,12 +18,20 @@ import type { Coordinator } from "../transactions/coordinator.js";
 import { executeTransaction } from "../transactions/execute-transaction.js";
 import type { Recovery } from "../transactions/recovery.js";
 import { transfer } from "../transactions/transfer.js";
+import type { WriteFence, WriteKeys } from "../resharding/write-fence.js";
+import { staleEpochSqlstate } from "../resharding/epoch-guard.js";
+import { sqlstateOf } from "../execution/postgres-errors.js";
+import { isReadOnly } from "../sql/read-only.js";
 
 export interface RouterServiceDeps {
   planner: Planner;
   coordinator: Coordinator;
   recovery: Recovery;
   config: Pick<Config, "limits" | "transfer">;
+  /** Holds writes to moving keys during a resharding cutover (routers with a catalog). */
+  fence?: WriteFence;
+  /** A source refused a write because this router's shard map is old: look for the new one now. */
+  onStaleMap?: () => Promise<void>;
 }
 
 /** All a handler reads of its call: the signal that ends it (deadline, caller gone). */
@@ -36,8 +44,28 @@ type Impl = ServiceImpl<typeof RouterService>;
  */
 export type RouterHandlers = { [K in keyof Impl]: (req: Parameters<Impl[K]>[0], ctx: CallContext) => ReturnType<Impl[K]> };
 
-export function routerService({ planner, coordinator, recovery, config }: RouterServiceDeps): RouterHandlers {
+export function routerService({ planner, coordinator, recovery, config, fence, onStaleMap }: RouterServiceDeps): RouterHandlers {
   const limits = config.limits;
+  /**
+   * Runs a write under the fence (admitted before it is routed, so a held write is routed afresh).
+   * A source that refused it for a stale map (SR001) refused it whole, before it changed anything:
+   * once this router has a newer map, it runs again on that one.
+   */
+  async function write<T>(keys: WriteKeys | undefined, signal: AbortSignal, run: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const release = fence && keys ? await fence.admit(keys, signal) : undefined;
+      const version = planner.map.version;
+      try {
+        return await run();
+      } catch (err) {
+        if (!onStaleMap || sqlstateOf(err) !== staleEpochSqlstate) throw err;
+        await onStaleMap();
+        if (attempt >= 2 || planner.map.version === version || signal.aborted) throw err;
+      } finally {
+        release?.();
+      }
+    }
+  }
   return {
     async route(req) {
       const map = planner.map; // the answer describes one version
@@ -54,28 +82,35 @@ export function routerService({ planner, coordinator, recovery, config }: Router
     async executeOnShard(req, ctx) {
       const isolated = checkStatement(req.sql) === "isolated";
       const params = encodeParams(req.params);
-      const { shard } = await planner.route(req.key);
-      const candidates = planner.candidates(shard, req.readPreference, req.maxReplicaLagMs);
-      const result = await onFirstAnswering(candidates, ctx.signal, (pool) => executeStatement({
-        shard: shard.name, pool, sql: req.sql, params, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes), isolated,
-      }));
-      return { shard: shard.name, result };
+      return write(fence && !isReadOnly(req.sql) ? [req.key] : undefined, ctx.signal, async () => {
+        const { shard } = await planner.route(req.key);
+        const candidates = planner.candidates(shard, req.readPreference, req.maxReplicaLagMs);
+        const result = await onFirstAnswering(candidates, ctx.signal, (pool) => executeStatement({
+          shard: shard.name, pool, sql: req.sql, params, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes), isolated,
+        }));
+        return { shard: shard.name, result };
+      });
     },
 
     async executeOnAll(req, ctx) {
       const isolated = checkStatement(req.sql) === "isolated";
-      return scatterGather(planner.shards, {
+      // A read goes to the shards that own keys under the map in force; a write (DDL included) to
+      // every configured shard, so spare shards get the tables a reshard will fill.
+      const readOnly = isReadOnly(req.sql);
+      const map = planner.map;
+      return write(fence && !readOnly ? "all" : undefined, ctx.signal, () => scatterGather(planner.shards, {
         sql: req.sql, isolated, params: encodeParams(req.params), merge: req.merge, allowPartial: req.allowPartial,
         readPreference: req.readPreference, maxReplicaLagMs: req.maxReplicaLagMs, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
-      });
+        only: readOnly ? new Set(map.shards.map((s) => s.name)) : undefined,
+      }));
     },
 
     async transfer(req, ctx) {
-      return transfer(req, { planner, coordinator, table: config.transfer }, ctx.signal);
+      return write([req.fromKey, req.toKey], ctx.signal, () => transfer(req, { planner, coordinator, table: config.transfer }, ctx.signal));
     },
 
     async executeTransaction(req, ctx) {
-      return executeTransaction(req, { planner, coordinator, limits }, ctx.signal);
+      return write(req.statements.map((s) => s.key), ctx.signal, () => executeTransaction(req, { planner, coordinator, limits }, ctx.signal));
     },
 
     async getTopology() {

@@ -99,8 +99,12 @@ export class NodePool {
   readonly abandonAfterMs: number;
   /** Slots for connections opened for one statement or transaction and closed after it (see isolated()). */
   readonly isolation: Admission;
-  private readonly sql: postgres.Sql;
-  private readonly connectOptions: postgres.Options<Record<string, postgres.PostgresType>>;
+  private sql: postgres.Sql;
+  private connectOptions: postgres.Options<Record<string, postgres.PostgresType>>;
+  /** The shard map version this pool's connections carry (see resharding/epoch-guard.ts). */
+  private epoch = 0;
+  /** Earlier generations of connections, closing once their statements are done. */
+  private readonly retiring = new Set<Promise<void>>();
   /** A connection of its own for health checks, so a saturated pool does not look like a dead node. */
   readonly probe: postgres.Sql;
   private readonly prepared = new Set<string>();
@@ -142,9 +146,28 @@ export class NodePool {
         DateStyle: "ISO, MDY",
         bytea_output: "hex",
         statement_timeout: String(options.statementTimeoutMs),
+        "shardrouter.epoch": "0",
       } as never,
     };
     this.sql = postgres({ ...this.connectOptions, max: options.max });
+  }
+
+  /**
+   * Connections from now on carry shard map `version`: a source fenced at a cutover refuses writes
+   * from connections of an older one. A setting of the session's startup survives DISCARD and RESET,
+   * so no caller's statement can drop it. Opens a new generation of connections; the old one closes
+   * once the statements and transactions on it are done (they were admitted under the old map).
+   */
+  setEpoch(version: number): void {
+    if (version === this.epoch) return;
+    this.epoch = version;
+    const connection = { ...(this.connectOptions.connection as Record<string, string>), "shardrouter.epoch": String(version) };
+    this.connectOptions = { ...this.connectOptions, connection: connection as never };
+    const old = this.sql;
+    this.sql = postgres({ ...this.connectOptions, max: this.options.max });
+    const grace = (this.options.statementTimeoutMs || 30_000) / 1000 + this.options.connectTimeoutMs / 1000;
+    const ending: Promise<void> = old.end({ timeout: grace }).catch(() => {}).finally(() => this.retiring.delete(ending));
+    this.retiring.add(ending);
   }
 
   /**
@@ -259,6 +282,6 @@ export class NodePool {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.sql.end({ timeout: 5 }), this.probe.end({ timeout: 1 })]);
+    await Promise.all([this.sql.end({ timeout: 5 }), this.probe.end({ timeout: 1 }), ...this.retiring]);
   }
 }

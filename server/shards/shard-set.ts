@@ -79,6 +79,11 @@ export class ShardSet {
     return [...usable.slice(start), ...usable.slice(0, start)];
   }
 
+  /** Every pool's connections carry shard map `version` from now on (see NodePool.setEpoch). */
+  setEpoch(version: number): void {
+    for (const shard of this.byName.values()) for (const node of shard.nodes) node.setEpoch(version);
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.shards.flatMap((s) => s.nodes.map((n) => n.close())));
   }

@@ -170,7 +170,7 @@ test("a prepared (two-phase) transaction on the source holds the copy back with 
   await conn.unsafe("update accounts set balance = 1 where id = 'acct-3'");
   await conn.unsafe("prepare transaction 'move_test_gid'");
   conn.release();
-  const err = await new SourceMove(spec("j5")).run().then(() => undefined, (e: Error) => e);
+  const err = await new SourceMove({ ...spec("j5"), settlePreparedWithinMs: 300 }).run().then(() => undefined, (e: Error) => e);
   assert.match(String(err?.message), "1 prepared transaction(s) on source must be settled");
   await source.unsafe("commit prepared 'move_test_gid'");
   const move = new SourceMove(spec("j5"));

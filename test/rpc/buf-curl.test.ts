@@ -48,7 +48,7 @@ test("--list-services lists the router, health and reflection", async () => {
   const out = await bufCurl("--list-services", t.router.url);
   assert.is(out.code, 0, out.stderr);
   assert.equal(out.stdout.trim().split("\n"), [
-    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "shardrouter.v1.RouterService",
+    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "shardrouter.v1.AdminService", "shardrouter.v1.RouterService",
   ]);
 });
 

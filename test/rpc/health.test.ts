@@ -24,13 +24,13 @@ test.after(hook(async () => {
 const primaries = () => t.cluster.shards.map((s) => s.nodes.find((n) => n.role === "primary")!.name);
 const statusOf = async (service = "") => (await health.check({ service })).status;
 
-test("Check and List: the whole router and RouterService are SERVING, over gRPC and over Connect", async () => {
+test("Check and List: the whole router, RouterService and AdminService are SERVING, over gRPC and over Connect", async () => {
   assert.is(await statusOf(""), Status.SERVING);
   assert.is(await statusOf(RouterService.typeName), Status.SERVING);
   const overHttp1 = createClient(Health, createConnectTransport({ baseUrl: t.router.url, httpVersion: "1.1" }));
   assert.is((await overHttp1.check({})).status, Status.SERVING);
   const list = await health.list({});
-  assert.equal(Object.fromEntries(Object.entries(list.statuses).map(([k, v]) => [k, v.status])), { "": Status.SERVING, [RouterService.typeName]: Status.SERVING });
+  assert.equal(Object.fromEntries(Object.entries(list.statuses).map(([k, v]) => [k, v.status])), { "": Status.SERVING, [RouterService.typeName]: Status.SERVING, "shardrouter.v1.AdminService": Status.SERVING });
 });
 
 test("Check of an unknown service is NOT_FOUND; Watch of one says SERVICE_UNKNOWN and stays open", async () => {

@@ -46,7 +46,7 @@ test("list_services names the router, health and both reflection services", asyn
   assert.is(res.validHost, "router");
   assert.is(res.originalRequest?.messageRequest.case, "listServices");
   assert.equal((res.messageResponse.value as v1.ListServiceResponse).service.map((s) => s.name), [
-    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "shardrouter.v1.RouterService",
+    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "shardrouter.v1.AdminService", "shardrouter.v1.RouterService",
   ]);
 });
 

@@ -1,0 +1,107 @@
+// Keeps a router's WriteFence in step with the catalog's fences: it hears of a fence at once (LISTEN)
+// and also polls, hands each fence to the WriteFence, and acknowledges once the router's writes in
+// flight to the moving keys are done. Each poll also records that this router is alive, so a
+// cutover knows whose acknowledgement to wait for.
+import type { FenceStore, StoredFence } from "../catalog/fence-store.js";
+import { shardMapOf } from "../catalog/shard-map-follower.js";
+import type { DirectoryStore } from "../placement/directory.js";
+import type { ShardMap } from "../placement/shard-map.js";
+import type { WriteFence } from "./write-fence.js";
+
+export interface FenceFollowerOptions {
+  router: string;
+  pollMs: number;
+  /** How long in-flight writes may take to finish before this router leaves the fence unacknowledged. */
+  drainMs: number;
+  configured: ReadonlySet<string>;
+  directory?: DirectoryStore;
+  /** The version of the map in force here. */
+  mapVersion(): number;
+  /** From now on this router's connections carry `epoch` (or a higher one it already has). */
+  adoptEpoch(epoch: number): void;
+  /** A fence was lifted with a map version this router does not have yet: fetch it now. */
+  onLifted?(): void;
+  log?: (line: string) => void;
+}
+
+export class FenceFollower {
+  private timer: NodeJS.Timeout | undefined;
+  private listening: { unlisten(): Promise<void> } | undefined;
+  private checking: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  /** Fences acknowledged here: job → when that fence was raised. */
+  private readonly acked = new Map<string, string>();
+
+  constructor(private readonly store: FenceStore, private readonly fence: WriteFence, private readonly opts: FenceFollowerOptions) {}
+
+  async start(): Promise<void> {
+    await this.store.heartbeat(this.opts.router).catch(() => {});
+    this.listening = await this.store.listen(() => void this.check());
+    this.timer = setInterval(() => {
+      void this.store.heartbeat(this.opts.router).catch(() => {});
+      void this.check();
+    }, this.opts.pollMs);
+    this.timer.unref();
+    await this.check();
+  }
+
+  /** Reads the fences now; concurrent calls share one read (and one more after it). */
+  check(): Promise<void> {
+    if (this.checking) {
+      this.again = true;
+      return this.checking;
+    }
+    this.checking = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.follow(await this.store.all());
+        } catch {
+          // The catalog is unreachable: a fence we cannot see is enforced by the sources themselves.
+        }
+      } while (this.again && !this.stopped);
+    })().finally(() => { this.checking = undefined; });
+    return this.checking;
+  }
+
+  private async follow(fences: StoredFence[]): Promise<void> {
+    const present = new Set(fences.map((f) => f.job));
+    for (const job of this.acked.keys()) {
+      if (!present.has(job)) {
+        this.acked.delete(job);
+        this.fence.forget(job);
+      }
+    }
+    await Promise.all(fences.map(async (f) => {
+      // New connections carry the fence's epoch before the drain: what runs after it passes the guard.
+      if (f.state === "holding" && f.fromVersion === this.opts.mapVersion() && this.acked.get(f.job) !== f.raisedAt) this.opts.adoptEpoch(f.epoch);
+      const drained = await this.fence.update({ job: f.job, fromVersion: f.fromVersion, state: f.state, to: this.mapAfter(f) }, this.opts.drainMs);
+      if (f.state === "lifted" && f.toVersion !== undefined && this.opts.mapVersion() < f.toVersion) this.opts.onLifted?.();
+      if (f.state !== "holding" || !drained || this.acked.get(f.job) === f.raisedAt) return;
+      await this.store.acknowledge(f.job, this.opts.router);
+      this.acked.set(f.job, f.raisedAt);
+    }));
+  }
+
+  private mapAfter(f: StoredFence): ShardMap | undefined {
+    try {
+      return shardMapOf({ version: f.fromVersion + 1, placement: f.placement, shards: f.shards }, this.opts);
+    } catch (err) {
+      this.opts.log?.(`fence of job ${f.job}: the new map cannot be built here (${(err as Error).message}); holding every write it covers`);
+      return undefined;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    // UNLISTEN is a query: on a catalog that cannot be reached it would wait for the reconnect forever.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.listening?.unlisten().catch(() => {}), new Promise((r) => { timer = setTimeout(r, 1000); })]);
+    clearTimeout(timer);
+    // A look in progress only reads, and `stopped` keeps it from acting: no need to wait out a hung catalog.
+    await Promise.race([this.checking, new Promise((r) => { timer = setTimeout(r, 1000); })]);
+    clearTimeout(timer);
+  }
+}

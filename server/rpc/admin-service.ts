@@ -1,0 +1,173 @@
+// The AdminService handlers: plan a reshard job and record it in the catalog (JobRunner runs it on
+// whichever router holds its lease), and read or steer jobs. Planning validates the new map the same
+// way routers will when they load it, so a job that starts can be served.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { AdminService, ReshardPhase, type Reshard, ReshardSchema, type StartReshardRequest } from "../../gen/shardrouter/v1/admin_pb.js";
+import type { JobPhase, JobTarget, ReshardJobStore, StoredJob, StoredMove } from "../catalog/reshard-job-store.js";
+import { shardMapOf } from "../catalog/shard-map-follower.js";
+import type { ShardMapStore, StoredShard, StoredShardMap } from "../catalog/shard-map-store.js";
+import type { Config } from "../config/config.js";
+import type { DirectoryStore } from "../placement/directory.js";
+import { PlacementConfigSchema } from "../placement/placement-config.js";
+import type { JobRunner } from "../resharding/job-runner.js";
+import { resharderNode } from "../resharding/job-runner.js";
+import { nodeClient } from "../resharding/node-client.js";
+import { ReshardPlanError, planMoves } from "../resharding/plan.js";
+import { quoteIdent, readTableShape } from "../resharding/table-schema.js";
+
+export interface AdminServiceDeps {
+  jobs: ReshardJobStore;
+  maps: ShardMapStore;
+  runner: JobRunner;
+  config: Pick<Config, "shards" | "resharding" | "pool">;
+  directory?: DirectoryStore;
+}
+
+const phases: Record<JobPhase, ReshardPhase> = {
+  copying: ReshardPhase.COPYING, catching_up: ReshardPhase.CATCHING_UP, verifying: ReshardPhase.VERIFYING, ready: ReshardPhase.READY,
+  cutting_over: ReshardPhase.CUTTING_OVER, done: ReshardPhase.DONE, failed: ReshardPhase.FAILED, cancelled: ReshardPhase.CANCELLED,
+};
+
+export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminService> {
+  const get = async (id: string) => {
+    const job = await deps.jobs.get(id);
+    if (!job) throw new ConnectError(`no reshard job "${id}"`, Code.NotFound);
+    return job;
+  };
+  return {
+    async startReshard(req) {
+      const id = req.jobId || `reshard_${Date.now().toString(36)}`;
+      if (!/^[a-z0-9_]{1,40}$/.test(id)) throw new ConnectError("job_id: use 1-40 lower-case letters, digits and '_'", Code.InvalidArgument);
+      const current = await deps.maps.latest();
+      if (!current) throw new ConnectError("the catalog holds no shard map yet", Code.FailedPrecondition);
+      const target: JobTarget = { ...targetOf(req, current, deps.config), tables: deps.config.resharding.tables };
+      const moves = await plan(current, target, deps);
+      const outcome = await deps.jobs.create({ id, fromVersion: current.version, target, autoCutover: req.autoCutover, moves });
+      if (outcome === "exists") throw new ConnectError(`reshard job "${id}" exists already`, Code.AlreadyExists);
+      if (outcome === "busy") throw new ConnectError("another reshard job is still running: wait for it, or cancel it, first", Code.FailedPrecondition);
+      await deps.runner.tick(); // this router takes the job at once
+      return { reshard: toProto(await get(id)) };
+    },
+    async getReshard(req) {
+      return { reshard: toProto(await get(req.jobId)) };
+    },
+    async listReshards() {
+      return { reshards: (await deps.jobs.list()).map(toProto) };
+    },
+    async cutOver(req) {
+      const job = await get(req.jobId);
+      if (!(await deps.jobs.requestCutover(job.id))) throw new ConnectError(`reshard job "${job.id}" is ${job.phase}: nothing to cut over`, Code.FailedPrecondition);
+      return { reshard: toProto(await get(job.id)) };
+    },
+    async cancelReshard(req) {
+      const job = await get(req.jobId);
+      if (!(await deps.jobs.requestCancel(job.id))) {
+        throw new ConnectError(`reshard job "${job.id}" is ${job.phase}: only a job before its cutover can be cancelled`, Code.FailedPrecondition);
+      }
+      return { reshard: toProto(await get(job.id)) };
+    },
+  };
+}
+
+/** The new map a request asks for, from the one in force. */
+function targetOf(req: StartReshardRequest, current: StoredShardMap, config: AdminServiceDeps["config"]): Omit<JobTarget, "tables"> {
+  const configured = new Set(config.shards.map((s) => s.name));
+  const known = (name: string, field: string) => {
+    if (!configured.has(name)) throw new ConnectError(`${field}: shard "${name}" is not configured on this router (add its nodes to shards, on every router)`, Code.InvalidArgument);
+  };
+  const weight = (w: number, field: string) => {
+    if (w > 1000) throw new ConnectError(`${field}: weight ${w} must be 1..1000`, Code.InvalidArgument);
+    return w || 1;
+  };
+  if (req.placementJson) {
+    let raw: unknown;
+    try { raw = JSON.parse(req.placementJson); } catch (err) {
+      throw new ConnectError(`placement_json is not valid JSON: ${(err as Error).message}`, Code.InvalidArgument);
+    }
+    const parsed = PlacementConfigSchema.safeParse(raw);
+    if (!parsed.success) throw new ConnectError(`placement_json: ${parsed.error.issues[0].message} at ${parsed.error.issues[0].path.join(".") || "top"}`, Code.InvalidArgument);
+    if (req.shards.length === 0) throw new ConnectError("shards: name the shards that own keys under placement_json", Code.InvalidArgument);
+    req.shards.forEach((s, i) => known(s.name, `shards[${i}]`));
+    const owning: StoredShard[] = req.shards.map((s, i) => ({ name: s.name, weight: weight(s.weight, `shards[${i}]`), state: "active" }));
+    const retired: StoredShard[] = current.shards.filter((s) => !req.shards.some((o) => o.name === s.name)).map((s) => ({ ...s, state: "retired" }));
+    return { placement: parsed.data, shards: [...owning, ...retired] };
+  }
+  if (current.placement.strategy !== "hash_ring") {
+    throw new ConnectError(`add_shards, drain_shards and set_weights change a hash ring; this map is ${current.placement.strategy}: give placement_json and shards`, Code.InvalidArgument);
+  }
+  const shards = new Map(current.shards.map((s) => [s.name, { ...s }]));
+  req.addShards.forEach((s, i) => {
+    known(s.name, `add_shards[${i}]`);
+    const had = shards.get(s.name);
+    if (had && (had.state === "active" || had.state === "draining")) throw new ConnectError(`add_shards[${i}]: shard "${s.name}" owns keys already`, Code.InvalidArgument);
+    shards.set(s.name, { name: s.name, weight: weight(s.weight, `add_shards[${i}]`), state: "active" });
+  });
+  req.drainShards.forEach((name, i) => {
+    const had = shards.get(name);
+    if (!had || had.state !== "active") throw new ConnectError(`drain_shards[${i}]: shard "${name}" owns no keys`, Code.InvalidArgument);
+    had.state = "retired";
+  });
+  req.setWeights.forEach((s, i) => {
+    const had = shards.get(s.name);
+    if (!had || had.state !== "active") throw new ConnectError(`set_weights[${i}]: shard "${s.name}" owns no keys`, Code.InvalidArgument);
+    had.weight = weight(s.weight, `set_weights[${i}]`);
+  });
+  if (req.addShards.length + req.drainShards.length + req.setWeights.length === 0) {
+    throw new ConnectError("nothing to do: give add_shards, drain_shards, set_weights, or placement_json with shards", Code.InvalidArgument);
+  }
+  return { placement: current.placement, shards: [...shards.values()] };
+}
+
+/** Each source's moves with the rows they carry, counted now; refuses a plan the job could not carry out. */
+async function plan(current: StoredShardMap, target: JobTarget, deps: AdminServiceDeps): Promise<StoredMove[]> {
+  const opts = { configured: new Set(deps.config.shards.map((s) => s.name)), directory: deps.directory };
+  let plans;
+  try {
+    const from = shardMapOf(current, opts);
+    const to = shardMapOf({ version: current.version + 1, placement: target.placement, shards: target.shards }, opts);
+    if (to.shards.length === 0) throw new Error("the new map would have no shard that owns keys");
+    plans = planMoves(from, to);
+  } catch (err) {
+    throw new ConnectError(`the new shard map is not valid: ${(err as Error).message}`, err instanceof ReshardPlanError ? Code.Unimplemented : Code.InvalidArgument);
+  }
+  const moves: StoredMove[] = [];
+  for (const p of plans) {
+    const sql = nodeClient(resharderNode(deps.config, p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs });
+    try {
+      const counts = new Map<string, number>();
+      for (const table of target.tables) {
+        const shape = await readTableShape(sql, table, p.source).catch((err: Error) => {
+          throw new ConnectError(`cannot move ${table.name} from ${p.source}: ${err.message}`, Code.FailedPrecondition);
+        });
+        const key = quoteIdent(shape.columns[shape.keyIndex].name);
+        for (const r of await sql.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`)) {
+          const to = p.destination(r.k);
+          if (to) counts.set(to, (counts.get(to) ?? 0) + 1);
+        }
+      }
+      for (const [targetShard, n] of counts) moves.push({ source: p.source, target: targetShard, estimatedRows: n });
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  }
+  return moves;
+}
+
+function toProto(job: StoredJob): Reshard {
+  return create(ReshardSchema, {
+    jobId: job.id,
+    phase: phases[job.phase] ?? ReshardPhase.UNSPECIFIED,
+    fromVersion: BigInt(job.fromVersion),
+    toVersion: BigInt(job.toVersion ?? 0),
+    moves: job.moves.map((m) => ({ source: m.source, target: m.target, estimatedRows: BigInt(m.estimatedRows) })),
+    sources: (job.progress ?? []).map((p) => ({
+      source: p.source, phase: p.phase, rowsCopied: BigInt(p.rowsCopied), lagBytes: BigInt(p.lagBytes), attempts: p.attempts, error: p.error ?? "",
+    })),
+    verify: job.verify && { rowsCompared: BigInt(job.verify.rowsCompared), mismatches: BigInt(job.verify.mismatches), examples: job.verify.examples },
+    cutover: job.cutover,
+    error: job.error ?? "",
+    autoCutover: job.autoCutover,
+    runner: job.leaseOwner ?? "",
+  });
+}

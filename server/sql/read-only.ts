@@ -1,0 +1,38 @@
+// Whether a statement only reads: a resharding cutover holds writes to moving keys, not reads.
+// A statement reads only when it is a SELECT (or VALUES) with no data-modifying part (a WITH … INSERT)
+// and no code the guard cannot read (a function that is not built in may write): anything else counts
+// as a write. Built-in functions with side effects (nextval, pg_notify …) touch no sharded row.
+import { type ParseNode, parse } from "./parser.js";
+import { checkStatement } from "./statement-guard.js";
+
+const writes = new Set(["InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"]);
+const known = new Map<string, boolean>();
+const maxRemembered = 4096;
+
+export function isReadOnly(sql: string): boolean {
+  const remembered = known.get(sql);
+  if (remembered !== undefined) return remembered;
+  const verdict = judge(sql);
+  if (sql.length <= 4096) {
+    if (known.size >= maxRemembered) known.clear();
+    known.set(sql, verdict);
+  }
+  return verdict;
+}
+
+function judge(sql: string): boolean {
+  const { stmts } = parse(sql);
+  if (stmts.length !== 1 || !("SelectStmt" in stmts[0].stmt)) return false;
+  if (checkStatement(sql) === "isolated") return false;
+  return !modifies(stmts[0].stmt);
+}
+
+function modifies(value: unknown): boolean {
+  if (Array.isArray(value)) return value.some(modifies);
+  if (value === null || typeof value !== "object") return false;
+  for (const key in value as ParseNode) {
+    if (writes.has(key)) return true;
+    if (modifies((value as ParseNode)[key])) return true;
+  }
+  return false;
+}

@@ -1,0 +1,107 @@
+// AdminService end to end (server/rpc/admin-service.ts, server/resharding/job-runner.ts): a job is
+// started with one RPC, runs on the router that holds its lease (copy, stream, verify, cutover,
+// clean-up) while a client keeps writing, and GetReshard tells each phase. A second job is
+// cancelled once ready and leaves nothing behind. Bad requests get typed errors.
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import * as assert from "uvu/assert";
+import { AdminService, ReshardPhase } from "../../gen/shardrouter/v1/admin_pb.js";
+import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
+
+let t: TestRouter;
+let admin: ReturnType<typeof createClient<typeof AdminService>>;
+
+test.before(hook(async () => {
+  t = await startTestRouter({ shards: 3, spareShards: 1 });
+  await seedDemoAccounts(t.router.planner);
+  admin = createClient(AdminService, createConnectTransport({ baseUrl: t.router.url, httpVersion: "1.1" }));
+}));
+test.after(hook(async () => { await t?.stop(); }));
+
+const codeOf = (p: Promise<unknown>) => p.then(() => undefined, (e) => (e instanceof ConnectError ? e.code : e));
+
+async function accounts(): Promise<Map<string, string[]>> {
+  const owners = new Map<string, string[]>();
+  for (const s of t.cluster.shards) {
+    for (const r of await t.direct(s.nodes[0])<{ id: string }[]>`select id from accounts`) owners.set(r.id, [...(owners.get(r.id) ?? []), s.name]);
+  }
+  return owners;
+}
+
+test("StartReshard adds a shard with auto_cutover: the job reports its plan and phases and ends done, with every account once where Route says", async () => {
+  const stop = { now: false };
+  let inserted = 0;
+  const writer = (async () => {
+    for (let i = 0; !stop.now; i++) {
+      const key = `w-${i}`;
+      await t.connect.executeOnShard({ key, sql: "insert into accounts values ($1, 1)", params: [{ kind: { case: "stringValue", value: key } }] });
+      inserted++;
+    }
+  })();
+  const started = await admin.startReshard({ jobId: "add_two", addShards: [{ name: "shard-2", weight: 1 }], autoCutover: true });
+  const job = started.reshard!;
+  assert.is(job.jobId, "add_two");
+  assert.is(job.fromVersion, 1n);
+  assert.equal(job.moves.map((m) => m.target).sort(), ["shard-2", "shard-2"], "both sources give keys to the new shard");
+  assert.ok(job.moves.every((m) => m.estimatedRows > 0n), "with rows counted");
+  assert.is(job.runner, t.router.routerId, "this router holds the lease");
+  const seen = new Set<ReshardPhase>();
+  const done = await waitFor("the job to finish", async () => {
+    const r = (await admin.getReshard({ jobId: "add_two" })).reshard!;
+    seen.add(r.phase);
+    if (r.phase === ReshardPhase.FAILED) throw new Error(`the job failed: ${r.error}`);
+    return r.phase === ReshardPhase.DONE ? r : undefined;
+  }, 90_000);
+  stop.now = true;
+  await writer;
+  assert.ok(inserted > 0);
+  assert.is(done.toVersion, 2n);
+  assert.ok(done.verify && done.verify.rowsCompared > 0n && done.verify.mismatches === 0n, "verified, no mismatch");
+  assert.equal(done.cutover?.acknowledged, [t.router.routerId]);
+  assert.is(done.error, "");
+  assert.ok(seen.has(ReshardPhase.DONE));
+  assert.is((await t.connect.route({ key: "acct-1" })).shardMapVersion, 2n);
+  const owners = await accounts();
+  assert.is(owners.size, 1000 + inserted, "every account, old and new, is there");
+  for (const [key, where] of owners) {
+    assert.is(where.length, 1, `${key} is on one shard`);
+    if ((await t.connect.route({ key })).shard !== where[0]) assert.unreachable(`${key} is on ${where[0]}, Route says otherwise`);
+  }
+  const list = await admin.listReshards({});
+  assert.equal(list.reshards.map((r) => r.jobId), ["add_two"]);
+});
+
+test("a job cancelled when ready leaves nothing behind: no slot, no copied row, the map unchanged", async () => {
+  const before = await accounts();
+  await admin.startReshard({ jobId: "drain_two", drainShards: ["shard-2"] });
+  await waitFor("the job to be ready", async () => {
+    const r = (await admin.getReshard({ jobId: "drain_two" })).reshard!;
+    if (r.phase === ReshardPhase.FAILED) throw new Error(r.error);
+    return r.phase === ReshardPhase.READY ? true : undefined;
+  }, 90_000);
+  assert.is(await codeOf(admin.startReshard({ jobId: "another", drainShards: ["shard-1"] })), Code.FailedPrecondition, "one job at a time");
+  await admin.cancelReshard({ jobId: "drain_two" });
+  await waitFor("the job to be cancelled", async () => ((await admin.getReshard({ jobId: "drain_two" })).reshard!.phase === ReshardPhase.CANCELLED ? true : undefined), 30_000);
+  assert.is(t.router.planner.map.version, 2);
+  const after = await accounts();
+  assert.equal([...after].filter(([, w]) => w.length > 1).slice(0, 3), [], "no copy left on the other shards");
+  assert.is(after.size, before.size);
+  for (const s of t.cluster.shards) {
+    const slots = await t.direct(s.nodes[0])`select slot_name from pg_replication_slots where slot_name like 'shardrouter_%'`;
+    assert.is(slots.length, 0, `no slot on ${s.name}`);
+  }
+});
+
+test("bad requests get typed errors", async () => {
+  assert.is(await codeOf(admin.startReshard({ addShards: [{ name: "shard-9", weight: 1 }] })), Code.InvalidArgument, "unknown shard");
+  assert.is(await codeOf(admin.startReshard({ jobId: "Bad Id", addShards: [{ name: "shard-2", weight: 1 }] })), Code.InvalidArgument);
+  assert.is(await codeOf(admin.startReshard({})), Code.InvalidArgument, "nothing to do");
+  assert.is(await codeOf(admin.startReshard({ jobId: "add_two", setWeights: [{ name: "shard-0", weight: 2 }] })), Code.AlreadyExists);
+  assert.is(await codeOf(admin.getReshard({ jobId: "nope" })), Code.NotFound);
+  assert.is(await codeOf(admin.cancelReshard({ jobId: "add_two" })), Code.FailedPrecondition, "a job past its cutover cannot be cancelled");
+  assert.is(await codeOf(admin.startReshard({ placementJson: "{", shards: [{ name: "shard-0", weight: 1 }] })), Code.InvalidArgument);
+});
+
+test.run();
