@@ -105,7 +105,8 @@ Try it (the router answers gRPC reflection, so no .proto files are needed):
   curl ${url}/metrics
 ${spare.length ? `
 Spare shards (their nodes are configured, the shard map in the catalog does not name them, so they own
-no keys): ${spare.join(", ")}. Moving keys onto them online is the next stage of resharding (README).
+no keys): ${spare.join(", ")}. Move keys onto one online (copy, stream, verify, fenced cutover):
+  npm run shardrouter -- reshard add ${spare[0]} --wait --url ${url}
 ` : ""}`);
 }
 

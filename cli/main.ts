@@ -1,0 +1,120 @@
+// The operator's command line: drives a router's AdminService.
+//   npm run shardrouter -- reshard add shard-4 [--weight 2] [--wait] [--no-cutover]
+//   npm run shardrouter -- reshard drain shard-2 [--wait]
+//   npm run shardrouter -- reshard status [JOB]
+//   npm run shardrouter -- reshard cutover JOB [--wait]
+//   npm run shardrouter -- reshard cancel JOB [--wait]
+// --url (default http://127.0.0.1:8080, or SHARDROUTER_URL) names the router. Flags are read with
+// node:util parseArgs: the commands are few, a CLI framework would not pay for itself.
+import { parseArgs } from "node:util";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AdminService, type Reshard, ReshardPhase } from "../gen/shardrouter/v1/admin_pb.js";
+
+const usage = `usage: shardrouter reshard <add SHARD | drain SHARD | status [JOB] | cutover JOB | cancel JOB> [--url URL] [--wait]
+  add SHARD       SHARD (configured on every router, owning no keys) joins the hash ring; --weight N
+                  (default 1); cuts over by itself once verified unless --no-cutover
+  drain SHARD     every key of SHARD moves to the others (auto cutover as with add)
+  status [JOB]    one job, or every job
+  cutover JOB     switch a job that is ready (or once it is)
+  cancel JOB      stop a job before its cutover; what it copied is removed
+  --wait          follow the job until it is done, failed or cancelled (exit 1 unless it ended as asked)
+  --job-id ID     name the new job (add, drain)`;
+
+const phaseNames: Record<number, string> = {
+  [ReshardPhase.COPYING]: "copying", [ReshardPhase.CATCHING_UP]: "catching_up", [ReshardPhase.VERIFYING]: "verifying",
+  [ReshardPhase.READY]: "ready", [ReshardPhase.CUTTING_OVER]: "cutting_over", [ReshardPhase.DONE]: "done",
+  [ReshardPhase.FAILED]: "failed", [ReshardPhase.CANCELLED]: "cancelled",
+};
+const final = new Set([ReshardPhase.DONE, ReshardPhase.FAILED, ReshardPhase.CANCELLED]);
+
+function describe(r: Reshard): string {
+  const copied = r.sources.reduce((n, s) => n + s.rowsCopied, 0n);
+  const estimated = r.moves.reduce((n, m) => n + m.estimatedRows, 0n);
+  const lag = r.sources.reduce((n, s) => n + s.lagBytes, 0n);
+  const parts = [`${r.jobId}: ${phaseNames[r.phase] ?? "unknown"}`, `rows ${copied}/${estimated}`];
+  if (!final.has(r.phase)) parts.push(`lag ${lag} B`); // a finished job's last reading means nothing
+  if (r.verify) parts.push(`verified ${r.verify.rowsCompared} rows, ${r.verify.mismatches} mismatches`);
+  if (r.cutover) parts.push(`cutover fenced ${r.cutover.fencedMs.toFixed(0)} ms`);
+  if (r.toVersion) parts.push(`shard map v${r.fromVersion} → v${r.toVersion}`);
+  if (r.error) parts.push(`error: ${r.error}`);
+  return parts.join(" · ");
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true, strict: true,
+    options: {
+      url: { type: "string" }, wait: { type: "boolean" }, weight: { type: "string" }, "no-cutover": { type: "boolean" },
+      "job-id": { type: "string" }, help: { type: "boolean", short: "h" },
+    },
+  });
+  const [group, verb, arg] = positionals;
+  if (values.help || group !== "reshard" || !verb) {
+    console.log(usage);
+    return values.help ? 0 : 2;
+  }
+  const url = values.url ?? process.env.SHARDROUTER_URL ?? "http://127.0.0.1:8080";
+  const admin = createClient(AdminService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+  const need = (what: string) => {
+    if (!arg) throw new ConnectError(`reshard ${verb} needs ${what}`, Code.InvalidArgument);
+    return arg;
+  };
+  let job: Reshard | undefined;
+  switch (verb) {
+    case "add": {
+      const weight = values.weight === undefined ? 1 : Number(values.weight);
+      if (!Number.isInteger(weight) || weight < 1) throw new ConnectError(`--weight: "${values.weight}" must be a whole number >= 1`, Code.InvalidArgument);
+      job = (await admin.startReshard({ jobId: values["job-id"], addShards: [{ name: need("a shard"), weight }], autoCutover: !values["no-cutover"] })).reshard;
+      break;
+    }
+    case "drain":
+      job = (await admin.startReshard({ jobId: values["job-id"], drainShards: [need("a shard")], autoCutover: !values["no-cutover"] })).reshard;
+      break;
+    case "status":
+      if (!arg) {
+        for (const r of (await admin.listReshards({})).reshards) console.log(describe(r));
+        return 0;
+      }
+      job = (await admin.getReshard({ jobId: arg })).reshard;
+      break;
+    case "cutover":
+      job = (await admin.cutOver({ jobId: need("a job id") })).reshard;
+      break;
+    case "cancel":
+      job = (await admin.cancelReshard({ jobId: need("a job id") })).reshard;
+      break;
+    default:
+      console.log(usage);
+      return 2;
+  }
+  if (!job) return 1;
+  if (verb === "add" || verb === "drain") {
+    for (const m of job.moves) console.log(`  ${m.source} → ${m.target}: about ${m.estimatedRows} rows`);
+  }
+  if (!values.wait) {
+    console.log(describe(job));
+    return 0;
+  }
+  // On a terminal the status line is rewritten in place; piped, each change is a line of its own.
+  const tty = process.stdout.isTTY;
+  let last = "";
+  for (;;) {
+    const line = describe(job);
+    if (line !== last) {
+      if (tty) process.stdout.write(`\r\x1b[2K${line}`);
+      else console.log(line);
+      last = line;
+    }
+    if (final.has(job.phase)) break;
+    await new Promise((r) => setTimeout(r, 500));
+    job = (await admin.getReshard({ jobId: job.jobId })).reshard!;
+  }
+  if (tty) process.stdout.write("\n");
+  return job.phase === (verb === "cancel" ? ReshardPhase.CANCELLED : ReshardPhase.DONE) ? 0 : 1;
+}
+
+main().then((code) => process.exit(code), (err) => {
+  console.error(err instanceof ConnectError ? `shardrouter: ${err.rawMessage} (${Code[err.code]})` : `shardrouter: ${(err as Error).message}`);
+  process.exit(1);
+});
