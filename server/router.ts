@@ -100,19 +100,19 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     planner = new Planner(started.map, shards);
     adoptEpoch(started.map.epoch);
     fence = new WriteFence({ map: () => planner.map, maxHeld: 10_000, holdAtMostMs: 6000 });
+    const jobs = new ReshardJobStore(catalog);
     fenceFollower = new FenceFollower(new FenceStore(catalog), fence, {
-      router: ids.routerId, pollMs: config.shardMap.pollMs, drainMs: 1000, configured: new Set(config.shards.map((s) => s.name)), directory,
+      router: ids.routerId, jobs, pollMs: config.shardMap.pollMs, drainMs: 1000, configured: new Set(config.shards.map((s) => s.name)), directory,
       mapVersion: () => planner.map.version, adoptEpoch, onLifted: () => void follower?.check(),
       log: (line) => logger.warn(line),
     });
     await fenceFollower.start();
-    const jobs = new ReshardJobStore(catalog);
     runner = new JobRunner({
       jobs, fences: new FenceStore(catalog), maps, router: ids.routerId, planner, config, directory,
       log: (line) => logger.warn({ component: "resharding" }, line),
     });
     runner.start();
-    admin = adminService({ jobs, maps, runner, config, directory });
+    admin = adminService({ jobs, maps, runner, config, directory, onJobsChanged: () => fenceFollower!.check() });
     const mapped = started.map.shards.map((s) => s.name).join(",");
     if (started.map.strategy.name !== config.placement.strategy || mapped !== seedShards.map((s) => s.name).join(",")) {
       logger.notice({ shardMapVersion: started.map.version },

@@ -118,6 +118,12 @@ export class ReshardJobStore {
     return rows.length > 0;
   }
 
+  /** Ids of the jobs still at work. */
+  async activeIds(): Promise<string[]> {
+    const rows = await this.catalog.sql<{ id: string }[]>`select id from shardrouter.reshard_jobs where phase in ${this.catalog.sql(activePhases as JobPhase[])}`;
+    return rows.map((r) => r.id);
+  }
+
   /** Asks for the cutover (the runner does it once ready); false for a job that is not active. */
   async requestCutover(id: string): Promise<boolean> {
     const rows = await this.catalog.sql`update shardrouter.reshard_jobs set cutover_requested = true, updated_at = now()

@@ -5,6 +5,8 @@ import type { LocalCluster, LocalNode } from "./local-cluster.js";
 
 export interface DevConfigOptions {
   host?: string; port?: number; placement?: unknown; pool?: unknown; limits?: unknown; transactions?: unknown; health?: unknown; breaker?: unknown;
+  /** Merged over the cluster's resharding settings (its admin login). */
+  resharding?: Record<string, unknown>;
   /** The last N shards are spare: the router has their nodes, the shard map does not name them. */
   spareShards?: number;
 }
@@ -28,6 +30,6 @@ export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): u
     catalog: connection(cluster.catalog),
     // The resharder replicates and creates publications and triggers: the cluster's admin login,
     // which only the router's own statements use (never a caller's SQL).
-    resharding: { user: cluster.catalog.user, password: cluster.catalog.password },
+    resharding: { user: cluster.catalog.user, password: cluster.catalog.password, ...opts.resharding },
   };
 }

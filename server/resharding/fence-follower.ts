@@ -3,6 +3,7 @@
 // flight to the moving keys are done. Each poll also records that this router is alive, so a
 // cutover knows whose acknowledgement to wait for.
 import type { FenceStore, StoredFence } from "../catalog/fence-store.js";
+import type { ReshardJobStore } from "../catalog/reshard-job-store.js";
 import { shardMapOf } from "../catalog/shard-map-follower.js";
 import type { DirectoryStore } from "../placement/directory.js";
 import type { ShardMap } from "../placement/shard-map.js";
@@ -11,6 +12,8 @@ import type { WriteFence } from "./write-fence.js";
 export interface FenceFollowerOptions {
   router: string;
   pollMs: number;
+  /** Where the jobs at work are read (the WriteFence refuses schema changes while there are any). */
+  jobs?: ReshardJobStore;
   /** How long in-flight writes may take to finish before this router leaves the fence unacknowledged. */
   drainMs: number;
   configured: ReadonlySet<string>;
@@ -57,6 +60,7 @@ export class FenceFollower {
         this.again = false;
         try {
           await this.follow(await this.store.all());
+          if (this.opts.jobs) this.fence.activeJobs = await this.opts.jobs.activeIds();
         } catch {
           // The catalog is unreachable: a fence we cannot see is enforced by the sources themselves.
         }

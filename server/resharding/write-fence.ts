@@ -44,6 +44,8 @@ export class WriteFence {
   private waiters = new Set<() => void>();
   private held = 0;
   private longestHoldMs = 0;
+  /** Reshard jobs at work (from the catalog): schema changes are refused meanwhile. */
+  activeJobs: readonly string[] = [];
 
   constructor(private readonly opts: WriteFenceOptions) {}
 

@@ -22,6 +22,8 @@ export interface AdminServiceDeps {
   runner: JobRunner;
   config: Pick<Config, "shards" | "resharding" | "pool">;
   directory?: DirectoryStore;
+  /** A job started: this router refuses schema changes from now on, not only from its next poll. */
+  onJobsChanged?: () => Promise<void>;
 }
 
 const phases: Record<JobPhase, ReshardPhase> = {
@@ -47,6 +49,7 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
       if (outcome === "exists") throw new ConnectError(`reshard job "${id}" exists already`, Code.AlreadyExists);
       if (outcome === "busy") throw new ConnectError("another reshard job is still running: wait for it, or cancel it, first", Code.FailedPrecondition);
       await deps.runner.tick(); // this router takes the job at once
+      await deps.onJobsChanged?.();
       return { reshard: toProto(await get(id)) };
     },
     async getReshard(req) {

@@ -1,7 +1,7 @@
 // The RouterService handlers: validate, ask the planner where, hand the statement to execution.
 // No handler touches a database or computes placement itself.
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { type Node, NodeSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import type { Config } from "../config/config.js";
@@ -21,7 +21,7 @@ import { transfer } from "../transactions/transfer.js";
 import type { WriteFence, WriteKeys } from "../resharding/write-fence.js";
 import { staleEpochSqlstate } from "../resharding/epoch-guard.js";
 import { sqlstateOf } from "../execution/postgres-errors.js";
-import { isReadOnly } from "../sql/read-only.js";
+import { isReadOnly, schemaChange } from "../sql/statement-kind.js";
 
 export interface RouterServiceDeps {
   planner: Planner;
@@ -46,6 +46,17 @@ export type RouterHandlers = { [K in keyof Impl]: (req: Parameters<Impl[K]>[0], 
 
 export function routerService({ planner, coordinator, recovery, config, fence, onStaleMap }: RouterServiceDeps): RouterHandlers {
   const limits = config.limits;
+  /** DDL and TRUNCATE are not replicated: refused while a reshard job moves rows. */
+  function refuseSchemaChange(sql: string): void {
+    if (!fence || fence.activeJobs.length === 0) return;
+    const kind = schemaChange(sql);
+    if (kind) {
+      throw new ConnectError(
+        `${kind.replace(/Stmt$/, "")} is refused while reshard job ${fence.activeJobs.join(", ")} runs: schema changes and TRUNCATE are not carried to the new shards; ` +
+        "run it after the job, or cancel the job", Code.FailedPrecondition);
+    }
+  }
+
   /**
    * Runs a write under the fence (admitted before it is routed, so a held write is routed afresh).
    * A source that refused it for a stale map (SR001) refused it whole, before it changed anything:
@@ -82,7 +93,9 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
     async executeOnShard(req, ctx) {
       const isolated = checkStatement(req.sql) === "isolated";
       const params = encodeParams(req.params);
-      return write(fence && !isReadOnly(req.sql) ? [req.key] : undefined, ctx.signal, async () => {
+      const readOnly = isReadOnly(req.sql);
+      if (!readOnly) refuseSchemaChange(req.sql);
+      return write(fence && !readOnly ? [req.key] : undefined, ctx.signal, async () => {
         const { shard } = await planner.route(req.key);
         const candidates = planner.candidates(shard, req.readPreference, req.maxReplicaLagMs);
         const result = await onFirstAnswering(candidates, ctx.signal, (pool) => executeStatement({
@@ -97,6 +110,7 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
       // A read goes to the shards that own keys under the map in force; a write (DDL included) to
       // every configured shard, so spare shards get the tables a reshard will fill.
       const readOnly = isReadOnly(req.sql);
+      if (!readOnly) refuseSchemaChange(req.sql);
       const map = planner.map;
       return write(fence && !readOnly ? "all" : undefined, ctx.signal, () => scatterGather(planner.shards, {
         sql: req.sql, isolated, params: encodeParams(req.params), merge: req.merge, allowPartial: req.allowPartial,
@@ -110,6 +124,7 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
     },
 
     async executeTransaction(req, ctx) {
+      for (const s of req.statements) refuseSchemaChange(s.sql);
       return write(req.statements.map((s) => s.key), ctx.signal, () => executeTransaction(req, { planner, coordinator, limits }, ctx.signal));
     },
 

@@ -43,6 +43,7 @@ export interface TestRouterOptions {
   transactions?: unknown;
   health?: unknown;
   breaker?: unknown;
+  resharding?: Record<string, unknown>;
 }
 
 export async function startTestRouter(opts: TestRouterOptions = {}): Promise<TestRouter> {
@@ -63,7 +64,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   };
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0 });
-    const config = parseConfig(devConfig(cluster, { port: 0, spareShards: opts.spareShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker }));
+    const config = parseConfig(devConfig(cluster, { port: 0, spareShards: opts.spareShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }));
     router = await startRouter(config);
     const baseUrl = router.url;
     return {

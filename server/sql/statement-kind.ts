@@ -1,5 +1,5 @@
-// Whether a statement only reads: a resharding cutover holds writes to moving keys, not reads.
-// A statement reads only when it is a SELECT (or VALUES) with no data-modifying part (a WITH … INSERT)
+// What a statement does, as resharding needs to know it. Whether it only reads: a cutover holds
+// writes to moving keys, not reads. A statement reads only when it is a SELECT (or VALUES) with no data-modifying part (a WITH … INSERT)
 // and no code the guard cannot read (a function that is not built in may write): anything else counts
 // as a write. Built-in functions with side effects (nextval, pg_notify …) touch no sharded row.
 import { type ParseNode, parse } from "./parser.js";
@@ -35,4 +35,21 @@ function modifies(value: unknown): boolean {
     if (modifies((value as ParseNode)[key])) return true;
   }
   return false;
+}
+
+/** Statement kinds that change no table's shape or contents wholesale; every other kind does (DDL, TRUNCATE). */
+const notSchemaChanges = new Set([
+  "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "ExplainStmt", "VariableShowStmt",
+  "CallStmt", "DoStmt", "LockStmt", "NotifyStmt", "CheckPointStmt",
+]);
+
+/**
+ * The kind of a statement that changes a schema or empties tables (e.g. "AlterTableStmt",
+ * "TruncateStmt"), or undefined. Logical replication carries neither DDL nor a TRUNCATE the job
+ * could apply, so they are refused while a reshard job runs.
+ */
+export function schemaChange(sql: string): string | undefined {
+  const { stmts } = parse(sql);
+  const kind = stmts.length === 1 ? Object.keys(stmts[0].stmt)[0] : undefined;
+  return kind && !notSchemaChanges.has(kind) ? kind : undefined;
 }

@@ -1,0 +1,95 @@
+// Reshard jobs for the other strategies, started with placement_json: a range split (half of one
+// shard's range goes to a new shard) and a list value moved to another shard (geographic sharding,
+// a table keyed by region). Each ends with exactly the rows the new map gives each shard, and
+// schema changes are refused while a job runs.
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import * as assert from "uvu/assert";
+import { AdminService, ReshardPhase } from "../../gen/shardrouter/v1/admin_pb.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
+
+let t: TestRouter | undefined;
+test.after.each(hook(async () => { await t?.stop(); t = undefined; }));
+
+const adminOf = (router: TestRouter) => createClient(AdminService, createConnectTransport({ baseUrl: router.router.url, httpVersion: "1.1" }));
+
+async function runToDone(router: TestRouter, jobId: string, placement: unknown, shards: string[]) {
+  const admin = adminOf(router);
+  const started = (await admin.startReshard({ jobId, placementJson: JSON.stringify(placement), shards: shards.map((name) => ({ name, weight: 1 })), autoCutover: true })).reshard!;
+  return {
+    started,
+    done: await waitFor(`job ${jobId} to finish`, async () => {
+      const r = (await admin.getReshard({ jobId })).reshard!;
+      if (r.phase === ReshardPhase.FAILED) throw new Error(`the job failed: ${r.error}`);
+      return r.phase === ReshardPhase.DONE ? r : undefined;
+    }, 90_000),
+  };
+}
+
+async function rowsByShard(router: TestRouter, sql: string): Promise<Record<string, string[]>> {
+  const out: Record<string, string[]> = {};
+  for (const s of router.cluster.shards) out[s.name] = (await router.direct(s.nodes[0]).unsafe<{ k: string }[]>(sql)).map((r) => r.k);
+  return out;
+}
+
+const key = (i: number) => `k-${String(i).padStart(4, "0")}`;
+
+test("range split: the upper half of shard-0's range moves to a new shard; DDL is refused meanwhile", async () => {
+  t = await startTestRouter({
+    shards: 3, spareShards: 1,
+    placement: { strategy: "range", keyType: "string", ranges: [{ shard: "shard-0", lessThan: "k-1000" }, { shard: "shard-1" }] },
+  });
+  for (const s of t.cluster.shards) await t.direct(s.nodes[0])`create table accounts (id text primary key, balance bigint not null)`;
+  for (let i = 0; i < 2000; i++) {
+    await t.connect.executeOnShard({ key: key(i), sql: "insert into accounts values ($1, 1)", params: [{ kind: { case: "stringValue", value: key(i) } }] });
+  }
+  const admin = adminOf(t);
+  const split = { strategy: "range", keyType: "string", ranges: [{ shard: "shard-0", lessThan: "k-0500" }, { shard: "shard-2", lessThan: "k-1000" }, { shard: "shard-1" }] };
+  // Not cut over by itself: while it waits, a schema change is refused.
+  await admin.startReshard({ jobId: "split", placementJson: JSON.stringify(split), shards: ["shard-0", "shard-1", "shard-2"].map((name) => ({ name, weight: 1 })) });
+  const refused = await t.connect.executeOnAll({ sql: "alter table accounts add column note text" }).then(() => undefined, (e: ConnectError) => e);
+  assert.is(refused?.code, Code.FailedPrecondition);
+  assert.match(refused!.rawMessage, /AlterTable is refused while reshard job split runs/);
+  const truncate = await t.connect.executeOnShard({ key: "k-0001", sql: "truncate accounts" }).then(() => undefined, (e: ConnectError) => e);
+  assert.is(truncate?.code, Code.FailedPrecondition);
+  await waitFor("ready", async () => ((await admin.getReshard({ jobId: "split" })).reshard!.phase === ReshardPhase.READY ? true : undefined), 60_000);
+  const planned = (await admin.getReshard({ jobId: "split" })).reshard!;
+  assert.equal(planned.moves.map((m) => [m.source, m.target, m.estimatedRows]), [["shard-0", "shard-2", 500n]]);
+  await admin.cutOver({ jobId: "split" });
+  await waitFor("done", async () => ((await admin.getReshard({ jobId: "split" })).reshard!.phase === ReshardPhase.DONE ? true : undefined), 60_000);
+  const rows = await rowsByShard(t, "select id as k from accounts order by id");
+  assert.equal(rows["shard-0"], Array.from({ length: 500 }, (_, i) => key(i)));
+  assert.equal(rows["shard-2"], Array.from({ length: 500 }, (_, i) => key(500 + i)));
+  assert.equal(rows["shard-1"], Array.from({ length: 1000 }, (_, i) => key(1000 + i)));
+  assert.is((await t.connect.route({ key: "k-0700" })).shard, "shard-2");
+  // Once the job is over (the router hears within a poll), schema changes go through again.
+  await waitFor("schema changes allowed again", () => t!.connect.executeOnAll({ sql: "create table if not exists after_the_job (id int)" })
+    .then(() => true, (e: ConnectError) => (e.code === Code.FailedPrecondition ? undefined : Promise.reject(e))), 10_000);
+});
+
+test("list move: region 'ap' moves to its own shard, with every order of it, keyed by (region, id)", async () => {
+  t = await startTestRouter({
+    shards: 3, spareShards: 1,
+    placement: { strategy: "list", values: { eu: "shard-0", us: "shard-1", ap: "shard-1" } },
+    resharding: { tables: [{ name: "orders", keyColumn: "region" }] },
+  });
+  for (const s of t.cluster.shards) await t.direct(s.nodes[0])`create table orders (region text, id int, amount int not null, primary key (region, id))`;
+  for (const region of ["eu", "us", "ap"]) {
+    for (let i = 0; i < 100; i++) {
+      await t.connect.executeOnShard({
+        key: region, sql: "insert into orders values ($1, $2, 1)",
+        params: [{ kind: { case: "stringValue", value: region } }, { kind: { case: "int64Value", value: BigInt(i) } }],
+      });
+    }
+  }
+  const { started, done } = await runToDone(t, "move_ap", { strategy: "list", values: { eu: "shard-0", us: "shard-1", ap: "shard-2" } }, ["shard-0", "shard-1", "shard-2"]);
+  assert.equal(started.moves.map((m) => [m.source, m.target, m.estimatedRows]), [["shard-1", "shard-2", 100n]]);
+  assert.is(done.verify?.rowsCompared, 100n);
+  const rows = await rowsByShard(t, "select distinct region as k from orders order by 1");
+  assert.equal(rows, { "shard-0": ["eu"], "shard-1": ["us"], "shard-2": ["ap"] });
+  const [{ n }] = await t.direct(t.cluster.shards[2].nodes[0])<{ n: number }[]>`select count(*)::int as n from orders`;
+  assert.is(n, 100);
+});
+
+test.run();
