@@ -15,6 +15,8 @@ import { type ServerProcess, spawnRouter } from "./router-process.js";
 
 export interface BenchClusterOptions {
   shards?: number;
+  /** More shards, configured but outside the shard map (a reshard can add them). */
+  spareShards?: number;
   maxConnections?: number;
   /** Writes more data while the router's placement is at hand: `shardOf(key)` names a key's shard. */
   seed?: (cluster: LocalCluster, shardOf: (key: string) => Promise<string>) => Promise<void>;
@@ -49,10 +51,11 @@ export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise
     const dataDir = mkdtempSync(join(tmpdir(), "shardrouter-bench-"));
     undo.push(() => rmSync(dataDir, { recursive: true, force: true }));
     log(`starting ${opts.shards ?? 4} shards + catalog in ${dataDir}`);
-    const cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, maxConnections: opts.maxConnections ?? 300 });
+    const spareShards = opts.spareShards ?? 0;
+    const cluster = await startLocalCluster({ dataDir, shards: (opts.shards ?? 4) + spareShards, maxConnections: opts.maxConnections ?? 300 });
     undo.push(() => cluster.stop());
     // Seed through an in-process router (the router's own placement), then serve from a separate process.
-    const seeder = await startRouter(parseConfig(devConfig(cluster, { port: 0 })), { log: () => {} });
+    const seeder = await startRouter(parseConfig(devConfig(cluster, { port: 0, spareShards })), { log: () => {} });
     const shardOf = async (key: string) => (await seeder.planner.route(key)).placement.shard;
     const home = cluster.shards[0];
     const homeKeys: string[] = [];
@@ -68,7 +71,7 @@ export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise
       await seeder.close();
     }
     const [port] = await pickFreePorts(1);
-    const config = devConfig(cluster, { port, transactions: {} }) as { listen: { port: number } };
+    const config = devConfig(cluster, { port, transactions: {}, spareShards }) as { listen: { port: number } };
     const router = await spawnRouter(config, { profileDir: opts.profileDir });
     undo.push(() => router.stop());
     const pools: postgres.Sql[] = [];

@@ -1,7 +1,7 @@
 // `npm run bench`: the router next to the database it fronts, side by side in one run on one local
 // cluster, each pair at the same concurrency and duration, with long-lived pools.
 //   npm run bench [-- --quick] [--seconds 10] [--sustained-seconds 60] [--rows 100000]
-//                 [--only point,sustained,scatter,transfer,pgbouncer,isolated] [--profile DIR]
+//                 [--only point,sustained,scatter,transfer,pgbouncer,isolated,reshard] [--profile DIR]
 // Groups:
 //   point      point select by key: direct postgres.js to the owning shard vs ExecuteOnShard through the
 //              SDK (Connect over HTTP/1.1, gRPC over h2c) vs h2load sending gRPC frames, at 1/16/64 in flight;
@@ -12,6 +12,8 @@
 //   transfer   cross-shard Transfer (2PC) and same-shard Transfer vs one local transaction
 //   pgbouncer  PgBouncer (transaction pooling) in front of one shard vs direct, prepared statements off
 //   isolated   a DO block (run on a connection of its own, closed after it) vs select 1, through the SDK
+//   reshard    8 writers with no reshard running, then while a job adds a fifth shard (copy rate, lag,
+//              the writes' p50/p99/max over the job and over the cutover window); runs last
 // h2load and pgbouncer rows are skipped with a note when the tool is not installed.
 // Results: benchmarks/results/bench-<UTC time>.json and .md. Timing is reported, never asserted.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -32,8 +34,9 @@ import { processCpuUs, treeCpuUs } from "./process-cpu.js";
 import { type Row, Rows, markdownTable, runMetadata, writeResults } from "./rows.js";
 import { measureTransfers, transferGroup, transferRowNames } from "./transfer-rows.js";
 import { which } from "./which.js";
+import { measureReshard } from "./reshard-rows.js";
 
-const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer", "isolated"] as const;
+const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer", "isolated", "reshard"] as const;
 const { values: args } = parseArgs({
   options: {
     quick: { type: "boolean" }, seconds: { type: "string" }, "sustained-seconds": { type: "string" },
@@ -150,6 +153,12 @@ async function sustained(rows: Rows, env: BenchCluster, grpc: ShardRouterClient,
   const first = `first ${windowSeconds} s`;
   rows.add({ group: sustainedGroup, name: first, inFlight: sustainedInFlight, ...windows[0] });
   rows.add({ group: sustainedGroup, name: `last ${windowSeconds} s`, inFlight: sustainedInFlight, ...windows[windows.length - 1], vs: first });
+}
+
+/** The reshard rows' notes: the longest write, the copy rate, the lag, the fence. */
+function reshardLines(all: readonly Row[]): string[] {
+  const notes = all.filter((r) => r.group === "reshard" && r.note);
+  return notes.length ? ["## Resharding", "", ...notes.map((r) => `- ${r.name}: ${r.note}`), ""] : [];
 }
 
 function sustainedLines(all: readonly Row[]): string[] {
@@ -298,7 +307,9 @@ function targets(all: readonly Row[]): Check[] {
 }
 
 async function main(): Promise<void> {
-  const env = await startBenchCluster({ seed: (cluster, shardOf) => seedBulkRows(cluster, shardOf, bulkRows), profileDir: args.profile, log });
+  const env = await startBenchCluster({
+    seed: (cluster, shardOf) => seedBulkRows(cluster, shardOf, bulkRows), profileDir: args.profile, log, spareShards: only.has("reshard") ? 1 : 0,
+  });
   const work = mkdtempSync(join(tmpdir(), "shardrouter-bench-work-"));
   const clients: { close(): void }[] = [];
   try {
@@ -315,6 +326,7 @@ async function main(): Promise<void> {
     if (only.has("transfer")) await measureTransfers(rows, env, grpc, routerCpu, transferInFlight);
     if (only.has("pgbouncer")) await pgBouncerRows(rows, env);
     if (only.has("isolated")) await isolatedStatements(rows, env, grpc, routerCpu);
+    if (only.has("reshard")) await measureReshard(rows, env, env.cluster.shards[env.cluster.shards.length - 1].name, seconds, log);
 
     const meta = runMetadata({
       quick, seconds, warmupSeconds, sustainedSeconds, windowSeconds, bulkRows: bulkRows + 1000, groups: [...only],
@@ -332,6 +344,7 @@ async function main(): Promise<void> {
         `"other work" is the machine's busy CPU that none of the row's processes used (other jobs on the box: noise).`, "",
       table, "",
       ...sustainedLines(rows.rows),
+      ...reshardLines(rows.rows),
       "## Targets (issue 6)", "",
       ...checks.map((c) => `- ${c.met === undefined ? "n/a" : c.met ? "met" : "**missed**"}: ${c.target} — measured ${c.measured}`), "",
     ].join("\n");

@@ -12,6 +12,7 @@ import { FenceStore } from "./catalog/fence-store.js";
 import { FenceFollower } from "./resharding/fence-follower.js";
 import { WriteFence } from "./resharding/write-fence.js";
 import { JobRunner } from "./resharding/job-runner.js";
+import { replicationSlots } from "./resharding/slot-lag.js";
 import { ReshardJobStore } from "./catalog/reshard-job-store.js";
 import { AdminService } from "../gen/shardrouter/v1/admin_pb.js";
 import { adminService } from "./rpc/admin-service.js";
@@ -123,7 +124,10 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     planner = new Planner(buildShardMap(config.placement, seedShards, { version: 1 }), shards);
     adoptEpoch(0);
   }
-  const obs = observability({ shards, logger, inDoubt: () => recovery.inDoubt, healthIntervalMs: config.health.intervalMs });
+  const obs = observability({
+    shards, logger, inDoubt: () => recovery.inDoubt, healthIntervalMs: config.health.intervalMs,
+    replicationSlots: async () => (await Promise.all(shards.shards.map(async (s) => (await replicationSlots(s)).map((x) => ({ shard: s.name, ...x }))))).flat(),
+  });
   const healthChecker = new HealthChecker(shards, config.health);
   await healthChecker.start(); // serve with the roles the nodes report, not the configured ones
   obs.watchNodes();

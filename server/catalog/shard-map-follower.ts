@@ -6,6 +6,7 @@ import { buildShardMap, type ShardMap } from "../placement/shard-map.js";
 import type { DirectoryStore } from "../placement/directory.js";
 import type { PlacementConfig } from "../placement/placement-config.js";
 import { ownsKeys } from "../placement/strategy.js";
+import { CatalogWatch } from "./catalog-watch.js";
 import { ShardMapRowError, type ShardMapStore, type StoredShardMap } from "./shard-map-store.js";
 
 export interface FollowerOptions {
@@ -34,13 +35,11 @@ export function shardMapOf(stored: StoredShardMap, opts: Pick<FollowerOptions, "
 }
 
 export class ShardMapFollower {
-  private timer: NodeJS.Timeout | undefined;
-  private listening: { unlisten(): Promise<void> } | undefined;
-  private checking: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+  private readonly watch: CatalogWatch;
 
-  private constructor(private readonly store: ShardMapStore, private version: number, private readonly opts: FollowerOptions) {}
+  private constructor(private readonly store: ShardMapStore, private version: number, private readonly opts: FollowerOptions) {
+    this.watch = new CatalogWatch(() => this.advance(), opts.pollMs);
+  }
 
   /**
    * The map to start with: the catalog's latest, or version 1 seeded from `seed` when there is none
@@ -51,10 +50,8 @@ export class ShardMapFollower {
     const stored = (await store.latest()) ?? (await store.seed(seed.placement, seed.shards.map((s) => ({ ...s, state: "active" as const })), seed.by));
     const map = shardMapOf(stored, opts);
     const follower = new ShardMapFollower(store, stored.version, opts);
-    follower.listening = await store.listen((v) => { if (v > follower.version) follower.check(); });
-    follower.timer = setInterval(() => follower.check(), opts.pollMs);
-    follower.timer.unref();
-    follower.check(); // a version committed between the load and the LISTEN
+    await follower.watch.start((notified) => store.listen((v) => { if (v > follower.version) notified(); }));
+    void follower.check(); // a version committed between the load and the LISTEN
     return { map, follower };
   }
 
@@ -64,26 +61,12 @@ export class ShardMapFollower {
 
   /** Looks for a newer version now; concurrent calls share one look (and one more after it). */
   check(): Promise<void> {
-    if (this.checking) {
-      this.again = true;
-      return this.checking;
-    }
-    this.checking = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.advance();
-        } catch {
-          // The catalog is unreachable: the current map stays in force; the next poll tries again.
-        }
-      } while (this.again && !this.stopped);
-    })().finally(() => { this.checking = undefined; });
-    return this.checking;
+    return this.watch.check();
   }
 
   private async advance(): Promise<void> {
     const latest = await this.store.latestVersion();
-    if (this.stopped || latest <= this.version) return;
+    if (this.watch.stopped || latest <= this.version) return;
     let stored: StoredShardMap | undefined;
     try {
       stored = await this.store.latest();
@@ -93,7 +76,7 @@ export class ShardMapFollower {
       this.opts.onRejected(err.version, err.message);
       return;
     }
-    if (!stored || stored.version <= this.version || this.stopped) return;
+    if (!stored || stored.version <= this.version || this.watch.stopped) return;
     let map: ShardMap;
     try {
       map = shardMapOf(stored, this.opts);
@@ -107,14 +90,6 @@ export class ShardMapFollower {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    // UNLISTEN is a query: on a catalog that cannot be reached it would wait for the reconnect forever.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.listening?.unlisten().catch(() => {}), new Promise((r) => { timer = setTimeout(r, 1000); })]);
-    clearTimeout(timer);
-    // A look in progress only reads, and `stopped` keeps it from acting: no need to wait out a hung catalog.
-    await Promise.race([this.checking, new Promise((r) => { timer = setTimeout(r, 1000); })]);
-    clearTimeout(timer);
+    await this.watch.stop();
   }
 }

@@ -21,6 +21,8 @@ export interface MetricsSources {
   shards: ShardSet;
   /** Prepared transactions of our prefix that recovery left unresolved in its last round. */
   inDoubt: () => number;
+  /** Reshard jobs' replication slots per shard (see resharding/slot-lag.ts), read at scrape time. */
+  replicationSlots?: () => Promise<{ shard: string; name: string; lagBytes: bigint }[]>;
   /** Process metrics (CPU, memory, event loop lag, GC): default true. */
   processMetrics?: boolean;
 }
@@ -85,6 +87,19 @@ export class RouterMetrics {
       labelNames: ["shard"] as const, registers,
     });
     for (const shard of sources.shards.shards) this.writerChanges.inc({ shard: shard.name }, 0);
+
+    const slots = sources.replicationSlots;
+    if (slots) {
+      new Gauge({
+        name: "shardrouter_replication_slot_lag_bytes",
+        help: "WAL a reshard job's replication slot holds back on a shard's primary (written since the slot's confirmed position).",
+        labelNames: ["shard", "slot"] as const, registers,
+        async collect() {
+          this.reset(); // a dropped slot disappears
+          for (const s of await slots()) this.set({ shard: s.shard, slot: s.name }, Number(s.lagBytes));
+        },
+      });
+    }
 
     if (sources.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }

@@ -8,7 +8,7 @@ import type { TransactionObserver } from "../transactions/coordinator.js";
 import type { RecoveryObserver } from "../transactions/recovery.js";
 import { observeRpcs, type RpcObserver } from "./interceptor.js";
 import type { Logger } from "./logger.js";
-import { RouterMetrics } from "./metrics.js";
+import { type MetricsSources, RouterMetrics } from "./metrics.js";
 import { watchNodes } from "./node-events.js";
 import { type RequestIds, requestIds } from "./request-id.js";
 import { transactionEvents } from "./transaction-events.js";
@@ -20,6 +20,8 @@ export interface ObservabilityOptions {
   inDoubt: () => number;
   /** How often node health is compared for failover events (the health check interval). */
   healthIntervalMs: number;
+  /** Reshard jobs' slots, read at scrape time. */
+  replicationSlots?: MetricsSources["replicationSlots"];
 }
 
 export interface Observability {
@@ -43,8 +45,8 @@ export interface Observability {
   close(): void;
 }
 
-export function observability({ shards, logger, inDoubt, healthIntervalMs }: ObservabilityOptions): Observability {
-  const metrics = new RouterMetrics({ shards, inDoubt });
+export function observability({ shards, logger, inDoubt, healthIntervalMs, replicationSlots }: ObservabilityOptions): Observability {
+  const metrics = new RouterMetrics({ shards, inDoubt, replicationSlots });
   const ids = requestIds();
   let nodes: { close(): void } | undefined;
   const rpcs = observeRpcs({ stats: metrics.rpc, logger, shards, newRequestId: ids.next });

@@ -2,6 +2,7 @@
 // and also polls, hands each fence to the WriteFence, and acknowledges once the router's writes in
 // flight to the moving keys are done. Each poll also records that this router is alive, so a
 // cutover knows whose acknowledgement to wait for.
+import { CatalogWatch } from "../catalog/catalog-watch.js";
 import type { FenceStore, StoredFence } from "../catalog/fence-store.js";
 import type { ReshardJobStore } from "../catalog/reshard-job-store.js";
 import { shardMapOf } from "../catalog/shard-map-follower.js";
@@ -28,45 +29,26 @@ export interface FenceFollowerOptions {
 }
 
 export class FenceFollower {
-  private timer: NodeJS.Timeout | undefined;
-  private listening: { unlisten(): Promise<void> } | undefined;
-  private checking: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+  private readonly watch: CatalogWatch;
   /** Fences acknowledged here: job → when that fence was raised. */
   private readonly acked = new Map<string, string>();
 
-  constructor(private readonly store: FenceStore, private readonly fence: WriteFence, private readonly opts: FenceFollowerOptions) {}
+  constructor(private readonly store: FenceStore, private readonly fence: WriteFence, private readonly opts: FenceFollowerOptions) {
+    this.watch = new CatalogWatch(async () => {
+      await this.follow(await this.store.all());
+      if (this.opts.jobs) this.fence.activeJobs = await this.opts.jobs.activeIds();
+    }, opts.pollMs, () => void this.store.heartbeat(this.opts.router).catch(() => {}));
+  }
 
   async start(): Promise<void> {
     await this.store.heartbeat(this.opts.router).catch(() => {});
-    this.listening = await this.store.listen(() => void this.check());
-    this.timer = setInterval(() => {
-      void this.store.heartbeat(this.opts.router).catch(() => {});
-      void this.check();
-    }, this.opts.pollMs);
-    this.timer.unref();
+    await this.watch.start((notified) => this.store.listen(notified));
     await this.check();
   }
 
   /** Reads the fences now; concurrent calls share one read (and one more after it). */
   check(): Promise<void> {
-    if (this.checking) {
-      this.again = true;
-      return this.checking;
-    }
-    this.checking = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.follow(await this.store.all());
-          if (this.opts.jobs) this.fence.activeJobs = await this.opts.jobs.activeIds();
-        } catch {
-          // The catalog is unreachable: a fence we cannot see is enforced by the sources themselves.
-        }
-      } while (this.again && !this.stopped);
-    })().finally(() => { this.checking = undefined; });
-    return this.checking;
+    return this.watch.check();
   }
 
   private async follow(fences: StoredFence[]): Promise<void> {
@@ -98,14 +80,6 @@ export class FenceFollower {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearInterval(this.timer);
-    // UNLISTEN is a query: on a catalog that cannot be reached it would wait for the reconnect forever.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.listening?.unlisten().catch(() => {}), new Promise((r) => { timer = setTimeout(r, 1000); })]);
-    clearTimeout(timer);
-    // A look in progress only reads, and `stopped` keeps it from acting: no need to wait out a hung catalog.
-    await Promise.race([this.checking, new Promise((r) => { timer = setTimeout(r, 1000); })]);
-    clearTimeout(timer);
+    await this.watch.stop();
   }
 }

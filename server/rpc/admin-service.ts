@@ -37,20 +37,39 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
     if (!job) throw new ConnectError(`no reshard job "${id}"`, Code.NotFound);
     return job;
   };
+  /** Plans and records a job, and takes its lease here. */
+  const start = async (id: string, current: StoredShardMap, to: Omit<JobTarget, "tables">, autoCutover: boolean): Promise<Reshard> => {
+    const target: JobTarget = { ...to, tables: deps.config.resharding.tables };
+    const moves = await plan(current, target, deps);
+    const outcome = await deps.jobs.create({ id, fromVersion: current.version, target, autoCutover, moves });
+    if (outcome === "exists") throw new ConnectError(`reshard job "${id}" exists already`, Code.AlreadyExists);
+    if (outcome === "busy") throw new ConnectError("another reshard job is still running: wait for it, or cancel it, first", Code.FailedPrecondition);
+    await deps.runner.tick(); // this router takes the job at once
+    await deps.onJobsChanged?.();
+    return toProto(await get(id));
+  };
   return {
     async startReshard(req) {
       const id = req.jobId || `reshard_${Date.now().toString(36)}`;
       if (!/^[a-z0-9_]{1,40}$/.test(id)) throw new ConnectError("job_id: use 1-40 lower-case letters, digits and '_'", Code.InvalidArgument);
       const current = await deps.maps.latest();
       if (!current) throw new ConnectError("the catalog holds no shard map yet", Code.FailedPrecondition);
-      const target: JobTarget = { ...targetOf(req, current, deps.config), tables: deps.config.resharding.tables };
-      const moves = await plan(current, target, deps);
-      const outcome = await deps.jobs.create({ id, fromVersion: current.version, target, autoCutover: req.autoCutover, moves });
-      if (outcome === "exists") throw new ConnectError(`reshard job "${id}" exists already`, Code.AlreadyExists);
-      if (outcome === "busy") throw new ConnectError("another reshard job is still running: wait for it, or cancel it, first", Code.FailedPrecondition);
-      await deps.runner.tick(); // this router takes the job at once
-      await deps.onJobsChanged?.();
-      return { reshard: toProto(await get(id)) };
+      return { reshard: await start(id, current, targetOf(req, current, deps.config), req.autoCutover) };
+    },
+    async reverseReshard(req) {
+      const job = await get(req.jobId);
+      if (job.phase !== "done" || job.toVersion === undefined) {
+        throw new ConnectError(`reshard job "${job.id}" is ${job.phase}: only a job that is done can be reversed (before its cutover, cancel it)`, Code.FailedPrecondition);
+      }
+      const current = await deps.maps.latest();
+      if (!current || current.version !== job.toVersion) {
+        throw new ConnectError(`the shard map is version ${current?.version}, no longer the one job "${job.id}" made (${job.toVersion}): reshard to the map you want instead`, Code.FailedPrecondition);
+      }
+      const before = await deps.maps.at(job.fromVersion);
+      if (!before) throw new ConnectError(`shard map version ${job.fromVersion} is not in the catalog`, Code.FailedPrecondition);
+      // The shards the job gave keys to and the old map does not name own none again.
+      const retired = current.shards.filter((s) => !before.shards.some((b) => b.name === s.name)).map((s) => ({ ...s, state: "retired" as const }));
+      return { reshard: await start(`${job.id}_reverse`.slice(0, 40), current, { placement: before.placement, shards: [...before.shards, ...retired] }, true) };
     },
     async getReshard(req) {
       return { reshard: toProto(await get(req.jobId)) };

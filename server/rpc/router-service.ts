@@ -2,7 +2,7 @@
 // No handler touches a database or computes placement itself.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type Node, NodeSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
+import { type Node, NodeSchema, ReplicationSlotSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import type { Config } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
@@ -22,6 +22,7 @@ import type { WriteFence, WriteKeys } from "../resharding/write-fence.js";
 import { staleEpochSqlstate } from "../resharding/epoch-guard.js";
 import { sqlstateOf } from "../execution/postgres-errors.js";
 import { isReadOnly, schemaChange } from "../sql/statement-kind.js";
+import { replicationSlots } from "../resharding/slot-lag.js";
 
 export interface RouterServiceDeps {
   planner: Planner;
@@ -130,10 +131,11 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
 
     async getTopology() {
       const map = planner.map;
+      const slots = await Promise.all(planner.shards.shards.map((shard) => replicationSlots(shard)));
       return {
         strategy: map.strategy.name,
         shardMapVersion: BigInt(map.version),
-        shards: planner.shards.shards.map((shard) => {
+        shards: planner.shards.shards.map((shard, i) => {
           const inMap = map.shards.find((s) => s.name === shard.name);
           const state = map.states[shard.name] ?? "spare";
           return {
@@ -143,6 +145,7 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
             ownership: inMap ? map.strategy.ownership(shard.name) : { description: `owns no keys (${state})`, keyspaceFraction: 0 },
             weight: inMap?.weight ?? shard.weight,
             state,
+            replicationSlots: slots[i].map((x) => create(ReplicationSlotSchema, x)),
           };
         }),
         inDoubtTransactions: recovery.inDoubt,

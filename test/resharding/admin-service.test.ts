@@ -82,9 +82,16 @@ test("a job cancelled when ready leaves nothing behind: no slot, no copied row, 
     return r.phase === ReshardPhase.READY ? true : undefined;
   }, 90_000);
   assert.is(await codeOf(admin.startReshard({ jobId: "another", drainShards: ["shard-1"] })), Code.FailedPrecondition, "one job at a time");
+  const during = await t.connect.getTopology({});
+  // Every shard of the map in force streams (a source that gives no rows yet might, from a later insert).
+  const slots = during.shards.map((s) => [s.name, s.replicationSlots.map((x) => [x.name, x.active])]);
+  assert.equal(slots, ["shard-0", "shard-1", "shard-2"].map((n) => [n, [[`shardrouter_drain_two_${n.replace("-", "_")}`, true]]]), "GetTopology shows each source's slot, in use");
+  const metrics = await (await fetch(`${t.router.url}/metrics`)).text();
+  assert.match(metrics, /^shardrouter_replication_slot_lag_bytes\{shard="shard-2",slot="shardrouter_drain_two_shard_2"\} \d+$/m);
   await admin.cancelReshard({ jobId: "drain_two" });
   await waitFor("the job to be cancelled", async () => ((await admin.getReshard({ jobId: "drain_two" })).reshard!.phase === ReshardPhase.CANCELLED ? true : undefined), 30_000);
   assert.is(t.router.planner.map.version, 2);
+  assert.ok((await t.connect.getTopology({})).shards.every((s) => s.replicationSlots.length === 0), "no slot in GetTopology after the cancel");
   const after = await accounts();
   assert.equal([...after].filter(([, w]) => w.length > 1).slice(0, 3), [], "no copy left on the other shards");
   assert.is(after.size, before.size);
@@ -102,6 +109,25 @@ test("bad requests get typed errors", async () => {
   assert.is(await codeOf(admin.getReshard({ jobId: "nope" })), Code.NotFound);
   assert.is(await codeOf(admin.cancelReshard({ jobId: "add_two" })), Code.FailedPrecondition, "a job past its cutover cannot be cancelled");
   assert.is(await codeOf(admin.startReshard({ placementJson: "{", shards: [{ name: "shard-0", weight: 1 }] })), Code.InvalidArgument);
+});
+
+test("ReverseReshard moves the rows back to the map before the job, as a new job; a job that is not done cannot be reversed", async () => {
+  assert.is(await codeOf(admin.reverseReshard({ jobId: "drain_two" })), Code.FailedPrecondition, "a cancelled job");
+  const before = await accounts();
+  const reverse = (await admin.reverseReshard({ jobId: "add_two" })).reshard!;
+  assert.is(reverse.jobId, "add_two_reverse");
+  assert.ok(reverse.moves.length > 0 && reverse.moves.every((m) => m.source === "shard-2"), "only the added shard gives rows back");
+  const done = await waitFor("the reverse to finish", async () => {
+    const r = (await admin.getReshard({ jobId: "add_two_reverse" })).reshard!;
+    if (r.phase === ReshardPhase.FAILED) throw new Error(r.error);
+    return r.phase === ReshardPhase.DONE ? r : undefined;
+  }, 90_000);
+  assert.is(done.toVersion, 3n);
+  const after = await accounts();
+  assert.is(after.size, before.size, "no account lost or added");
+  assert.ok([...after.values()].every((w) => w.length === 1 && w[0] !== "shard-2"), "all back on shard-0 and shard-1, once each");
+  const topo = await t.connect.getTopology({});
+  assert.is(topo.shards.find((s) => s.name === "shard-2")?.state, "retired");
 });
 
 test.run();
