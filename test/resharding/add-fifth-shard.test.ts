@@ -14,6 +14,7 @@ import { devConfig } from "../../server/dev-cluster/dev-config.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { type RouterProcess, startRouterProcess } from "../harness/router-process.js";
 import { hook, test } from "../harness/uvu.js";
+import { seedAccounts } from "../harness/accounts.js";
 
 const accounts = 100_000;
 const clients = 8;
@@ -21,18 +22,7 @@ let t: TestRouter;
 
 test.before(hook(async () => {
   t = await startTestRouter({ shards: 5, spareShards: 1 });
-  const byShard = new Map<string, string[]>();
-  for (let i = 0; i < accounts; i++) {
-    const key = `acct-${i}`;
-    const { placement } = await t.router.planner.route(key);
-    byShard.set(placement.shard, [...(byShard.get(placement.shard) ?? []), key]);
-  }
-  for (const s of t.cluster.shards) {
-    const sql = t.direct(s.nodes[0]);
-    await sql`create table accounts (id text primary key, balance bigint not null check (balance >= 0))`;
-    const mine = byShard.get(s.name) ?? [];
-    if (mine.length) await sql`insert into accounts select jsonb_array_elements_text(${JSON.stringify(mine)}::text::jsonb), 100`;
-  }
+  await seedAccounts(t, accounts, 100);
 }));
 test.after(hook(async () => { await t?.stop(); }));
 
