@@ -130,4 +130,22 @@ test("ReverseReshard moves the rows back to the map before the job, as a new job
   assert.is(topo.shards.find((s) => s.name === "shard-2")?.state, "retired");
 });
 
+test("drain_shards: every row of the drained shard moves to the others and the shard owns no keys afterwards", async () => {
+  const before = await accounts();
+  const onOne = [...before.values()].filter(([w]) => w === "shard-1").length;
+  assert.ok(onOne > 0);
+  const started = (await admin.startReshard({ jobId: "drain_one", drainShards: ["shard-1"], autoCutover: true })).reshard!;
+  assert.equal(started.moves.map((m) => [m.source, m.target, m.estimatedRows]), [["shard-1", "shard-0", BigInt(onOne)]]);
+  await waitFor("the drain to finish", async () => {
+    const r = (await admin.getReshard({ jobId: "drain_one" })).reshard!;
+    if (r.phase === ReshardPhase.FAILED) throw new Error(r.error);
+    return r.phase === ReshardPhase.DONE ? true : undefined;
+  }, 90_000);
+  const after = await accounts();
+  assert.is(after.size, before.size);
+  assert.ok([...after.values()].every((w) => w.length === 1 && w[0] === "shard-0"), "every account on shard-0, once");
+  const topo = await t.connect.getTopology({});
+  assert.equal(topo.shards.map((s) => [s.name, s.state]), [["shard-0", "active"], ["shard-1", "retired"], ["shard-2", "retired"]]);
+});
+
 test.run();
