@@ -118,10 +118,11 @@ export class ReshardJobStore {
     return rows.length > 0;
   }
 
-  /** Ids of the jobs still at work. */
-  async activeIds(): Promise<string[]> {
-    const rows = await this.catalog.sql<{ id: string }[]>`select id from shardrouter.reshard_jobs where phase in ${this.catalog.sql(activePhases as JobPhase[])}`;
-    return rows.map((r) => r.id);
+  /** The jobs still at work: their ids and the shards of the map each moves to. */
+  async active(): Promise<{ id: string; shards: StoredShard[] }[]> {
+    const rows = await this.catalog.sql<{ id: string; target: JobTarget }[]>`
+      select id, target from shardrouter.reshard_jobs where phase in ${this.catalog.sql(activePhases as JobPhase[])}`;
+    return rows.map((r) => ({ id: r.id, shards: r.target.shards }));
   }
 
   /** Asks for the cutover (the runner does it once ready); false for a job that is not active. */

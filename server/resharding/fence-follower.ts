@@ -36,7 +36,7 @@ export class FenceFollower {
   constructor(private readonly store: FenceStore, private readonly fence: WriteFence, private readonly opts: FenceFollowerOptions) {
     this.watch = new CatalogWatch(async () => {
       await this.follow(await this.store.all());
-      if (this.opts.jobs) this.fence.activeJobs = await this.opts.jobs.activeIds();
+      if (this.opts.jobs) this.fence.activeJobs = await this.opts.jobs.active();
     }, opts.pollMs, () => void this.store.heartbeat(this.opts.router).catch(() => {}));
   }
 

@@ -44,8 +44,8 @@ export class WriteFence {
   private waiters = new Set<() => void>();
   private held = 0;
   private longestHoldMs = 0;
-  /** Reshard jobs at work (from the catalog): schema changes are refused meanwhile. */
-  activeJobs: readonly string[] = [];
+  /** Reshard jobs at work (from the catalog), with the shards of their new maps: schema changes are refused meanwhile. */
+  activeJobs: readonly { id: string; shards: readonly { name: string; state: string }[] }[] = [];
 
   constructor(private readonly opts: WriteFenceOptions) {}
 

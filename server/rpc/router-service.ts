@@ -53,7 +53,7 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
     const kind = schemaChange(sql);
     if (kind) {
       throw new ConnectError(
-        `${kind.replace(/Stmt$/, "")} is refused while reshard job ${fence.activeJobs.join(", ")} runs: schema changes and TRUNCATE are not carried to the new shards; ` +
+        `${kind.replace(/Stmt$/, "")} is refused while reshard job ${fence.activeJobs.map((j) => j.id).join(", ")} runs: schema changes and TRUNCATE are not carried to the new shards; ` +
         "run it after the job, or cancel the job", Code.FailedPrecondition);
     }
   }
@@ -131,13 +131,23 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
 
     async getTopology() {
       const map = planner.map;
+      // While a job runs: a shard that gains keys under its map is receiving; one that loses all, draining.
+      const jobState = (name: string, state: string) => {
+        for (const job of fence?.activeJobs ?? []) {
+          const next = job.shards.find((s) => s.name === name)?.state;
+          const owns = state === "active" || state === "draining";
+          if (!owns && next === "active") return "receiving";
+          if (owns && next !== undefined && next !== "active") return "draining";
+        }
+        return state;
+      };
       const slots = await Promise.all(planner.shards.shards.map((shard) => replicationSlots(shard)));
       return {
         strategy: map.strategy.name,
         shardMapVersion: BigInt(map.version),
         shards: planner.shards.shards.map((shard, i) => {
           const inMap = map.shards.find((s) => s.name === shard.name);
-          const state = map.states[shard.name] ?? "spare";
+          const state = jobState(shard.name, map.states[shard.name] ?? "spare");
           return {
             name: shard.name,
             status: shardStatus(shard),

@@ -83,6 +83,7 @@ test("a job cancelled when ready leaves nothing behind: no slot, no copied row, 
   }, 90_000);
   assert.is(await codeOf(admin.startReshard({ jobId: "another", drainShards: ["shard-1"] })), Code.FailedPrecondition, "one job at a time");
   const during = await t.connect.getTopology({});
+  assert.equal(during.shards.map((s) => [s.name, s.state]), [["shard-0", "active"], ["shard-1", "active"], ["shard-2", "draining"]], "the job's shards in GetTopology");
   // Every shard of the map in force streams (a source that gives no rows yet might, from a later insert).
   const slots = during.shards.map((s) => [s.name, s.replicationSlots.map((x) => [x.name, x.active])]);
   assert.equal(slots, ["shard-0", "shard-1", "shard-2"].map((n) => [n, [[`shardrouter_drain_two_${n.replace("-", "_")}`, true]]]), "GetTopology shows each source's slot, in use");

@@ -55,6 +55,8 @@ test("range split: the upper half of shard-0's range moves to a new shard; DDL i
   assert.is(truncate?.code, Code.FailedPrecondition);
   await waitFor("ready", async () => ((await admin.getReshard({ jobId: "split" })).reshard!.phase === ReshardPhase.READY ? true : undefined), 60_000);
   const planned = (await admin.getReshard({ jobId: "split" })).reshard!;
+  const topo = await t.connect.getTopology({});
+  assert.equal(topo.shards.map((s) => [s.name, s.state]), [["shard-0", "active"], ["shard-1", "active"], ["shard-2", "receiving"]]);
   assert.equal(planned.moves.map((m) => [m.source, m.target, m.estimatedRows]), [["shard-0", "shard-2", 500n]]);
   await admin.cutOver({ jobId: "split" });
   await waitFor("done", async () => ((await admin.getReshard({ jobId: "split" })).reshard!.phase === ReshardPhase.DONE ? true : undefined), 60_000);
