@@ -11,7 +11,7 @@ import type { Lsn } from "./lsn.js";
 import { type ChangeStream, ReplicationConnection, assertSafeName } from "./replication-stream.js";
 import { nodeClient } from "./node-client.js";
 import { copyTable } from "./row-copier.js";
-import { type ShardedTable, type TableShape, assertSameShape, quoteIdent, readTableShape } from "./table-schema.js";
+import { type ShardedTable, type TableShape, assertSameShape, deleteByKeys, readTableShape, shardKeys } from "./table-schema.js";
 
 export interface ShardNode { name: string; node: NodeConfig }
 
@@ -201,13 +201,8 @@ async function clearCopied(sql: postgres.Sql, target: string, spec: SourceMoveSp
   let deleted = 0;
   await sql.begin(async (tx) => {
     for (const shape of shapes) {
-      const key = quoteIdent(shape.columns[shape.keyIndex].name);
-      const keys = await tx.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`);
-      const mine = keys.map((r) => r.k).filter((k) => spec.fromSource(k) && spec.destination(k) === target);
-      for (let i = 0; i < mine.length; i += 1000) {
-        // Keys as a JSON array: postgres.js (fetch_types: false) does not serialize JS arrays.
-        await tx.unsafe(`delete from ${shape.qualified} where ${key}::text in (select jsonb_array_elements_text($1::text::jsonb))`, [JSON.stringify(mine.slice(i, i + 1000))]);
-      }
+      const mine = (await shardKeys(tx, shape)).filter((k) => spec.fromSource(k) && spec.destination(k) === target);
+      await deleteByKeys(tx, shape, mine);
       deleted += mine.length;
     }
     await tx.unsafe(`delete from ${progressTable} where job = $1 and source = $2`, [spec.job, spec.source.name]);
@@ -308,13 +303,8 @@ export async function deleteMovedRows(spec: SourceMoveSpec, batch = 1000): Promi
   try {
     for (const table of spec.tables) {
       const shape = await readTableShape(sql, table, spec.source.name);
-      const key = quoteIdent(shape.columns[shape.keyIndex].name);
-      const keys = await sql.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`);
-      const moved = keys.map((r) => r.k).filter((k) => spec.destination(k) !== undefined);
-      for (let i = 0; i < moved.length; i += batch) {
-        const done = await sql.unsafe(`delete from ${shape.qualified} where ${key}::text in (select jsonb_array_elements_text($1::text::jsonb))`, [JSON.stringify(moved.slice(i, i + batch))]);
-        deleted += done.count;
-      }
+      const moved = (await shardKeys(sql, shape)).filter((k) => spec.destination(k) !== undefined);
+      deleted += await deleteByKeys(sql, shape, moved, batch);
     }
   } finally {
     await sql.end({ timeout: 1 });

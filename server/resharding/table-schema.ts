@@ -63,3 +63,23 @@ export function assertSameShape(source: TableShape, target: TableShape, targetNa
     throw new TableShapeError(`table ${source.name} differs on ${targetName}: source has (${describe(source)}), target has (${describe(target)})`);
   }
 }
+
+type Queryable = Pick<postgres.Sql, "unsafe">;
+
+/** Every row's shard key, as text (the router places keys itself: murmur3 is not in SQL). */
+export async function shardKeys(sql: Queryable, shape: TableShape): Promise<string[]> {
+  const key = quoteIdent(shape.columns[shape.keyIndex].name);
+  return (await sql.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`)).map((r) => r.k);
+}
+
+/** Deletes the rows with these shard keys, `batch` keys per statement; returns the rows deleted. */
+export async function deleteByKeys(sql: Queryable, shape: TableShape, keys: string[], batch = 1000): Promise<number> {
+  const key = quoteIdent(shape.columns[shape.keyIndex].name);
+  let deleted = 0;
+  for (let i = 0; i < keys.length; i += batch) {
+    // Keys as a JSON array: postgres.js (fetch_types: false) does not serialize JS arrays.
+    const done = await sql.unsafe(`delete from ${shape.qualified} where ${key}::text in (select jsonb_array_elements_text($1::text::jsonb))`, [JSON.stringify(keys.slice(i, i + batch))]);
+    deleted += done.count;
+  }
+  return deleted;
+}

@@ -4,6 +4,7 @@
 // When the new map is in force (or the cutover aborted) the held writes go on, routed afresh.
 // Writes with no fence around cost a Set insert and delete.
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { FenceState } from "../catalog/fence-store.js";
 import type { ShardMap } from "../placement/shard-map.js";
 import { abortError } from "../shards/admission.js";
 
@@ -13,7 +14,7 @@ export type WriteKeys = readonly string[] | "all";
 export interface FenceView {
   job: string;
   fromVersion: number;
-  state: "holding" | "lifted" | "aborted";
+  state: FenceState;
   /** The map after the cutover; undefined when it cannot be built here (then every key is held). */
   to: ShardMap | undefined;
 }
@@ -43,7 +44,6 @@ export class WriteFence {
   private readonly inflight = new Set<InFlight>();
   private waiters = new Set<() => void>();
   private held = 0;
-  private longestHoldMs = 0;
   /** Reshard jobs at work (from the catalog), with the shards of their new maps: schema changes are refused meanwhile. */
   activeJobs: readonly { id: string; shards: readonly { name: string; state: string }[] }[] = [];
 
@@ -59,17 +59,6 @@ export class WriteFence {
     return () => {
       if (this.inflight.delete(entry)) finish();
     };
-  }
-
-  /** The longest a write waited here, in ms, since the last call (for the cutover's report). */
-  takeLongestHoldMs(): number {
-    const ms = this.longestHoldMs;
-    this.longestHoldMs = 0;
-    return ms;
-  }
-
-  get heldNow(): number {
-    return this.held;
   }
 
   /**
@@ -135,7 +124,6 @@ export class WriteFence {
     if (this.held >= this.opts.maxHeld) {
       throw new ConnectError(`${this.held} writes are already waiting for a resharding cutover to finish: try again shortly`, Code.ResourceExhausted);
     }
-    const started = performance.now();
     this.held++;
     try {
       while (this.blocking(keys)) {
@@ -149,7 +137,6 @@ export class WriteFence {
       }
     } finally {
       this.held--;
-      this.longestHoldMs = Math.max(this.longestHoldMs, performance.now() - started);
     }
   }
 }

@@ -14,7 +14,7 @@ import type { JobRunner } from "../resharding/job-runner.js";
 import { resharderNode } from "../resharding/job-runner.js";
 import { nodeClient } from "../resharding/node-client.js";
 import { ReshardPlanError, planMoves } from "../resharding/plan.js";
-import { quoteIdent, readTableShape } from "../resharding/table-schema.js";
+import { readTableShape, shardKeys } from "../resharding/table-schema.js";
 
 export interface AdminServiceDeps {
   jobs: ReshardJobStore;
@@ -162,9 +162,8 @@ async function plan(current: StoredShardMap, target: JobTarget, deps: AdminServi
         const shape = await readTableShape(sql, table, p.source).catch((err: Error) => {
           throw new ConnectError(`cannot move ${table.name} from ${p.source}: ${err.message}`, Code.FailedPrecondition);
         });
-        const key = quoteIdent(shape.columns[shape.keyIndex].name);
-        for (const r of await sql.unsafe<{ k: string }[]>(`select ${key}::text as k from ${shape.qualified}`)) {
-          const to = p.destination(r.k);
+        for (const k of await shardKeys(sql, shape)) {
+          const to = p.destination(k);
           if (to) counts.set(to, (counts.get(to) ?? 0) + 1);
         }
       }
