@@ -33,7 +33,8 @@ export class CatalogWatch {
       do {
         this.again = false;
         try {
-          await this.look();
+          // Bounded: a query stuck on a dead connection must not hold every later look behind it.
+          await within(Math.max(5000, 5 * this.pollMs), this.look());
         } catch {
           // unreachable catalog: see the constructor
         }
@@ -51,8 +52,9 @@ export class CatalogWatch {
   }
 }
 
+/** Waits for `p` at most `ms`; its failure (then or later) is dropped, as every caller here would. */
 async function within(ms: number, p: Promise<unknown> | undefined): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise((r) => { timer = setTimeout(r, ms); })]);
+  await Promise.race([p?.catch(() => {}), new Promise((r) => { timer = setTimeout(r, ms); })]);
   clearTimeout(timer);
 }

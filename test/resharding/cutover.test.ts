@@ -192,7 +192,7 @@ test("adding a shard with two routers writing and one cut off from the catalog: 
 
   // The link comes back: the router catches up with the catalog and writes there again.
   proxy = await catalogProxy(proxyPort);
-  await waitFor("the cut-off router back on the catalog's map", () => (cutOff.planner.map.version === 2 ? true : undefined), 15_000);
+  await waitFor("the cut-off router back on the catalog's map", () => (cutOff.planner.map.version === 2 ? true : undefined), 30_000);
   const again = await stale.executeOnShard({
     key: moved, sql: "update accounts set balance = balance + 1 where id = $1 returning id", params: [{ kind: { case: "stringValue", value: moved } }],
   }, { timeoutMs: 10_000 });
