@@ -35,14 +35,16 @@ export async function executeStatement(s: ShardStatement): Promise<ResultSet> {
   try {
     return await s.pool.breaker.execute(() => (s.isolated ? isolated(s) : pooled(s)));
   } catch (err) {
-    if (isBrokenCircuitError(err)) {
-      throw new NodeUnreachableError(
-        `shard ${s.shard}: node ${s.pool.name} (${s.pool.address}) is failing fast: its circuit breaker is open after repeated failures`,
-        s.pool.name,
-      );
-    }
+    if (isBrokenCircuitError(err)) throw brokenCircuit(s.shard, s.pool);
     throw err;
   }
+}
+
+function brokenCircuit(shard: string, pool: NodePool): NodeUnreachableError {
+  return new NodeUnreachableError(
+    `shard ${shard}: node ${pool.name} (${pool.address}) is failing fast: its circuit breaker is open after repeated failures`,
+    pool.name,
+  );
 }
 
 async function pooled(s: ShardStatement): Promise<ResultSet> {
@@ -84,6 +86,27 @@ async function isolated(s: ShardStatement): Promise<ResultSet> {
     const release = () => s.pool.isolation.release();
     if (statement) statement.closed.then(release, release);
     else release();
+  }
+}
+
+/**
+ * A connection reserved on a node for one transaction, under its circuit breaker. Reserving opens a
+ * connection when none is idle, so it fails as a statement does when the node is gone: UNAVAILABLE
+ * naming the shard and node, never a raw driver error (which a caller would see as INTERNAL).
+ */
+export async function reserveOn(pool: NodePool, shard: string, signal: AbortSignal, opts: { isolated?: boolean } = {}): Promise<ReservedConnection> {
+  try {
+    return await pool.breaker.execute(async () => {
+      try {
+        return await pool.reserve(signal, opts);
+      } catch (err) {
+        if (isConnectionError(err)) pool.status = "down";
+        throw toConnectError(err, { shard, node: pool.name, address: pool.address });
+      }
+    });
+  } catch (err) {
+    if (isBrokenCircuitError(err)) throw brokenCircuit(shard, pool);
+    throw err;
   }
 }
 

@@ -70,6 +70,10 @@ export interface SafeError {
   column?: string;
   type?: string;
   message?: string;
+  /** Where a fault that is not a Connect or Postgres error was thrown (frames only). */
+  stack?: string;
+  /** What an internal error wraps. */
+  cause?: SafeError;
 }
 
 /** The fields of an error that are safe to log (see the top of this file). */
@@ -81,12 +85,14 @@ export function safeError(err: unknown): SafeError {
       // Postgres' message and detail can quote a parameter or a key value: only structured fields.
       return omitEmpty({ code, sqlstate: pg.sqlstate, shard: pg.shard, node: pg.node, constraint: pg.constraint, table: pg.table, column: pg.column });
     }
-    return { code, message: scrub(err.rawMessage) };
+    // An internal error says nothing useful by itself: what it wraps does.
+    const cause = err.code === Code.Internal && err.cause !== undefined && err.cause !== err ? safeError(err.cause) : undefined;
+    return omitEmpty({ code, message: scrub(err.rawMessage), cause });
   }
   if (err instanceof Error) {
     const e = err as Error & { code?: unknown };
     if (e.name === "PostgresError") return omitEmpty({ type: e.name, sqlstate: typeof e.code === "string" ? e.code : undefined });
-    return omitEmpty({ type: e.name, code: typeof e.code === "string" ? e.code : undefined, message: scrub(e.message) });
+    return omitEmpty({ type: e.name, code: typeof e.code === "string" ? e.code : undefined, message: scrub(e.message), stack: framesOf(e) });
   }
   return { type: typeof err };
 }
@@ -94,11 +100,17 @@ export function safeError(err: unknown): SafeError {
 const maxMessage = 500;
 
 /** Removes credentials from free text: `scheme://user:pass@` and `password=…` pairs; bounds its length. */
-export function scrub(text: string): string {
+export function scrub(text: string, max = maxMessage): string {
   const clean = text
     .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, "$1[redacted]@")
     .replace(/(password\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;]+)/gi, "$1[redacted]");
-  return clean.length > maxMessage ? `${clean.slice(0, maxMessage)}…` : clean;
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}
+
+/** The "at …" lines of a stack: its first line repeats the message, which is scrubbed separately. */
+function framesOf(e: Error): string | undefined {
+  const frames = (e.stack ?? "").split("\n").filter((l) => l.startsWith("    at ")).slice(0, 12);
+  return frames.length ? scrub(frames.map((l) => l.trim()).join("\n"), 2000) : undefined;
 }
 
 function omitEmpty<T extends object>(o: T): T {

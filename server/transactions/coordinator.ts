@@ -8,7 +8,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
-import { type Budget, executeOnReserved, newBudget } from "../execution/shard-executor.js";
+import { type Budget, executeOnReserved, newBudget, reserveOn } from "../execution/shard-executor.js";
 import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 import type { DecisionLog } from "./decision-log.js";
@@ -111,7 +111,8 @@ export class Coordinator {
     inflight.add(gid);
     try {
       for (const shard of shards) {
-        const p: Participant = { shard, conn: await writerOf(shard).reserve(plan.signal, { isolated: isolated.has(shard.name) }), state: "done" };
+        const conn = await reserveOn(writerOf(shard), shard.name, plan.signal, { isolated: isolated.has(shard.name) });
+        const p: Participant = { shard, conn, state: "done" };
         participants.push(p);
         await exec(p, "begin");
         p.state = "open";

@@ -44,6 +44,8 @@ export interface TestRouterOptions {
   health?: unknown;
   breaker?: unknown;
   resharding?: Record<string, unknown>;
+  /** Gets the router's JSON log lines (default level); without it the router logs nothing. */
+  log?: (line: string) => void;
 }
 
 export async function startTestRouter(opts: TestRouterOptions = {}): Promise<TestRouter> {
@@ -65,7 +67,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0 });
     const config = parseConfig(devConfig(cluster, { port: 0, spareShards: opts.spareShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }));
-    router = await startRouter(config);
+    router = await startRouter(config, { log: opts.log });
     const baseUrl = router.url;
     return {
       cluster,

@@ -125,6 +125,11 @@ test("safeError keeps structured fields, drops Postgres' message, scrubs credent
   assert.not.match(String(dsn.message), "hunter2");
   assert.match(String(dsn.message), "postgres://[redacted]@10.0.0.1:5432/app");
   assert.is(safeError(new ConnectError("x".repeat(5000), 13)).message!.length <= 501, true);
+  // An internal error carries what it wraps, with the frames where that was thrown (not its message twice).
+  const wrapped = safeError(new ConnectError("internal error", 13, undefined, undefined, new TypeError("x is not a function, password=hunter2")));
+  assert.is(wrapped.cause?.type, "TypeError");
+  assert.not.match(JSON.stringify(wrapped), "hunter2");
+  assert.match(String(wrapped.cause?.stack), /^at .*logging\.test\.ts/);
 });
 
 test("the silent logger (the default of startRouter) logs nothing at any level", () => {

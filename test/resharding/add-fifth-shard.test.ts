@@ -19,9 +19,11 @@ import { seedAccounts } from "../harness/accounts.js";
 const accounts = 100_000;
 const clients = 8;
 let t: TestRouter;
+// The routers' failed-RPC lines, shown when a client got an error it could not retry.
+const faults: string[] = [];
 
 test.before(hook(async () => {
-  t = await startTestRouter({ shards: 5, spareShards: 1 });
+  t = await startTestRouter({ shards: 5, spareShards: 1, log: (l) => { if (l.includes('"rpc failed"')) faults.push(l); } });
   await seedAccounts(t, accounts, 100);
 }));
 test.after(hook(async () => { await t?.stop(); }));
@@ -70,6 +72,8 @@ test("a fifth shard, two routers, 8 clients: the job's router SIGKILLed while st
     config: { ...base, transactions: { routerId: "doomed" }, resharding: { ...base.resharding, leaseMs: 1500 } },
   });
   const viaDoomed = doomed.client;
+  const doomedOutput = doomed.output;
+  const lostRouterFaults = () => doomedOutput().split("\n").filter((l) => l.includes('"rpc failed"'));
   const viaSurvivor = t.connect;
   const stop = { now: false };
   const tallies: Tally[] = [];
@@ -110,10 +114,11 @@ test("a fifth shard, two routers, 8 clients: the job's router SIGKILLed while st
     stop.now = true;
     await Promise.all(running);
     await doomed?.kill("SIGKILL");
+    faults.push(...lostRouterFaults());
   }
   const retried = tallies.reduce((n, x) => n + x.retries, 0);
   console.log(`  clients: ${tallies.reduce((n, x) => n + x.transfers, 0)} transfers, ${tallies.reduce((n, x) => n + x.inserts.length, 0)} inserts, ${retried} retried (unavailable, aborted or, ${tallies.reduce((n, x) => n + x.deadlines, 0)} of them, deadline exceeded)`);
-  assert.equal(tallies.flatMap((x) => x.failures).slice(0, 3), [], "no error a client had to give up on");
+  assert.equal(tallies.flatMap((x) => x.failures).slice(0, 3), [], `no error a client had to give up on; the routers logged:\n${faults.slice(0, 5).join("\n")}`);
 
   const owners = new Map<string, string[]>();
   let total = 0n;
