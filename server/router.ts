@@ -113,7 +113,10 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       log: (line) => logger.warn({ component: "resharding" }, line),
     });
     runner.start();
-    admin = adminService({ jobs, maps, runner, config, directory, onJobsChanged: () => fenceFollower!.check() });
+    admin = adminService({
+      jobs, maps, runner, config, directory, onJobsChanged: () => fenceFollower!.check(),
+      prepareShards: async (names) => { await Promise.all(names.map((n) => ensureRequestLog(shards.shard(n), AbortSignal.timeout(10_000)))); },
+    });
     const mapped = started.map.shards.map((s) => s.name).join(",");
     if (started.map.strategy.name !== config.placement.strategy || mapped !== seedShards.map((s) => s.name).join(",")) {
       logger.notice({ shardMapVersion: started.map.version },

@@ -15,6 +15,7 @@ import { resharderNode } from "../resharding/job-runner.js";
 import { nodeClient } from "../resharding/node-client.js";
 import { ReshardPlanError, planMoves } from "../resharding/plan.js";
 import { readTableShape, shardKeys } from "../resharding/table-schema.js";
+import { requestLogTable } from "../transactions/request-log.js";
 
 export interface AdminServiceDeps {
   jobs: ReshardJobStore;
@@ -22,6 +23,11 @@ export interface AdminServiceDeps {
   runner: JobRunner;
   config: Pick<Config, "shards" | "resharding" | "pool">;
   directory?: DirectoryStore;
+  /**
+   * Makes sure these shards hold the request log (idempotency records move with their keys, so the
+   * log is one of the tables every job moves), created by the router's own role.
+   */
+  prepareShards?: (names: string[]) => Promise<void>;
   /** A job started: this router refuses schema changes from now on, not only from its next poll. */
   onJobsChanged?: () => Promise<void>;
 }
@@ -39,7 +45,8 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
   };
   /** Plans and records a job, and takes its lease here. */
   const start = async (id: string, current: StoredShardMap, to: Omit<JobTarget, "tables">, autoCutover: boolean): Promise<Reshard> => {
-    const target: JobTarget = { ...to, tables: deps.config.resharding.tables };
+    const target: JobTarget = { ...to, tables: [...deps.config.resharding.tables, requestLogTable] };
+    await deps.prepareShards?.([...new Set([...current.shards, ...to.shards].map((s) => s.name))]);
     const moves = await plan(current, target, deps);
     const outcome = await deps.jobs.create({ id, fromVersion: current.version, target, autoCutover, moves });
     if (outcome === "exists") throw new ConnectError(`reshard job "${id}" exists already`, Code.AlreadyExists);

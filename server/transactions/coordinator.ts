@@ -13,7 +13,7 @@ import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 import type { DecisionLog } from "./decision-log.js";
 import type { Failpoints } from "./failpoints.js";
-import { bytes, ensureRequestLog, findRequest, insertRequest, isUndefinedTable, type StoredRequest, storeResponse, text } from "./request-log.js";
+import { bytes, ensureRequestLog, findRequest, insertRequest, needsRequestLog, type StoredRequest, storeResponse, text } from "./request-log.js";
 import type { TransactionIds } from "./transaction-id.js";
 
 export interface TxStatement {
@@ -28,6 +28,11 @@ export interface TxStatement {
 
 export interface TxPlan {
   requestId: string;
+  /**
+   * The key the request record is kept under (the least of the transaction's keys, so a retry names
+   * the same one), and its shard: one of the statements' shards. A reshard moves the record with it.
+   */
+  home: { key: string; shard: ShardNodes };
   /** Fingerprint of the request without its id: a reused id with other content is refused. */
   requestHash: Uint8Array;
   /** Run in this order; the caller orders them for locking when it can (Transfer does). */
@@ -77,21 +82,25 @@ export class Coordinator {
   async run(plan: TxPlan): Promise<TxResult> {
     const participants = [...new Map(plan.statements.map((s) => [s.shard.name, s.shard])).values()]
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const home = participants[0];
+    const home = plan.home.shard;
+    if (!participants.some((p) => p.name === home.name)) throw new Error(`the request record's shard ${home.name} is not a participant`);
     if (participants.length > 1 && !this.deps.decisions) {
       throw new ConnectError("a transaction over several shards needs a catalog database for its commit decisions (config field catalog)", Code.FailedPrecondition);
     }
-    const earlier = await findRequest(home, plan.requestId, plan.signal);
-    if (earlier) return replay(earlier, plan);
     for (let attempt = 0; ; attempt++) {
+      // Again after the log was created or upgraded: a record of its first layout is found then.
+      const earlier = await findRequest(home, plan.home.key, plan.requestId, plan.signal);
+      if (earlier) return replay(earlier, plan);
       try {
         return { replayed: false, outcome: await this.attempt(plan, participants) };
       } catch (err) {
         if (err instanceof RequestAlreadyApplied) {
-          const done = await findRequest(home, plan.requestId, plan.signal);
+          const done = await findRequest(home, plan.home.key, plan.requestId, plan.signal);
           if (done) return replay(done, plan);
+          // Committed a moment ago, gone now: a reshard moved it away under this attempt.
+          throw new ConnectError(`request "${plan.requestId}" was applied, but its record has just moved: retry with the same request_id`, Code.Aborted);
         }
-        if (isUndefinedTable(err) && attempt === 0) {
+        if (needsRequestLog(err) && attempt === 0) {
           await ensureRequestLog(home, plan.signal);
           continue;
         }
@@ -118,8 +127,9 @@ export class Coordinator {
         p.state = "open";
         await exec(p, "select set_config('lock_timeout', $1, true)", [text(`${this.deps.lockTimeoutMs}ms`)]);
       }
-      const home = participants[0];
-      await exec(home, insertRequest, [text(plan.requestId), bytes(plan.requestHash), text(gid)]).catch((err) => {
+      const home = participants.find((p) => p.shard.name === plan.home.shard.name)!;
+      const recordKey = [text(plan.home.key), text(plan.requestId)];
+      await exec(home, insertRequest, [...recordKey, bytes(plan.requestHash), text(gid)]).catch((err) => {
         throw requestConflict(err, plan.requestId);
       });
       const byShard = new Map(participants.map((p) => [p.shard.name, p]));
@@ -130,7 +140,7 @@ export class Coordinator {
         results.push(result);
       }
       const outcome: TxOutcome = { transactionId: gid, twoPhase, shards: shards.map((s) => s.name), results };
-      await exec(home, storeResponse, [text(plan.requestId), bytes(plan.encodeResponse(outcome))]);
+      await exec(home, storeResponse, [...recordKey, bytes(plan.encodeResponse(outcome))]);
 
       if (!twoPhase) {
         await exec(home, "commit", [], noDeadline);

@@ -21,12 +21,15 @@ export async function executeTransaction(req: ExecuteTransactionRequest, deps: T
   if (req.statements.length === 0) throw new ConnectError("statements must not be empty", Code.InvalidArgument);
   if (req.statements.length > maxStatements) throw new ConnectError(`at most ${maxStatements} statements per transaction`, Code.InvalidArgument);
   const statements: TxStatement[] = [];
+  let home: { key: string; shard: TxStatement["shard"] } | undefined;
   const map = deps.planner.map; // one shard map version for the whole transaction
   for (const [i, s] of req.statements.entries()) {
     try {
       const isolated = checkStatement(s.sql) === "isolated";
       const params = s.params.map((v, j) => encodeParam(v, j + 1));
-      statements.push({ shard: (await deps.planner.route(s.key, map)).shard, sql: s.sql, params, isolated });
+      const { shard } = await deps.planner.route(s.key, map);
+      statements.push({ shard, sql: s.sql, params, isolated });
+      if (!home || s.key < home.key) home = { key: s.key, shard };
     } catch (err) {
       const e = ConnectError.from(err);
       throw new ConnectError(`statements[${i}]: ${e.rawMessage}`, e.code, undefined, e.details as never, err);
@@ -39,6 +42,7 @@ export async function executeTransaction(req: ExecuteTransactionRequest, deps: T
   });
   const result = await deps.coordinator.run({
     requestId: req.requestId,
+    home: home!,
     requestHash: createHash("sha256").update(toBinary(ExecuteTransactionRequestSchema, { ...req, requestId: "" })).digest(),
     statements,
     encodeResponse: (o) => toBinary(ExecuteTransactionResponseSchema, response(o)),

@@ -9,8 +9,13 @@ import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import type { RawParam } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 
+// Each record is kept under its transaction's *home key* (the least of its keys) on the shard that
+// owns that key, and a reshard moves it with that key (it is one of the moved tables, keyed by
+// home_key): a retry after a cutover finds its record where the key now lives, never applies twice.
+//
 // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: a schema
 // created beforehand for the router's role must be enough, so it is created only when missing.
+// A table of the first layout (keyed by request_id alone) gets home_key (its old records: '').
 const requestLogSchema = [
   "if to_regnamespace('shardrouter') is null then create schema if not exists shardrouter; end if",
   `create table if not exists shardrouter.requests (
@@ -19,10 +24,17 @@ const requestLogSchema = [
      transaction_id text not null,
      response bytea,
      created_at timestamptz not null default now())`,
+  `if not exists (select 1 from pg_attribute where attrelid = 'shardrouter.requests'::regclass and attname = 'home_key' and not attisdropped) then
+     alter table shardrouter.requests add column home_key text not null default '';
+     alter table shardrouter.requests drop constraint requests_pkey, add primary key (home_key, request_id);
+   end if`,
 ];
 
-export const insertRequest = "insert into shardrouter.requests (request_id, request_hash, transaction_id) values ($1, $2, $3)";
-export const storeResponse = "update shardrouter.requests set response = $2 where request_id = $1";
+/** The request log as the resharder moves it: with the key it is kept under. */
+export const requestLogTable = { name: "shardrouter.requests", keyColumn: "home_key" } as const;
+
+export const insertRequest = "insert into shardrouter.requests (home_key, request_id, request_hash, transaction_id) values ($1, $2, $3, $4)";
+export const storeResponse = "update shardrouter.requests set response = $3 where home_key = $1 and request_id = $2";
 
 export const text = (s: string): RawParam => ({ text: s, oid: 0 });
 export const bytes = (b: Uint8Array): RawParam => ({ text: "\\x" + Buffer.from(b).toString("hex"), oid: Oid.bytea });
@@ -32,7 +44,7 @@ export interface StoredRequest { hash: Uint8Array; response: Uint8Array | undefi
 /** Creates the table on a shard; several routers may race, so under a transaction-scoped lock. */
 export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): Promise<void> {
   const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
-  const exists = await run("select to_regclass('shardrouter.requests') is not null as present");
+  const exists = await run(`select exists (select 1 from pg_attribute where attrelid = to_regclass('shardrouter.requests') and attname = 'home_key' and not attisdropped) as present`);
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
@@ -41,15 +53,17 @@ export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): 
   }
 }
 
-export async function findRequest(shard: ShardNodes, requestId: string, signal: AbortSignal): Promise<StoredRequest | undefined> {
+/** The record of `requestId` kept under `homeKey` (or written before records had one) on `shard`. */
+export async function findRequest(shard: ShardNodes, homeKey: string, requestId: string, signal: AbortSignal): Promise<StoredRequest | undefined> {
   let result: ResultSet;
   try {
     result = await executeStatement({
       shard: shard.name, pool: writerOf(shard), signal, budget: newBudget(2, 64 << 20),
-      sql: "select request_hash, response from shardrouter.requests where request_id = $1", params: [text(requestId)],
+      sql: "select request_hash, response from shardrouter.requests where home_key in ($1, '') and request_id = $2 order by home_key desc limit 1",
+      params: [text(homeKey), text(requestId)],
     });
   } catch (err) {
-    if (isUndefinedTable(err)) return undefined;
+    if (needsRequestLog(err)) return undefined;
     throw err;
   }
   const row = result.rows[0];
@@ -58,8 +72,10 @@ export async function findRequest(shard: ShardNodes, requestId: string, signal: 
   return { hash: hash.kind.value as Uint8Array, response: response.kind.case === "bytesValue" ? response.kind.value : undefined };
 }
 
-export function isUndefinedTable(err: unknown): boolean {
-  return err instanceof ConnectError && err.code === Code.InvalidArgument && /relation "shardrouter\.requests" does not exist|schema "shardrouter" does not exist/.test(err.rawMessage);
+/** The request log is missing on a shard, or has its first layout: ensureRequestLog, then again. */
+export function needsRequestLog(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.InvalidArgument &&
+    /relation "shardrouter\.requests" does not exist|schema "shardrouter" does not exist|column "home_key"( of relation "requests")? does not exist/.test(err.rawMessage);
 }
 
 function quote(s: string): string {

@@ -46,6 +46,7 @@ export async function transfer(req: TransferRequest, deps: TransferDeps, signal:
   try {
     const result = await deps.coordinator.run({
       requestId: req.requestId,
+      home: req.fromKey < req.toKey ? { key: req.fromKey, shard: from.shard } : { key: req.toKey, shard: to.shard },
       requestHash: createHash("sha256").update(toBinary(TransferRequestSchema, { ...req, requestId: "" })).digest(),
       statements,
       encodeResponse: (o) => toBinary(TransferResponseSchema, response(o)),

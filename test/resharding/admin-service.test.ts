@@ -40,6 +40,16 @@ test("StartReshard adds a shard with auto_cutover: the job reports its plan and 
       inserted++;
     }
   })();
+  // Transfers answered before the job; their retries come after the cutover (a client that lost the
+  // answer). Each must be a replay wherever its keys went, not a second transfer.
+  const before = [];
+  for (let i = 0; i < 60; i++) {
+    const req = { fromKey: `acct-${i}`, toKey: `acct-${999 - i}`, amount: 7n, requestId: `before-job-${i}` };
+    before.push({ req, res: await t.connect.transfer(req) });
+  }
+  const balances = async () => Object.fromEntries((await t.connect.executeOnAll({ sql: "select id, balance from accounts where id like 'acct-%'" }))
+    .result!.rows.map((r) => [String(r.values[0].kind.value), String(r.values[1].kind.value)]));
+  const balancesBefore = await balances();
   const started = await admin.startReshard({ jobId: "add_two", addShards: [{ name: "shard-2", weight: 1 }], autoCutover: true });
   const job = started.reshard!;
   assert.is(job.jobId, "add_two");
@@ -71,6 +81,16 @@ test("StartReshard adds a shard with auto_cutover: the job reports its plan and 
   }
   const list = await admin.listReshards({});
   assert.equal(list.reshards.map((r) => r.jobId), ["add_two"]);
+  let movedHomes = 0;
+  for (const { req, res } of before) {
+    const again = await t.connect.transfer(req);
+    assert.ok(again.replayed, `${req.requestId} is a replay after the cutover`);
+    assert.is(again.transactionId, res.transactionId);
+    const home = req.fromKey < req.toKey ? req.fromKey : req.toKey;
+    if ((await t.connect.route({ key: home })).shard === "shard-2") movedHomes++;
+  }
+  assert.ok(movedHomes > 0, "some records moved with their keys to the new shard");
+  assert.equal(await balances(), balancesBefore, "no transfer applied twice");
 });
 
 test("a job cancelled when ready leaves nothing behind: no slot, no copied row, the map unchanged", async () => {
@@ -136,7 +156,10 @@ test("drain_shards: every row of the drained shard moves to the others and the s
   const onOne = [...before.values()].filter(([w]) => w === "shard-1").length;
   assert.ok(onOne > 0);
   const started = (await admin.startReshard({ jobId: "drain_one", drainShards: ["shard-1"], autoCutover: true })).reshard!;
-  assert.equal(started.moves.map((m) => [m.source, m.target, m.estimatedRows]), [["shard-1", "shard-0", BigInt(onOne)]]);
+  // Its accounts and the request records kept under their keys (Transfers' idempotency records).
+  const [{ records }] = await t.direct(t.cluster.shards[1].nodes[0])<{ records: number }[]>`select count(*)::int as records from shardrouter.requests`;
+  assert.ok(records > 0, "shard-1 keeps request records");
+  assert.equal(started.moves.map((m) => [m.source, m.target, m.estimatedRows]), [["shard-1", "shard-0", BigInt(onOne + records)]]);
   await waitFor("the drain to finish", async () => {
     const r = (await admin.getReshard({ jobId: "drain_one" })).reshard!;
     if (r.phase === ReshardPhase.FAILED) throw new Error(r.error);
@@ -145,6 +168,8 @@ test("drain_shards: every row of the drained shard moves to the others and the s
   const after = await accounts();
   assert.is(after.size, before.size);
   assert.ok([...after.values()].every((w) => w.length === 1 && w[0] === "shard-0"), "every account on shard-0, once");
+  const [{ left }] = await t.direct(t.cluster.shards[1].nodes[0])<{ left: number }[]>`select count(*)::int as left from shardrouter.requests`;
+  assert.is(left, 0, "the request records went with their keys");
   const topo = await t.connect.getTopology({});
   assert.equal(topo.shards.map((s) => [s.name, s.state]), [["shard-0", "active"], ["shard-1", "retired"], ["shard-2", "retired"]]);
 });

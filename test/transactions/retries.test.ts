@@ -157,4 +157,25 @@ test("two routers given the same requests at once apply each exactly once", asyn
   }
 });
 
+test("a request log of the first layout (keyed by request_id alone) is upgraded in place; a request recorded before is still a replay", async () => {
+  const [from, to] = await crossShardPair(300);
+  const req = { fromKey: from, toKey: to, amount: 5n, requestId: `old-layout-${randomUUID()}` };
+  const first = await t.grpc.transfer(req);
+  const home = await primaryOf(from < to ? from : to);
+  // The table as routers before the home key made it, with the record in it.
+  await home.unsafe(`alter table shardrouter.requests drop constraint requests_pkey;
+                     alter table shardrouter.requests drop column home_key;
+                     alter table shardrouter.requests add primary key (request_id)`);
+  const before = [await balance(from), await balance(to)];
+  const again = await t.grpc.transfer(req);
+  assert.ok(again.replayed, "the retry is a replay");
+  assert.is(again.transactionId, first.transactionId);
+  assert.equal([await balance(from), await balance(to)], before, "nothing moved twice");
+  const [{ key }] = await home<{ key: string }[]>`select string_agg(a.attname, ',' order by a.attname) as key from pg_index i
+    join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey) where i.indrelid = 'shardrouter.requests'::regclass and i.indisprimary`;
+  assert.is(key, "home_key,request_id", "upgraded: records are kept under their home key");
+  const next = await t.grpc.transfer({ ...req, requestId: `after-upgrade-${randomUUID()}` });
+  assert.not.ok(next.replayed);
+});
+
 test.run();
