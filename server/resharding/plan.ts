@@ -31,11 +31,14 @@ export function planMoves(from: ShardMap, to: ShardMap): SourcePlan[] {
     plans.push({
       source,
       targets,
+      // An empty key is no shard key (every strategy refuses it), so such a row has no other owner:
+      // it stays. The request log's records from before it kept home keys have one.
       destination: (key) => {
+        if (key === "") return undefined;
         const next = owner(key);
         return next === source ? undefined : next;
       },
-      fromSource: (key) => ownerBefore(key) === source,
+      fromSource: (key) => key === "" || ownerBefore(key) === source,
     });
   }
   return plans;
