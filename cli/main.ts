@@ -1,4 +1,5 @@
 // The operator's command line: drives a router's AdminService.
+//   npm run shardrouter -- shard add shard-4 --primary HOST:PORT/DB [--replica HOST:PORT/DB …] [--weight N]
 //   npm run shardrouter -- reshard add shard-4 [--weight 2] [--wait] [--no-cutover]
 //   npm run shardrouter -- reshard drain shard-2 [--wait]
 //   npm run shardrouter -- reshard status [JOB]
@@ -9,9 +10,13 @@
 import { parseArgs } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { AdminService, type Reshard, ReshardPhase } from "../gen/shardrouter/v1/admin_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { AdminService, type Reshard, ReshardPhase, type ShardNodeAddress, ShardNodeAddressSchema } from "../gen/shardrouter/v1/admin_pb.js";
 
-const usage = `usage: shardrouter reshard <add SHARD | drain SHARD | status [JOB] | cutover JOB | cancel JOB> [--url URL] [--wait]
+const usage = `usage: shardrouter shard add SHARD --primary HOST:PORT/DB [--replica HOST:PORT/DB …] [--weight N] [--url URL]
+       shardrouter reshard <add SHARD | drain SHARD | status [JOB] | cutover JOB | cancel JOB> [--url URL] [--wait]
+  shard add SHARD register an empty shard (its server running, its tables created): every router
+                  connects to it with its own shard login; then \`reshard add SHARD\` gives it keys
   add SHARD       SHARD (configured on every router, owning no keys) joins the hash ring; --weight N
                   (default 1); cuts over by itself once verified unless --no-cutover
   drain SHARD     every key of SHARD moves to the others (auto cutover as with add)
@@ -41,16 +46,24 @@ function describe(r: Reshard): string {
   return parts.join(" · ");
 }
 
+/** HOST:PORT/DATABASE as a node's address. */
+function address(text: string, role: "primary" | "replica"): ShardNodeAddress {
+  const m = /^(.+):(\d{1,5})\/(.+)$/.exec(text);
+  if (!m) throw new ConnectError(`--${role}: "${text}" is not HOST:PORT/DATABASE`, Code.InvalidArgument);
+  return create(ShardNodeAddressSchema, { host: m[1], port: Number(m[2]), database: m[3], role });
+}
+
 async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true, strict: true,
     options: {
       url: { type: "string" }, wait: { type: "boolean" }, weight: { type: "string" }, "no-cutover": { type: "boolean" },
       "job-id": { type: "string" }, help: { type: "boolean", short: "h" },
+      primary: { type: "string" }, replica: { type: "string", multiple: true },
     },
   });
   const [group, verb, arg] = positionals;
-  if (values.help || group !== "reshard" || !verb) {
+  if (values.help || (group !== "reshard" && group !== "shard") || !verb) {
     console.log(usage);
     return values.help ? 0 : 2;
   }
@@ -60,6 +73,19 @@ async function main(): Promise<number> {
     if (!arg) throw new ConnectError(`reshard ${verb} needs ${what}`, Code.InvalidArgument);
     return arg;
   };
+  if (group === "shard") {
+    if (verb !== "add" || !arg || !values.primary) {
+      console.log(usage);
+      return 2;
+    }
+    const weight = values.weight === undefined ? 1 : Number(values.weight);
+    if (!Number.isInteger(weight) || weight < 1) throw new ConnectError(`--weight: "${values.weight}" must be a whole number >= 1`, Code.InvalidArgument);
+    const nodes = [address(values.primary, "primary"), ...(values.replica ?? []).map((r) => address(r, "replica"))];
+    const { shard } = await admin.addShard({ name: arg, nodes, weight });
+    console.log(`${shard!.name}: registered (${shard!.state}, weight ${shard!.weight}): ${shard!.nodes.map((n) => `${n.name} ${n.address}`).join(", ")}`);
+    console.log(`  next: shardrouter reshard add ${shard!.name} --wait`);
+    return 0;
+  }
   let job: Reshard | undefined;
   switch (verb) {
     case "add": {

@@ -8,6 +8,7 @@ import { Catalog } from "./catalog/catalog.js";
 import { CatalogDirectoryStore } from "./catalog/directory-store.js";
 import { ShardMapFollower } from "./catalog/shard-map-follower.js";
 import { ShardMapStore } from "./catalog/shard-map-store.js";
+import { definitionOf, ShardRegistry } from "./catalog/shard-registry.js";
 import { FenceStore } from "./catalog/fence-store.js";
 import { FenceFollower } from "./resharding/fence-follower.js";
 import { WriteFence } from "./resharding/write-fence.js";
@@ -16,7 +17,7 @@ import { replicationSlots } from "./resharding/slot-lag.js";
 import { ReshardJobStore } from "./catalog/reshard-job-store.js";
 import { AdminService } from "../gen/shardrouter/v1/admin_pb.js";
 import { adminService } from "./rpc/admin-service.js";
-import type { Config } from "./config/config.js";
+import { type Config, shardLoginOf } from "./config/config.js";
 import { Planner } from "./execution/planner.js";
 import { buildShardMap } from "./placement/shard-map.js";
 import { loadParser } from "./sql/parser.js";
@@ -30,7 +31,7 @@ import { registerReflection } from "./rpc/reflection.js";
 import { routerService } from "./rpc/router-service.js";
 import { rejectUnknownFields } from "./rpc/strict-fields.js";
 import { HealthChecker } from "./shards/health-checker.js";
-import { ShardSet } from "./shards/shard-set.js";
+import { type ShardDefinition, ShardSet } from "./shards/shard-set.js";
 import { Coordinator } from "./transactions/coordinator.js";
 import { DecisionLog } from "./transactions/decision-log.js";
 import { Failpoints } from "./transactions/failpoints.js";
@@ -80,10 +81,23 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   let fenceFollower: FenceFollower | undefined;
   let runner: JobRunner | undefined;
   let admin: ReturnType<typeof adminService> | undefined;
+  let registered: Awaited<ReturnType<ShardRegistry["follow"]>> | undefined;
   if (catalog) {
+    // Shards registered with AddShard first: the map in force may give them keys.
+    const registry = new ShardRegistry(catalog);
+    const login = shardLoginOf(config);
+    const malformed = new Set<string>();
+    const adopt = async (definition: ShardDefinition) => {
+      if (!shards.add(definition)) return; // configured (or adopted) already: the config wins
+      logger.notice({ shard: definition.name }, `shard ${definition.name} is registered in the catalog: its nodes are served from now on`);
+      await ensureRequestLog(shards.shard(definition.name), AbortSignal.timeout(10_000)).catch(() => {});
+    };
+    registered = await registry.follow(config.shardMap.pollMs, (r) => void adopt(definitionOf(r, login)), (name, reason) => {
+      if (!malformed.has(name) && malformed.add(name)) logger.error({ shard: name }, `registered shard ${name} cannot be served: ${reason}`);
+    });
     const maps = new ShardMapStore(catalog);
     const started = await ShardMapFollower.start(maps, { placement: config.placement, shards: seedShards, by: ids.routerId }, {
-      configured: new Set(config.shards.map((s) => s.name)), directory, pollMs: config.shardMap.pollMs,
+      known: shards, learnShards: () => registered!.check(), directory, pollMs: config.shardMap.pollMs,
       // Called only after catalog I/O, so never before `planner` below exists.
       onMap: (map) => {
         adoptEpoch(map.epoch);
@@ -93,6 +107,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       },
       onRejected: (version, reason) => logger.error({ shardMapVersion: version }, `shard map version ${version} cannot be served here, keeping version ${planner.map.version}: ${reason}`),
     }).catch(async (err) => {
+      await registered?.stop();
       await shards.close();
       await catalog.close();
       throw err;
@@ -103,7 +118,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     fence = new WriteFence({ map: () => planner.map, maxHeld: 10_000, holdAtMostMs: 6000 });
     const jobs = new ReshardJobStore(catalog);
     fenceFollower = new FenceFollower(new FenceStore(catalog), fence, {
-      router: ids.routerId, jobs, pollMs: config.shardMap.pollMs, drainMs: 1000, configured: new Set(config.shards.map((s) => s.name)), directory,
+      router: ids.routerId, jobs, pollMs: config.shardMap.pollMs, drainMs: 1000, known: shards, directory,
       mapVersion: () => planner.map.version, adoptEpoch, onLifted: () => void follower?.check(),
       log: (line) => logger.warn(line),
     });
@@ -115,6 +130,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     runner.start();
     admin = adminService({
       jobs, maps, runner, config, directory, onJobsChanged: () => fenceFollower!.check(),
+      shards, registry, router: ids.routerId, onShardAdded: adopt,
       prepareShards: async (names) => { await Promise.all(names.map((n) => ensureRequestLog(shards.shard(n), AbortSignal.timeout(10_000)))); },
     });
     const mapped = started.map.shards.map((s) => s.name).join(",");
@@ -180,6 +196,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     await runner?.stop();
     await fenceFollower?.stop();
     await follower?.stop();
+    await registered?.stop();
     await shards.close();
     await catalog?.close();
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as NodeJS.ErrnoException).code ?? err}`);
@@ -197,6 +214,8 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       await runner?.stop();
       await fenceFollower?.stop();
       await follower?.stop();
+      await registered?.stop();
+    await registered?.stop();
       await shards.close();
       await catalog?.close();
     },

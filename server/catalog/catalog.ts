@@ -1,6 +1,6 @@
 // The catalog database: router state that must outlive a router process or be shared by several
-// routers: directory entries, two-phase commit decisions and shard map versions. Its schema is created
-// idempotently at start, so any router can be first.
+// routers: directory entries, two-phase commit decisions, shard map versions, registered shards and
+// reshard jobs. Its schema is created idempotently at start, so any router can be first.
 import postgres from "postgres";
 import { type ConnectionConfig, passwordOf } from "../config/config.js";
 
@@ -59,6 +59,13 @@ const tables = [
      lease_until timestamptz,
      created_at timestamptz not null default now(),
      updated_at timestamptz not null default now())`,
+  // Shards registered with AddShard (shard-registry.ts): their nodes' addresses, never a password.
+  `create table if not exists shardrouter.shard_registry (
+     name text primary key,
+     weight int not null check (weight between 1 and 1000),
+     nodes jsonb not null,
+     added_by text not null,
+     added_at timestamptz not null default now())`,
   // Routers that are serving: a cutover waits for the acknowledgements of those seen lately.
   `create table if not exists shardrouter.routers (
      id text primary key,

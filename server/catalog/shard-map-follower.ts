@@ -7,11 +7,16 @@ import type { DirectoryStore } from "../placement/directory.js";
 import type { PlacementConfig } from "../placement/placement-config.js";
 import { ownsKeys } from "../placement/strategy.js";
 import { CatalogWatch } from "./catalog-watch.js";
+
+/** Which shards a router has nodes for. */
+export interface KnownShards { has(name: string): boolean }
 import { ShardMapRowError, type ShardMapStore, type StoredShardMap } from "./shard-map-store.js";
 
 export interface FollowerOptions {
-  /** Shards this router has nodes for: a map naming another one cannot be served here. */
-  configured: ReadonlySet<string>;
+  /** Shards this router has nodes for (configured or registered): a map naming another one cannot be served here. */
+  known: KnownShards;
+  /** A map names shards this router does not know yet: look for newly registered ones, then judge it. */
+  learnShards?: () => Promise<void>;
   directory?: DirectoryStore;
   pollMs: number;
   /** A new map is in force (after the first). */
@@ -21,10 +26,10 @@ export interface FollowerOptions {
 }
 
 /** Builds the ShardMap of a stored version; throws with a reason a person can act on. */
-export function shardMapOf(stored: StoredShardMap, opts: Pick<FollowerOptions, "configured" | "directory">): ShardMap {
-  const unknown = stored.shards.filter((s) => !opts.configured.has(s.name)).map((s) => s.name);
+export function shardMapOf(stored: StoredShardMap, opts: Pick<FollowerOptions, "known" | "directory">): ShardMap {
+  const unknown = stored.shards.filter((s) => !opts.known.has(s.name)).map((s) => s.name);
   if (unknown.length > 0) {
-    throw new Error(`shard map version ${stored.version} names shard(s) ${unknown.join(", ")} that this router's config has no nodes for: add them to shards`);
+    throw new Error(`shard map version ${stored.version} names shard(s) ${unknown.join(", ")} that this router has no nodes for: register them (AddShard) or add them to its config's shards`);
   }
   return buildShardMap(stored.placement, stored.shards.filter((s) => ownsKeys(s.state)).map(({ name, weight }) => ({ name, weight })), {
     version: stored.version,
@@ -77,6 +82,7 @@ export class ShardMapFollower {
       return;
     }
     if (!stored || stored.version <= this.version || this.watch.stopped) return;
+    if (this.opts.learnShards && stored.shards.some((s) => !this.opts.known.has(s.name))) await this.opts.learnShards();
     let map: ShardMap;
     try {
       map = shardMapOf(stored, this.opts);

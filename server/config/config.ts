@@ -35,6 +35,11 @@ export const ConfigSchema = z.object({
   placement: PlacementConfigSchema.prefault({ strategy: "hash_ring" }),
   shards: z.array(ShardSchema).min(1),
   catalog: ConnectionSchema.optional(),
+  /**
+   * The login for the nodes of shards registered with AdminService.AddShard (their addresses live
+   * in the catalog, never a password). Default: the login of the first configured shard's primary.
+   */
+  shardLogin: z.object({ user: z.string().min(1), password: z.string().optional(), passwordEnv: z.string().optional() }).strict().optional(),
   pool: z.object({
     max: z.number().int().min(1).max(1000).default(10),
     maxWaiting: z.number().int().min(0).default(1000),
@@ -103,6 +108,14 @@ export const ConfigSchema = z.object({
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConnectionConfig = z.infer<typeof ConnectionSchema>;
+export type ShardConfig = z.infer<typeof ShardSchema>;
+
+/** The login for registered shards' nodes: shardLogin, or the first configured primary's. */
+export function shardLoginOf(config: Pick<Config, "shards" | "shardLogin">): { user: string; password?: string; passwordEnv?: string } {
+  if (config.shardLogin) return config.shardLogin;
+  const primary = config.shards[0].nodes.find((n) => n.role === "primary") ?? config.shards[0].nodes[0];
+  return { user: primary.user, password: primary.password, passwordEnv: primary.passwordEnv };
+}
 
 export class ConfigError extends Error {}
 
@@ -128,6 +141,9 @@ export function parseConfig(raw: unknown, source = "config"): Config {
     });
   });
   if (config.shards.every((s) => s.spare)) problems.push("shards: every shard is spare; at least one must own keys");
+  if (config.shardLogin?.passwordEnv && process.env[config.shardLogin.passwordEnv] === undefined) {
+    problems.push(`shardLogin.passwordEnv: environment variable ${config.shardLogin.passwordEnv} is not set`);
+  }
   if (problems.length) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
   return config;
 }

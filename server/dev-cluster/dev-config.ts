@@ -9,11 +9,14 @@ export interface DevConfigOptions {
   resharding?: Record<string, unknown>;
   /** The last N shards are spare: the router has their nodes, the shard map does not name them. */
   spareShards?: number;
+  /** The last N shards are left out altogether (servers running, unknown to the router: for AddShard). */
+  unconfiguredShards?: number;
 }
 
 export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): unknown {
   const { user, password } = cluster.routerRole;
   const connection = (n: LocalNode) => ({ host: n.host, port: n.port, database: n.database, user, password });
+  const configured = cluster.shards.slice(0, cluster.shards.length - (opts.unconfiguredShards ?? 0));
   return {
     listen: { host: opts.host ?? "127.0.0.1", port: opts.port ?? 8080 },
     ...(opts.placement ? { placement: opts.placement } : {}),
@@ -22,9 +25,9 @@ export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): u
     ...(opts.transactions ? { transactions: opts.transactions } : {}),
     ...(opts.health ? { health: opts.health } : {}),
     ...(opts.breaker ? { breaker: opts.breaker } : {}),
-    shards: cluster.shards.map((s, i) => ({
+    shards: configured.map((s, i) => ({
       name: s.name,
-      ...(i >= cluster.shards.length - (opts.spareShards ?? 0) ? { spare: true } : {}),
+      ...(i >= configured.length - (opts.spareShards ?? 0) ? { spare: true } : {}),
       nodes: s.nodes.map((n) => ({ name: n.name, role: n.role, ...connection(n) })),
     })),
     catalog: connection(cluster.catalog),

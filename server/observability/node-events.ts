@@ -21,25 +21,31 @@ export function watchNodes(shards: ShardSet, logger: Logger, metrics: RouterMetr
   const writerName = (s: ShardNodes) => { try { return writerOf(s).name; } catch { return undefined; } };
   const where = (s: ShardNodes, n: NodePool) => ({ shard: s.name, node: n.name, address: n.address });
 
-  for (const shard of shards.shards) {
+  const subscriptions: { dispose(): void }[] = [];
+  /** A shard first seen (at start, or registered while serving): its state now, and its breakers' events. */
+  const adopt = (shard: ShardNodes, when: string) => {
     const writer = writerName(shard);
     writers.set(shard, writer);
     if (writer !== undefined) lastWriter.set(shard, writer);
     for (const node of shard.nodes) {
       const now = snapshot(node);
       seen.set(node, now);
-      logger.info({ ...where(shard, node), status: now.status, role: now.writable ? "primary" : "replica", fenced: now.fenced, timeline: node.health.timeline }, "node state at start");
+      logger.info({ ...where(shard, node), status: now.status, role: now.writable ? "primary" : "replica", fenced: now.fenced, timeline: node.health.timeline }, when);
+      subscriptions.push(node.breaker.onStateChange((state) => {
+        if (state === CircuitState.Open || state === CircuitState.Isolated) logger.warn(where(shard, node), "circuit breaker opened: calls to the node fail fast");
+        else if (state === CircuitState.HalfOpen) logger.info(where(shard, node), "circuit breaker half-open: probing the node");
+        else logger.notice(where(shard, node), "circuit breaker closed");
+      }));
     }
-  }
-
-  const subscriptions = shards.shards.flatMap((shard) => shard.nodes.map((node) => node.breaker.onStateChange((state) => {
-    if (state === CircuitState.Open || state === CircuitState.Isolated) logger.warn(where(shard, node), "circuit breaker opened: calls to the node fail fast");
-    else if (state === CircuitState.HalfOpen) logger.info(where(shard, node), "circuit breaker half-open: probing the node");
-    else logger.notice(where(shard, node), "circuit breaker closed");
-  })));
+  };
+  for (const shard of shards.shards) adopt(shard, "node state at start");
 
   const check = () => {
     for (const shard of shards.shards) {
+      if (!writers.has(shard)) {
+        adopt(shard, "node state when its shard was registered");
+        continue;
+      }
       for (const node of shard.nodes) {
         const was = seen.get(node)!;
         const now = snapshot(node);

@@ -5,7 +5,7 @@
 import { CatalogWatch } from "../catalog/catalog-watch.js";
 import type { FenceStore, StoredFence } from "../catalog/fence-store.js";
 import type { ReshardJobStore } from "../catalog/reshard-job-store.js";
-import { shardMapOf } from "../catalog/shard-map-follower.js";
+import { type KnownShards, shardMapOf } from "../catalog/shard-map-follower.js";
 import type { DirectoryStore } from "../placement/directory.js";
 import type { ShardMap } from "../placement/shard-map.js";
 import type { WriteFence } from "./write-fence.js";
@@ -17,7 +17,7 @@ export interface FenceFollowerOptions {
   jobs?: ReshardJobStore;
   /** How long in-flight writes may take to finish before this router leaves the fence unacknowledged. */
   drainMs: number;
-  configured: ReadonlySet<string>;
+  known: KnownShards;
   directory?: DirectoryStore;
   /** The version of the map in force here. */
   mapVersion(): number;

@@ -12,6 +12,7 @@ import { type Config, passwordOf } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
 import type { DirectoryStore } from "../placement/directory.js";
 import type { NodeConfig } from "../shards/node-pool.js";
+import type { ShardSet } from "../shards/shard-set.js";
 import { CutoverError } from "./cutover.js";
 import { setMinimumEpoch } from "./epoch-guard.js";
 import { parseLsn } from "./lsn.js";
@@ -33,10 +34,10 @@ export interface JobRunnerDeps {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The primary of `shard` as the resharder logs in to it (resharding.user, or the node's own login). */
-export function resharderNode(config: JobRunnerDeps["config"], shard: string): NodeConfig {
-  const s = config.shards.find((x) => x.name === shard);
+export function resharderNode(config: Pick<Config, "resharding">, shards: ShardSet, shard: string): NodeConfig {
+  const s = shards.definition(shard);
   const node = s?.nodes.find((n) => n.role === "primary");
-  if (!s || !node) throw new Error(`shard ${shard} is not configured on this router`);
+  if (!s || !node) throw new Error(`shard ${shard} is not known to this router (neither configured nor registered)`);
   const r = config.resharding;
   return {
     name: node.name ?? `${shard}-primary`, host: node.host, port: node.port, database: node.database, role: "primary",
@@ -88,7 +89,7 @@ export class JobRunner {
   private async run(stored: StoredJob): Promise<void> {
     const { deps } = this;
     const from = deps.planner.map;
-    const opts = { configured: new Set(deps.config.shards.map((s) => s.name)), directory: deps.directory };
+    const opts = { known: deps.planner.shards, directory: deps.directory };
     const report = async (fields: Parameters<ReshardJobStore["report"]>[2]) => {
       if (!(await deps.jobs.report(stored.id, deps.router, fields).catch(() => true))) this.lost.add(stored.id);
     };
@@ -98,7 +99,7 @@ export class JobRunner {
       return;
     }
     const to = shardMapOf({ version: from.version + 1, placement: stored.target.placement, shards: stored.target.shards }, opts);
-    const primary = (s: string) => resharderNode(deps.config, s);
+    const primary = (s: string) => resharderNode(deps.config, deps.planner.shards, s);
     const job = new ReshardJob({ job: stored.id, from, to, tables: stored.target.tables, primary, connectTimeoutMs: deps.config.pool.connectTimeoutMs, log: deps.log });
     const sources = new Map<string, postgres.Sql>(job.plans.map((p) => [p.source, nodeClient(primary(p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs })]));
     let verified: StoredVerify | undefined = stored.verify && stored.verify.mismatches === 0 ? stored.verify : undefined;
@@ -224,11 +225,11 @@ export class JobRunner {
     const { deps } = this;
     const fence = (await deps.fences.all()).find((f) => f.job === stored.id);
     const latest = await deps.maps.latest();
-    const primary = (s: string) => resharderNode(deps.config, s);
+    const primary = (s: string) => resharderNode(deps.config, deps.planner.shards, s);
     if (fence?.state === "lifted" && latest && latest.version === stored.fromVersion + 1) {
       const before = await deps.maps.at(stored.fromVersion);
-      const from = shardMapOf(before!, { configured: new Set(deps.config.shards.map((s) => s.name)), directory: deps.directory });
-      const to = shardMapOf(latest, { configured: new Set(deps.config.shards.map((s) => s.name)), directory: deps.directory });
+      const from = shardMapOf(before!, { known: deps.planner.shards, directory: deps.directory });
+      const to = shardMapOf(latest, { known: deps.planner.shards, directory: deps.directory });
       const job = new ReshardJob({ job: stored.id, from, to, tables: stored.target.tables, primary, connectTimeoutMs: deps.config.pool.connectTimeoutMs });
       for (const plan of job.plans) {
         const sql = nodeClient(primary(plan.source), { max: 1 });

@@ -3,11 +3,16 @@
 // way routers will when they load it, so a job that starts can be served.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { AdminService, ReshardPhase, type Reshard, ReshardSchema, type StartReshardRequest } from "../../gen/shardrouter/v1/admin_pb.js";
+import { type AddShardRequest, AdminService, ReshardPhase, type Reshard, ReshardSchema, type StartReshardRequest } from "../../gen/shardrouter/v1/admin_pb.js";
+import { ShardSchema } from "../../gen/shardrouter/v1/router_pb.js";
 import type { JobPhase, JobTarget, ReshardJobStore, StoredJob, StoredMove } from "../catalog/reshard-job-store.js";
 import { shardMapOf } from "../catalog/shard-map-follower.js";
 import type { ShardMapStore, StoredShard, StoredShardMap } from "../catalog/shard-map-store.js";
-import type { Config } from "../config/config.js";
+import { type Config, passwordOf, shardLoginOf } from "../config/config.js";
+import type { ShardRegistry } from "../catalog/shard-registry.js";
+import { unfitPrimary } from "../shards/node-probe.js";
+import type { ShardDefinition, ShardSet } from "../shards/shard-set.js";
+import { describeNodes, shardStatus } from "./topology.js";
 import type { DirectoryStore } from "../placement/directory.js";
 import { PlacementConfigSchema } from "../placement/placement-config.js";
 import type { JobRunner } from "../resharding/job-runner.js";
@@ -21,7 +26,14 @@ export interface AdminServiceDeps {
   jobs: ReshardJobStore;
   maps: ShardMapStore;
   runner: JobRunner;
-  config: Pick<Config, "shards" | "resharding" | "pool">;
+  config: Pick<Config, "shards" | "shardLogin" | "resharding" | "pool">;
+  /** Every shard this router has nodes for; AddShard adds to it. */
+  shards: ShardSet;
+  registry: ShardRegistry;
+  /** This router's id (who registered a shard). */
+  router: string;
+  /** A shard registered here: open its pools now (other routers follow the catalog). */
+  onShardAdded(definition: ShardDefinition): Promise<void>;
   directory?: DirectoryStore;
   /**
    * Makes sure these shards hold the request log (idempotency records move with their keys, so the
@@ -56,12 +68,30 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
     return toProto(await get(id));
   };
   return {
+    async addShard(req) {
+      const definition = shardDefinition(req, deps);
+      const primary = definition.nodes.find((n) => n.role === "primary")!;
+      const unfit = await unfitPrimary({ ...primary, name: primary.name!, password: passwordOf(primary) }, deps.config.pool.connectTimeoutMs);
+      if (unfit) throw new ConnectError(`AddShard ${definition.name}: ${unfit}`, Code.FailedPrecondition);
+      const addresses = definition.nodes.map(({ name, host, port, database, role }) => ({ name: name!, host, port, database, role }));
+      if (!(await deps.registry.add({ name: definition.name, weight: definition.weight, nodes: addresses }, deps.router))) {
+        throw new ConnectError(`shard "${definition.name}" is registered already`, Code.AlreadyExists);
+      }
+      await deps.onShardAdded(definition);
+      const shard = deps.shards.shard(definition.name);
+      return {
+        shard: create(ShardSchema, {
+          name: shard.name, status: shardStatus(shard), nodes: describeNodes(shard), weight: shard.weight, state: "spare",
+          ownership: { description: "owns no keys (spare)", keyspaceFraction: 0 },
+        }),
+      };
+    },
     async startReshard(req) {
       const id = req.jobId || `reshard_${Date.now().toString(36)}`;
       if (!/^[a-z0-9_]{1,40}$/.test(id)) throw new ConnectError("job_id: use 1-40 lower-case letters, digits and '_'", Code.InvalidArgument);
       const current = await deps.maps.latest();
       if (!current) throw new ConnectError("the catalog holds no shard map yet", Code.FailedPrecondition);
-      return { reshard: await start(id, current, targetOf(req, current, deps.config), req.autoCutover) };
+      return { reshard: await start(id, current, targetOf(req, current, deps.shards), req.autoCutover) };
     },
     async reverseReshard(req) {
       const job = await get(req.jobId);
@@ -100,11 +130,11 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
 }
 
 /** The new map a request asks for, from the one in force. */
-function targetOf(req: StartReshardRequest, current: StoredShardMap, config: AdminServiceDeps["config"]): Omit<JobTarget, "tables"> {
-  const configured = new Set(config.shards.map((s) => s.name));
+function targetOf(req: StartReshardRequest, current: StoredShardMap, knownShards: ShardSet): Omit<JobTarget, "tables"> {
   const known = (name: string, field: string) => {
-    if (!configured.has(name)) throw new ConnectError(`${field}: shard "${name}" is not configured on this router (add its nodes to shards, on every router)`, Code.InvalidArgument);
+    if (!knownShards.has(name)) throw new ConnectError(`${field}: shard "${name}" is unknown here: register it with AddShard (or add its nodes to every router's config)`, Code.InvalidArgument);
   };
+  known.weight = (name: string) => knownShards.shard(name).weight;
   const weight = (w: number, field: string) => {
     if (w > 1000) throw new ConnectError(`${field}: weight ${w} must be 1..1000`, Code.InvalidArgument);
     return w || 1;
@@ -130,7 +160,8 @@ function targetOf(req: StartReshardRequest, current: StoredShardMap, config: Adm
     known(s.name, `add_shards[${i}]`);
     const had = shards.get(s.name);
     if (had && (had.state === "active" || had.state === "draining")) throw new ConnectError(`add_shards[${i}]: shard "${s.name}" owns keys already`, Code.InvalidArgument);
-    shards.set(s.name, { name: s.name, weight: weight(s.weight, `add_shards[${i}]`), state: "active" });
+    // Weight 0: the weight it was registered (or configured) with.
+    shards.set(s.name, { name: s.name, weight: weight(s.weight || known.weight(s.name), `add_shards[${i}]`), state: "active" });
   });
   req.drainShards.forEach((name, i) => {
     const had = shards.get(name);
@@ -148,9 +179,39 @@ function targetOf(req: StartReshardRequest, current: StoredShardMap, config: Adm
   return { placement: current.placement, shards: [...shards.values()] };
 }
 
+const shardName = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/** An AddShard request as a shard definition with the shard login; refuses what could not be served. */
+function shardDefinition(req: AddShardRequest, deps: AdminServiceDeps): ShardDefinition {
+  const problems: string[] = [];
+  if (!shardName.test(req.name)) problems.push("name: use 1-63 letters, digits, '_', '.', '-', starting with a letter or digit");
+  if (req.weight > 1000) problems.push(`weight: ${req.weight} must be 1..1000 (0 means 1)`);
+  if (req.nodes.length === 0) problems.push("nodes: give at least the shard's primary");
+  const primaries = req.nodes.filter((n) => n.role === "primary").length;
+  if (req.nodes.length > 0 && primaries !== 1) problems.push(`nodes: needs exactly one node with role "primary", found ${primaries}`);
+  const taken = new Set(deps.shards.shards.flatMap((s) => s.nodes.map((n) => n.name)));
+  const names = req.nodes.map((n, i) => n.name || `${req.name}-${n.role}${n.role === "replica" ? `-${i}` : ""}`);
+  req.nodes.forEach((n, i) => {
+    if (n.role !== "primary" && n.role !== "replica") problems.push(`nodes[${i}].role: "primary" or "replica", not "${n.role}"`);
+    if (!n.host) problems.push(`nodes[${i}].host: required`);
+    if (n.port < 1 || n.port > 65535) problems.push(`nodes[${i}].port: ${n.port} is not a port`);
+    if (!n.database) problems.push(`nodes[${i}].database: required`);
+    if (!shardName.test(names[i])) problems.push(`nodes[${i}].name: use letters, digits, '_', '.', '-'`);
+    if (taken.has(names[i]) || names.indexOf(names[i]) !== i) problems.push(`nodes[${i}].name: "${names[i]}" names another node already`);
+  });
+  if (deps.shards.has(req.name)) throw new ConnectError(`shard "${req.name}" is configured or registered already`, Code.AlreadyExists);
+  if (problems.length) throw new ConnectError(`AddShard: ${problems.join("; ")}`, Code.InvalidArgument);
+  const login = shardLoginOf(deps.config);
+  return {
+    name: req.name,
+    weight: req.weight || 1,
+    nodes: req.nodes.map((n, i) => ({ name: names[i], host: n.host, port: n.port, database: n.database, role: n.role as "primary" | "replica", ...login })),
+  };
+}
+
 /** Each source's moves with the rows they carry, counted now; refuses a plan the job could not carry out. */
 async function plan(current: StoredShardMap, target: JobTarget, deps: AdminServiceDeps): Promise<StoredMove[]> {
-  const opts = { configured: new Set(deps.config.shards.map((s) => s.name)), directory: deps.directory };
+  const opts = { known: deps.shards, directory: deps.directory };
   let plans;
   try {
     const from = shardMapOf(current, opts);
@@ -162,7 +223,7 @@ async function plan(current: StoredShardMap, target: JobTarget, deps: AdminServi
   }
   const moves: StoredMove[] = [];
   for (const p of plans) {
-    const sql = nodeClient(resharderNode(deps.config, p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs });
+    const sql = nodeClient(resharderNode(deps.config, deps.shards, p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs });
     try {
       const counts = new Map<string, number>();
       for (const table of target.tables) {

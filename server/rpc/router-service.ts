@@ -2,7 +2,7 @@
 // No handler touches a database or computes placement itself.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type Node, NodeSchema, ReplicationSlotSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
+import { ReplicationSlotSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import type { Config } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
@@ -10,10 +10,7 @@ import { scatterGather } from "../execution/scatter-gather.js";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import { checkStatement } from "../sql/statement-guard.js";
 import { type EncodedParam, encodeParam } from "../execution/value-codec.js";
-import type { NodePool } from "../shards/node-pool.js";
-import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 import { onFirstAnswering } from "../execution/read-failover.js";
-import { CircuitState } from "cockatiel";
 import type { Coordinator } from "../transactions/coordinator.js";
 import { executeTransaction } from "../transactions/execute-transaction.js";
 import type { Recovery } from "../transactions/recovery.js";
@@ -23,6 +20,7 @@ import { staleEpochSqlstate } from "../resharding/epoch-guard.js";
 import { sqlstateOf } from "../execution/postgres-errors.js";
 import { isReadOnly, schemaChange } from "../sql/statement-kind.js";
 import { replicationSlots } from "../resharding/slot-lag.js";
+import { describeNodes, shardStatus } from "./topology.js";
 
 export interface RouterServiceDeps {
   planner: Planner;
@@ -166,35 +164,4 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
 
 function encodeParams(values: Value[]): EncodedParam[] {
   return values.map((v, i) => encodeParam(v, i + 1));
-}
-
-/** "up" when the shard has a writer, "down" otherwise, "unknown" before any node was checked. */
-function shardStatus(shard: ShardNodes): string {
-  if (shard.nodes.every((n) => n.health.status === "unknown")) return "unknown";
-  try {
-    return writerOf(shard).health.status === "down" ? "down" : "up";
-  } catch {
-    return "down";
-  }
-}
-
-const breakerNames: Record<CircuitState, string> = {
-  [CircuitState.Closed]: "closed", [CircuitState.Open]: "open", [CircuitState.HalfOpen]: "half_open", [CircuitState.Isolated]: "open",
-};
-
-function describeNodes(shard: ShardNodes): Node[] {
-  return shard.nodes.map((n: NodePool) => create(NodeSchema, {
-    name: n.name,
-    address: n.address,
-    role: n.health.inRecovery ? "replica" : "primary",
-    configuredRole: n.role,
-    status: n.health.status,
-    breaker: breakerNames[n.breaker.state],
-    lagMs: n.health.lagMs,
-    fenced: n.health.fenced,
-    timeline: n.health.timeline,
-    poolInUse: n.admission.inUse,
-    poolWaiting: n.admission.queued,
-    poolMax: n.admission.max,
-  }));
 }

@@ -5,7 +5,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { CircuitState } from "cockatiel";
 import { ReadPreference } from "../../gen/shardrouter/v1/router_pb.js";
-import { type Config, passwordOf } from "../config/config.js";
+import { type Config, passwordOf, type ShardConfig } from "../config/config.js";
 import { NodePool } from "./node-pool.js";
 
 export interface ShardNodes {
@@ -17,20 +17,41 @@ export interface ShardNodes {
   maxTimeline: number;
 }
 
+/** A shard as ShardSet builds it: from the config, or registered in the catalog (AddShard). */
+export type ShardDefinition = Pick<ShardConfig, "name" | "weight" | "nodes">;
+
 export class ShardSet {
   private readonly byName = new Map<string, ShardNodes>();
+  private readonly definitions = new Map<string, ShardDefinition>();
   private nextReplica = 0;
+  private epoch = 0;
 
-  constructor(config: Pick<Config, "shards" | "pool"> & Partial<Pick<Config, "breaker">>) {
-    for (const shard of config.shards) {
-      const nodes = shard.nodes.map((n, i) => new NodePool({
-        ...n,
-        name: n.name ?? `${shard.name}-${n.role}${n.role === "replica" ? `-${i}` : ""}`,
-        password: passwordOf(n),
-      }, config.pool, config.breaker));
-      nodes.sort((a, b) => (a.role === b.role ? 0 : a.role === "primary" ? -1 : 1));
-      this.byName.set(shard.name, { name: shard.name, weight: shard.weight, nodes, maxTimeline: 0 });
-    }
+  constructor(private readonly config: Pick<Config, "shards" | "pool"> & Partial<Pick<Config, "breaker">>) {
+    for (const shard of config.shards) this.add(shard);
+  }
+
+  /** Opens pools for a shard's nodes (a shard registered while serving); false if the name is taken. */
+  add(shard: ShardDefinition): boolean {
+    if (this.byName.has(shard.name)) return false;
+    const nodes = shard.nodes.map((n, i) => new NodePool({
+      ...n,
+      name: n.name ?? `${shard.name}-${n.role}${n.role === "replica" ? `-${i}` : ""}`,
+      password: passwordOf(n),
+    }, this.config.pool, this.config.breaker));
+    nodes.sort((a, b) => (a.role === b.role ? 0 : a.role === "primary" ? -1 : 1));
+    for (const node of nodes) node.setEpoch(this.epoch);
+    this.byName.set(shard.name, { name: shard.name, weight: shard.weight, nodes, maxTimeline: 0 });
+    this.definitions.set(shard.name, shard);
+    return true;
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  /** How a shard's nodes are reached, with the login of its config (or the shard login). */
+  definition(name: string): ShardDefinition | undefined {
+    return this.definitions.get(name);
   }
 
   get shards(): ShardNodes[] {
@@ -81,6 +102,7 @@ export class ShardSet {
 
   /** Every pool's connections carry shard map `version` from now on (see NodePool.setEpoch). */
   setEpoch(version: number): void {
+    this.epoch = version;
     for (const shard of this.byName.values()) for (const node of shard.nodes) node.setEpoch(version);
   }
 

@@ -10,7 +10,7 @@ const root = new URL("../..", import.meta.url).pathname;
 let t: TestRouter;
 
 test.before(hook(async () => {
-  t = await startTestRouter({ shards: 3, spareShards: 1 });
+  t = await startTestRouter({ shards: 4, spareShards: 1, unconfiguredShards: 1 });
   await seedDemoAccounts(t.router.planner);
 }));
 test.after(hook(async () => { await t?.stop(); }));
@@ -38,7 +38,21 @@ test("reshard add --wait follows the job to done; status lists it; a refused req
   assert.match(refused.out, /shardrouter: reshard job "cli_add" is done: only a job before its cutover can be cancelled \(FailedPrecondition\)/);
   const usage = await cli("reshard");
   assert.is(usage.code, 2);
-  assert.match(usage.out, /^usage: shardrouter reshard/);
+  assert.match(usage.out, /^usage: shardrouter shard add/);
+});
+
+test("shard add registers a running server as an empty shard; a node nobody answers on exits 1 with the reason", async () => {
+  const node = t.cluster.shards[3].nodes[0];
+  const refused = await cli("shard", "add", "shard-3", "--primary", `${node.host}:1/${node.database}`);
+  assert.is(refused.code, 1);
+  assert.match(refused.out, `cannot use shard-3-primary (${node.host}:1, database ${node.database})`);
+  const added = await cli("shard", "add", "shard-3", "--primary", `${node.host}:${node.port}/${node.database}`, "--weight", "3");
+  assert.is(added.code, 0, added.out);
+  assert.match(added.out, `shard-3: registered (spare, weight 3): shard-3-primary ${node.host}:${node.port}`);
+  assert.match(added.out, "next: shardrouter reshard add shard-3 --wait");
+  const topology = await t.connect.getTopology({});
+  assert.is(topology.shards.find((s) => s.name === "shard-3")?.state, "spare");
+  assert.is((await cli("shard", "add", "shard-3")).code, 2, "no --primary: the usage");
 });
 
 test.run();

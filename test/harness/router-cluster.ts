@@ -35,6 +35,8 @@ export interface TestRouterOptions {
   shards?: number;
   /** Of `shards`, the last N are spare (in the config, not in the shard map). */
   spareShards?: number;
+  /** Of `shards`, the last N are running but not in the config at all (AddShard registers them). */
+  unconfiguredShards?: number;
   /** Streaming replicas per shard (default 0). */
   replicas?: number;
   placement?: unknown;
@@ -66,7 +68,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   };
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0 });
-    const config = parseConfig(devConfig(cluster, { port: 0, spareShards: opts.spareShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }));
+    const config = parseConfig(devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }));
     router = await startRouter(config, { log: opts.log });
     const baseUrl = router.url;
     return {

@@ -4,13 +4,109 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Shard } from "./router_pb.js";
+import { file_shardrouter_v1_router } from "./router_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file shardrouter/v1/admin.proto.
  */
 export const file_shardrouter_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChpzaGFyZHJvdXRlci92MS9hZG1pbi5wcm90bxIOc2hhcmRyb3V0ZXIudjEiKwoLU2hhcmRXZWlnaHQSDAoEbmFtZRgBIAEoCRIOCgZ3ZWlnaHQYAiABKA0i+QEKE1N0YXJ0UmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJEi8KCmFkZF9zaGFyZHMYAiADKAsyGy5zaGFyZHJvdXRlci52MS5TaGFyZFdlaWdodBIUCgxkcmFpbl9zaGFyZHMYAyADKAkSMAoLc2V0X3dlaWdodHMYBCADKAsyGy5zaGFyZHJvdXRlci52MS5TaGFyZFdlaWdodBIWCg5wbGFjZW1lbnRfanNvbhgFIAEoCRIrCgZzaGFyZHMYBiADKAsyGy5zaGFyZHJvdXRlci52MS5TaGFyZFdlaWdodBIUCgxhdXRvX2N1dG92ZXIYByABKAgiRQoLUmVzaGFyZE1vdmUSDgoGc291cmNlGAEgASgJEg4KBnRhcmdldBgCIAEoCRIWCg5lc3RpbWF0ZWRfcm93cxgDIAEoBCJ4Cg5Tb3VyY2VQcm9ncmVzcxIOCgZzb3VyY2UYASABKAkSDQoFcGhhc2UYAiABKAkSEwoLcm93c19jb3BpZWQYAyABKAQSEQoJbGFnX2J5dGVzGAQgASgEEhAKCGF0dGVtcHRzGAUgASgNEg0KBWVycm9yGAYgASgJIksKDFZlcmlmeVJlc3VsdBIVCg1yb3dzX2NvbXBhcmVkGAEgASgEEhIKCm1pc21hdGNoZXMYAiABKAQSEAoIZXhhbXBsZXMYAyADKAkiUAoNQ3V0b3ZlclJlcG9ydBIRCglmZW5jZWRfbXMYASABKAESFAoMYWNrbm93bGVkZ2VkGAIgAygJEhYKDnVuYWNrbm93bGVkZ2VkGAMgAygJIuACCgdSZXNoYXJkEg4KBmpvYl9pZBgBIAEoCRIrCgVwaGFzZRgCIAEoDjIcLnNoYXJkcm91dGVyLnYxLlJlc2hhcmRQaGFzZRIUCgxmcm9tX3ZlcnNpb24YAyABKAQSEgoKdG9fdmVyc2lvbhgEIAEoBBIqCgVtb3ZlcxgFIAMoCzIbLnNoYXJkcm91dGVyLnYxLlJlc2hhcmRNb3ZlEi8KB3NvdXJjZXMYBiADKAsyHi5zaGFyZHJvdXRlci52MS5Tb3VyY2VQcm9ncmVzcxIsCgZ2ZXJpZnkYByABKAsyHC5zaGFyZHJvdXRlci52MS5WZXJpZnlSZXN1bHQSLgoHY3V0b3ZlchgIIAEoCzIdLnNoYXJkcm91dGVyLnYxLkN1dG92ZXJSZXBvcnQSDQoFZXJyb3IYCSABKAkSFAoMYXV0b19jdXRvdmVyGAogASgIEg4KBnJ1bm5lchgLIAEoCSJAChRTdGFydFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCIjChFHZXRSZXNoYXJkUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiPgoSR2V0UmVzaGFyZFJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIhUKE0xpc3RSZXNoYXJkc1JlcXVlc3QiQQoUTGlzdFJlc2hhcmRzUmVzcG9uc2USKQoIcmVzaGFyZHMYASADKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIiAKDkN1dE92ZXJSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI7Cg9DdXRPdmVyUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiJgoUQ2FuY2VsUmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIkEKFUNhbmNlbFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCInChVSZXZlcnNlUmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIkIKFlJldmVyc2VSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQqjAIKDFJlc2hhcmRQaGFzZRIdChlSRVNIQVJEX1BIQVNFX1VOU1BFQ0lGSUVEEAASGQoVUkVTSEFSRF9QSEFTRV9DT1BZSU5HEAESHQoZUkVTSEFSRF9QSEFTRV9DQVRDSElOR19VUBACEhsKF1JFU0hBUkRfUEhBU0VfVkVSSUZZSU5HEAMSFwoTUkVTSEFSRF9QSEFTRV9SRUFEWRAEEh4KGlJFU0hBUkRfUEhBU0VfQ1VUVElOR19PVkVSEAUSFgoSUkVTSEFSRF9QSEFTRV9ET05FEAYSGAoUUkVTSEFSRF9QSEFTRV9GQUlMRUQQBxIbChdSRVNIQVJEX1BIQVNFX0NBTkNFTExFRBAIMq4ECgxBZG1pblNlcnZpY2USWQoMU3RhcnRSZXNoYXJkEiMuc2hhcmRyb3V0ZXIudjEuU3RhcnRSZXNoYXJkUmVxdWVzdBokLnNoYXJkcm91dGVyLnYxLlN0YXJ0UmVzaGFyZFJlc3BvbnNlElgKCkdldFJlc2hhcmQSIS5zaGFyZHJvdXRlci52MS5HZXRSZXNoYXJkUmVxdWVzdBoiLnNoYXJkcm91dGVyLnYxLkdldFJlc2hhcmRSZXNwb25zZSIDkAIBEl4KDExpc3RSZXNoYXJkcxIjLnNoYXJkcm91dGVyLnYxLkxpc3RSZXNoYXJkc1JlcXVlc3QaJC5zaGFyZHJvdXRlci52MS5MaXN0UmVzaGFyZHNSZXNwb25zZSIDkAIBEkoKB0N1dE92ZXISHi5zaGFyZHJvdXRlci52MS5DdXRPdmVyUmVxdWVzdBofLnNoYXJkcm91dGVyLnYxLkN1dE92ZXJSZXNwb25zZRJcCg1DYW5jZWxSZXNoYXJkEiQuc2hhcmRyb3V0ZXIudjEuQ2FuY2VsUmVzaGFyZFJlcXVlc3QaJS5zaGFyZHJvdXRlci52MS5DYW5jZWxSZXNoYXJkUmVzcG9uc2USXwoOUmV2ZXJzZVJlc2hhcmQSJS5zaGFyZHJvdXRlci52MS5SZXZlcnNlUmVzaGFyZFJlcXVlc3QaJi5zaGFyZHJvdXRlci52MS5SZXZlcnNlUmVzaGFyZFJlc3BvbnNlYgZwcm90bzM");
+  fileDesc("ChpzaGFyZHJvdXRlci92MS9hZG1pbi5wcm90bxIOc2hhcmRyb3V0ZXIudjEiXAoQU2hhcmROb2RlQWRkcmVzcxIMCgRuYW1lGAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDRIQCghkYXRhYmFzZRgEIAEoCRIMCgRyb2xlGAUgASgJImAKD0FkZFNoYXJkUmVxdWVzdBIMCgRuYW1lGAEgASgJEi8KBW5vZGVzGAIgAygLMiAuc2hhcmRyb3V0ZXIudjEuU2hhcmROb2RlQWRkcmVzcxIOCgZ3ZWlnaHQYAyABKA0iOAoQQWRkU2hhcmRSZXNwb25zZRIkCgVzaGFyZBgBIAEoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkIisKC1NoYXJkV2VpZ2h0EgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNIvkBChNTdGFydFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIvCgphZGRfc2hhcmRzGAIgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMZHJhaW5fc2hhcmRzGAMgAygJEjAKC3NldF93ZWlnaHRzGAQgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFgoOcGxhY2VtZW50X2pzb24YBSABKAkSKwoGc2hhcmRzGAYgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMYXV0b19jdXRvdmVyGAcgASgIIkUKC1Jlc2hhcmRNb3ZlEg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSFgoOZXN0aW1hdGVkX3Jvd3MYAyABKAQieAoOU291cmNlUHJvZ3Jlc3MSDgoGc291cmNlGAEgASgJEg0KBXBoYXNlGAIgASgJEhMKC3Jvd3NfY29waWVkGAMgASgEEhEKCWxhZ19ieXRlcxgEIAEoBBIQCghhdHRlbXB0cxgFIAEoDRINCgVlcnJvchgGIAEoCSJLCgxWZXJpZnlSZXN1bHQSFQoNcm93c19jb21wYXJlZBgBIAEoBBISCgptaXNtYXRjaGVzGAIgASgEEhAKCGV4YW1wbGVzGAMgAygJIlAKDUN1dG92ZXJSZXBvcnQSEQoJZmVuY2VkX21zGAEgASgBEhQKDGFja25vd2xlZGdlZBgCIAMoCRIWCg51bmFja25vd2xlZGdlZBgDIAMoCSLgAgoHUmVzaGFyZBIOCgZqb2JfaWQYASABKAkSKwoFcGhhc2UYAiABKA4yHC5zaGFyZHJvdXRlci52MS5SZXNoYXJkUGhhc2USFAoMZnJvbV92ZXJzaW9uGAMgASgEEhIKCnRvX3ZlcnNpb24YBCABKAQSKgoFbW92ZXMYBSADKAsyGy5zaGFyZHJvdXRlci52MS5SZXNoYXJkTW92ZRIvCgdzb3VyY2VzGAYgAygLMh4uc2hhcmRyb3V0ZXIudjEuU291cmNlUHJvZ3Jlc3MSLAoGdmVyaWZ5GAcgASgLMhwuc2hhcmRyb3V0ZXIudjEuVmVyaWZ5UmVzdWx0Ei4KB2N1dG92ZXIYCCABKAsyHS5zaGFyZHJvdXRlci52MS5DdXRvdmVyUmVwb3J0Eg0KBWVycm9yGAkgASgJEhQKDGF1dG9fY3V0b3ZlchgKIAEoCBIOCgZydW5uZXIYCyABKAkiQAoUU3RhcnRSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiIwoRR2V0UmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIj4KEkdldFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCIVChNMaXN0UmVzaGFyZHNSZXF1ZXN0IkEKFExpc3RSZXNoYXJkc1Jlc3BvbnNlEikKCHJlc2hhcmRzGAEgAygLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCIgCg5DdXRPdmVyUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOwoPQ3V0T3ZlclJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIiYKFENhbmNlbFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJBChVDYW5jZWxSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiJwoVUmV2ZXJzZVJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJCChZSZXZlcnNlUmVzaGFyZFJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkKowCCgxSZXNoYXJkUGhhc2USHQoZUkVTSEFSRF9QSEFTRV9VTlNQRUNJRklFRBAAEhkKFVJFU0hBUkRfUEhBU0VfQ09QWUlORxABEh0KGVJFU0hBUkRfUEhBU0VfQ0FUQ0hJTkdfVVAQAhIbChdSRVNIQVJEX1BIQVNFX1ZFUklGWUlORxADEhcKE1JFU0hBUkRfUEhBU0VfUkVBRFkQBBIeChpSRVNIQVJEX1BIQVNFX0NVVFRJTkdfT1ZFUhAFEhYKElJFU0hBUkRfUEhBU0VfRE9ORRAGEhgKFFJFU0hBUkRfUEhBU0VfRkFJTEVEEAcSGwoXUkVTSEFSRF9QSEFTRV9DQU5DRUxMRUQQCDL9BAoMQWRtaW5TZXJ2aWNlEk0KCEFkZFNoYXJkEh8uc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXF1ZXN0GiAuc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXNwb25zZRJZCgxTdGFydFJlc2hhcmQSIy5zaGFyZHJvdXRlci52MS5TdGFydFJlc2hhcmRSZXF1ZXN0GiQuc2hhcmRyb3V0ZXIudjEuU3RhcnRSZXNoYXJkUmVzcG9uc2USWAoKR2V0UmVzaGFyZBIhLnNoYXJkcm91dGVyLnYxLkdldFJlc2hhcmRSZXF1ZXN0GiIuc2hhcmRyb3V0ZXIudjEuR2V0UmVzaGFyZFJlc3BvbnNlIgOQAgESXgoMTGlzdFJlc2hhcmRzEiMuc2hhcmRyb3V0ZXIudjEuTGlzdFJlc2hhcmRzUmVxdWVzdBokLnNoYXJkcm91dGVyLnYxLkxpc3RSZXNoYXJkc1Jlc3BvbnNlIgOQAgESSgoHQ3V0T3ZlchIeLnNoYXJkcm91dGVyLnYxLkN1dE92ZXJSZXF1ZXN0Gh8uc2hhcmRyb3V0ZXIudjEuQ3V0T3ZlclJlc3BvbnNlElwKDUNhbmNlbFJlc2hhcmQSJC5zaGFyZHJvdXRlci52MS5DYW5jZWxSZXNoYXJkUmVxdWVzdBolLnNoYXJkcm91dGVyLnYxLkNhbmNlbFJlc2hhcmRSZXNwb25zZRJfCg5SZXZlcnNlUmVzaGFyZBIlLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVxdWVzdBomLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVzcG9uc2ViBnByb3RvMw", [file_shardrouter_v1_router]);
+
+/**
+ * How to reach one node of a shard. Credentials are not sent: every router logs in with its
+ * configured shard login (config field shardLogin).
+ *
+ * @generated from message shardrouter.v1.ShardNodeAddress
+ */
+export type ShardNodeAddress = Message<"shardrouter.v1.ShardNodeAddress"> & {
+  /**
+   * Unique among all nodes; empty: "<shard>-primary" or "<shard>-replica-<i>".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string host = 2;
+   */
+  host: string;
+
+  /**
+   * @generated from field: uint32 port = 3;
+   */
+  port: number;
+
+  /**
+   * @generated from field: string database = 4;
+   */
+  database: string;
+
+  /**
+   * "primary" (exactly one per shard) or "replica".
+   *
+   * @generated from field: string role = 5;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.ShardNodeAddress.
+ * Use `create(ShardNodeAddressSchema)` to create a new message.
+ */
+export const ShardNodeAddressSchema: GenMessage<ShardNodeAddress> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_admin, 0);
+
+/**
+ * @generated from message shardrouter.v1.AddShardRequest
+ */
+export type AddShardRequest = Message<"shardrouter.v1.AddShardRequest"> & {
+  /**
+   * Letters, digits, '_', '.', '-'; not the name of a configured or registered shard.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated shardrouter.v1.ShardNodeAddress nodes = 2;
+   */
+  nodes: ShardNodeAddress[];
+
+  /**
+   * Its weight when it joins a hash ring (1..1000; 0 means 1), as a default for add_shards.
+   *
+   * @generated from field: uint32 weight = 3;
+   */
+  weight: number;
+};
+
+/**
+ * Describes the message shardrouter.v1.AddShardRequest.
+ * Use `create(AddShardRequestSchema)` to create a new message.
+ */
+export const AddShardRequestSchema: GenMessage<AddShardRequest> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_admin, 1);
+
+/**
+ * @generated from message shardrouter.v1.AddShardResponse
+ */
+export type AddShardResponse = Message<"shardrouter.v1.AddShardResponse"> & {
+  /**
+   * The shard as this router now sees it (state "spare": it owns no keys yet).
+   *
+   * @generated from field: shardrouter.v1.Shard shard = 1;
+   */
+  shard?: Shard | undefined;
+};
+
+/**
+ * Describes the message shardrouter.v1.AddShardResponse.
+ * Use `create(AddShardResponseSchema)` to create a new message.
+ */
+export const AddShardResponseSchema: GenMessage<AddShardResponse> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_admin, 2);
 
 /**
  * A shard and its weight on the hash ring.
@@ -36,7 +132,7 @@ export type ShardWeight = Message<"shardrouter.v1.ShardWeight"> & {
  * Use `create(ShardWeightSchema)` to create a new message.
  */
 export const ShardWeightSchema: GenMessage<ShardWeight> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 0);
+  messageDesc(file_shardrouter_v1_admin, 3);
 
 /**
  * @generated from message shardrouter.v1.StartReshardRequest
@@ -96,7 +192,7 @@ export type StartReshardRequest = Message<"shardrouter.v1.StartReshardRequest"> 
  * Use `create(StartReshardRequestSchema)` to create a new message.
  */
 export const StartReshardRequestSchema: GenMessage<StartReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 1);
+  messageDesc(file_shardrouter_v1_admin, 4);
 
 /**
  * What moves from one source shard.
@@ -127,7 +223,7 @@ export type ReshardMove = Message<"shardrouter.v1.ReshardMove"> & {
  * Use `create(ReshardMoveSchema)` to create a new message.
  */
 export const ReshardMoveSchema: GenMessage<ReshardMove> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 2);
+  messageDesc(file_shardrouter_v1_admin, 5);
 
 /**
  * @generated from message shardrouter.v1.SourceProgress
@@ -175,7 +271,7 @@ export type SourceProgress = Message<"shardrouter.v1.SourceProgress"> & {
  * Use `create(SourceProgressSchema)` to create a new message.
  */
 export const SourceProgressSchema: GenMessage<SourceProgress> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 3);
+  messageDesc(file_shardrouter_v1_admin, 6);
 
 /**
  * @generated from message shardrouter.v1.VerifyResult
@@ -204,7 +300,7 @@ export type VerifyResult = Message<"shardrouter.v1.VerifyResult"> & {
  * Use `create(VerifyResultSchema)` to create a new message.
  */
 export const VerifyResultSchema: GenMessage<VerifyResult> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 4);
+  messageDesc(file_shardrouter_v1_admin, 7);
 
 /**
  * @generated from message shardrouter.v1.CutoverReport
@@ -235,7 +331,7 @@ export type CutoverReport = Message<"shardrouter.v1.CutoverReport"> & {
  * Use `create(CutoverReportSchema)` to create a new message.
  */
 export const CutoverReportSchema: GenMessage<CutoverReport> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 5);
+  messageDesc(file_shardrouter_v1_admin, 8);
 
 /**
  * @generated from message shardrouter.v1.Reshard
@@ -306,7 +402,7 @@ export type Reshard = Message<"shardrouter.v1.Reshard"> & {
  * Use `create(ReshardSchema)` to create a new message.
  */
 export const ReshardSchema: GenMessage<Reshard> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 6);
+  messageDesc(file_shardrouter_v1_admin, 9);
 
 /**
  * @generated from message shardrouter.v1.StartReshardResponse
@@ -323,7 +419,7 @@ export type StartReshardResponse = Message<"shardrouter.v1.StartReshardResponse"
  * Use `create(StartReshardResponseSchema)` to create a new message.
  */
 export const StartReshardResponseSchema: GenMessage<StartReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 7);
+  messageDesc(file_shardrouter_v1_admin, 10);
 
 /**
  * @generated from message shardrouter.v1.GetReshardRequest
@@ -340,7 +436,7 @@ export type GetReshardRequest = Message<"shardrouter.v1.GetReshardRequest"> & {
  * Use `create(GetReshardRequestSchema)` to create a new message.
  */
 export const GetReshardRequestSchema: GenMessage<GetReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 8);
+  messageDesc(file_shardrouter_v1_admin, 11);
 
 /**
  * @generated from message shardrouter.v1.GetReshardResponse
@@ -357,7 +453,7 @@ export type GetReshardResponse = Message<"shardrouter.v1.GetReshardResponse"> & 
  * Use `create(GetReshardResponseSchema)` to create a new message.
  */
 export const GetReshardResponseSchema: GenMessage<GetReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 9);
+  messageDesc(file_shardrouter_v1_admin, 12);
 
 /**
  * @generated from message shardrouter.v1.ListReshardsRequest
@@ -370,7 +466,7 @@ export type ListReshardsRequest = Message<"shardrouter.v1.ListReshardsRequest"> 
  * Use `create(ListReshardsRequestSchema)` to create a new message.
  */
 export const ListReshardsRequestSchema: GenMessage<ListReshardsRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 10);
+  messageDesc(file_shardrouter_v1_admin, 13);
 
 /**
  * @generated from message shardrouter.v1.ListReshardsResponse
@@ -387,7 +483,7 @@ export type ListReshardsResponse = Message<"shardrouter.v1.ListReshardsResponse"
  * Use `create(ListReshardsResponseSchema)` to create a new message.
  */
 export const ListReshardsResponseSchema: GenMessage<ListReshardsResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 11);
+  messageDesc(file_shardrouter_v1_admin, 14);
 
 /**
  * @generated from message shardrouter.v1.CutOverRequest
@@ -404,7 +500,7 @@ export type CutOverRequest = Message<"shardrouter.v1.CutOverRequest"> & {
  * Use `create(CutOverRequestSchema)` to create a new message.
  */
 export const CutOverRequestSchema: GenMessage<CutOverRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 12);
+  messageDesc(file_shardrouter_v1_admin, 15);
 
 /**
  * @generated from message shardrouter.v1.CutOverResponse
@@ -421,7 +517,7 @@ export type CutOverResponse = Message<"shardrouter.v1.CutOverResponse"> & {
  * Use `create(CutOverResponseSchema)` to create a new message.
  */
 export const CutOverResponseSchema: GenMessage<CutOverResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 13);
+  messageDesc(file_shardrouter_v1_admin, 16);
 
 /**
  * @generated from message shardrouter.v1.CancelReshardRequest
@@ -438,7 +534,7 @@ export type CancelReshardRequest = Message<"shardrouter.v1.CancelReshardRequest"
  * Use `create(CancelReshardRequestSchema)` to create a new message.
  */
 export const CancelReshardRequestSchema: GenMessage<CancelReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 14);
+  messageDesc(file_shardrouter_v1_admin, 17);
 
 /**
  * @generated from message shardrouter.v1.CancelReshardResponse
@@ -455,7 +551,7 @@ export type CancelReshardResponse = Message<"shardrouter.v1.CancelReshardRespons
  * Use `create(CancelReshardResponseSchema)` to create a new message.
  */
 export const CancelReshardResponseSchema: GenMessage<CancelReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 15);
+  messageDesc(file_shardrouter_v1_admin, 18);
 
 /**
  * @generated from message shardrouter.v1.ReverseReshardRequest
@@ -472,7 +568,7 @@ export type ReverseReshardRequest = Message<"shardrouter.v1.ReverseReshardReques
  * Use `create(ReverseReshardRequestSchema)` to create a new message.
  */
 export const ReverseReshardRequestSchema: GenMessage<ReverseReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 16);
+  messageDesc(file_shardrouter_v1_admin, 19);
 
 /**
  * @generated from message shardrouter.v1.ReverseReshardResponse
@@ -491,7 +587,7 @@ export type ReverseReshardResponse = Message<"shardrouter.v1.ReverseReshardRespo
  * Use `create(ReverseReshardResponseSchema)` to create a new message.
  */
 export const ReverseReshardResponseSchema: GenMessage<ReverseReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 17);
+  messageDesc(file_shardrouter_v1_admin, 20);
 
 /**
  * Where a job stands.
@@ -574,6 +670,17 @@ export const ReshardPhaseSchema: GenEnum<ReshardPhase> = /*@__PURE__*/
  * @generated from service shardrouter.v1.AdminService
  */
 export const AdminService: GenService<{
+  /**
+   * AddShard registers an empty shard in the catalog: every router connects to its nodes (with its
+   * configured shard login) within moments, and it owns no keys until a reshard adds it.
+   *
+   * @generated from rpc shardrouter.v1.AdminService.AddShard
+   */
+  addShard: {
+    methodKind: "unary";
+    input: typeof AddShardRequestSchema;
+    output: typeof AddShardResponseSchema;
+  },
   /**
    * StartReshard plans a job from the shard map in force to a new one, and starts it.
    *
