@@ -29,16 +29,17 @@ const usage = `usage: shardrouter shard add SHARD --primary HOST:PORT/DB [--repl
 const phaseNames: Record<number, string> = {
   [ReshardPhase.COPYING]: "copying", [ReshardPhase.CATCHING_UP]: "catching_up", [ReshardPhase.VERIFYING]: "verifying",
   [ReshardPhase.READY]: "ready", [ReshardPhase.CUTTING_OVER]: "cutting_over", [ReshardPhase.DONE]: "done",
-  [ReshardPhase.FAILED]: "failed", [ReshardPhase.CANCELLED]: "cancelled",
+  [ReshardPhase.FAILED]: "failed", [ReshardPhase.CANCELLED]: "cancelled", [ReshardPhase.REVERSED]: "reversed",
 };
-const final = new Set([ReshardPhase.DONE, ReshardPhase.FAILED, ReshardPhase.CANCELLED]);
+const final = new Set([ReshardPhase.DONE, ReshardPhase.FAILED, ReshardPhase.CANCELLED, ReshardPhase.REVERSED]);
 
 function describe(r: Reshard): string {
   const copied = r.sources.reduce((n, s) => n + s.rowsCopied, 0n);
   const estimated = r.moves.reduce((n, m) => n + m.estimatedRows, 0n);
   const lag = r.sources.reduce((n, s) => n + s.lagBytes, 0n);
+  const behind = r.sources.reduce((n, s) => (s.lagMs > n ? s.lagMs : n), 0n);
   const parts = [`${r.jobId}: ${phaseNames[r.phase] ?? "unknown"}`, `rows ${copied}/${estimated}`];
-  if (!final.has(r.phase)) parts.push(`lag ${lag} B`); // a finished job's last reading means nothing
+  if (!final.has(r.phase)) parts.push(`lag ${lag} B, ${behind} ms`); // a finished job's last reading means nothing
   if (r.verify) parts.push(`verified ${r.verify.rowsCompared} rows, ${r.verify.mismatches} mismatches`);
   if (r.cutover) parts.push(`cutover fenced ${r.cutover.fencedMs.toFixed(0)} ms`);
   if (r.toVersion) parts.push(`shard map v${r.fromVersion} → v${r.toVersion}`);

@@ -6,7 +6,7 @@ import type { PlacementConfig } from "../placement/placement-config.js";
 import type { Catalog } from "./catalog.js";
 import type { StoredShard } from "./shard-map-store.js";
 
-export type JobPhase = "copying" | "catching_up" | "verifying" | "ready" | "cutting_over" | "done" | "failed" | "cancelled";
+export type JobPhase = "copying" | "catching_up" | "verifying" | "ready" | "cutting_over" | "done" | "failed" | "cancelled" | "reversed";
 
 /** Phases a router keeps working on; the others are final. */
 export const activePhases: readonly JobPhase[] = ["copying", "catching_up", "verifying", "ready", "cutting_over"];
@@ -15,10 +15,22 @@ export interface JobTarget {
   placement: PlacementConfig;
   shards: StoredShard[];
   tables: { name: string; keyColumn: string }[];
+  /** A reverse job: the done job it undoes (marked reversed when this one is done). */
+  reverses?: string;
 }
 
-export interface StoredMove { source: string; target: string; estimatedRows: number }
-export interface StoredSourceProgress { source: string; phase: string; rowsCopied: number; lagBytes: number; attempts: number; error?: string }
+export interface StoredMove {
+  source: string; target: string; estimatedRows: number;
+  /** The same count per table (jobs planned before it have none). */
+  tables?: Record<string, number>;
+}
+export interface StoredSourceProgress {
+  source: string; phase: string; rowsCopied: number; lagBytes: number; attempts: number; error?: string;
+  /** How long the stream has been behind, in ms (0: caught up). */
+  lagMs?: number;
+  /** Rows copied per table, all targets together. */
+  tables?: Record<string, number>;
+}
 export interface StoredVerify { rowsCompared: number; mismatches: number; examples: string[] }
 export interface StoredCutover { fencedMs: number; acknowledged: string[]; unacknowledged: string[] }
 
@@ -123,6 +135,11 @@ export class ReshardJobStore {
     const rows = await this.catalog.sql<{ id: string; target: JobTarget }[]>`
       select id, target from shardrouter.reshard_jobs where phase in ${this.catalog.sql(activePhases as JobPhase[])}`;
     return rows.map((r) => ({ id: r.id, shards: r.target.shards }));
+  }
+
+  /** A done job whose reverse job is done too. */
+  async markReversed(id: string): Promise<void> {
+    await this.catalog.sql`update shardrouter.reshard_jobs set phase = 'reversed', updated_at = now() where id = ${id} and phase = 'done'`;
   }
 
   /** Asks for the cutover (the runner does it once ready); false for a job that is not active. */

@@ -102,6 +102,7 @@ export class JobRunner {
     const primary = (s: string) => resharderNode(deps.config, deps.planner.shards, s);
     const job = new ReshardJob({ job: stored.id, from, to, tables: stored.target.tables, primary, connectTimeoutMs: deps.config.pool.connectTimeoutMs, log: deps.log });
     const sources = new Map<string, postgres.Sql>(job.plans.map((p) => [p.source, nodeClient(primary(p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs })]));
+    const behindSince = new Map<string, number>();
     let verified: StoredVerify | undefined = stored.verify && stored.verify.mismatches === 0 ? stored.verify : undefined;
     try {
       job.start();
@@ -122,9 +123,15 @@ export class JobRunner {
         for (const [source, s] of Object.entries(status)) {
           const current = await sources.get(source)!.unsafe<{ lsn: string }[]>("select pg_current_wal_lsn()::text as lsn").catch(() => undefined);
           const lag = current ? parseLsn(current[0].lsn) - s.applied : 0n;
+          const lagBytes = s.phase === "streaming" && lag > 0n ? Number(lag) : 0;
+          // How long it has been behind: from the first look that found it behind, until one finds it caught up.
+          if (lagBytes === 0) behindSince.delete(source);
+          else if (!behindSince.has(source)) behindSince.set(source, Date.now());
+          const tables: Record<string, number> = {};
+          for (const perTarget of Object.values(s.copied)) for (const [table, n] of Object.entries(perTarget)) tables[table] = (tables[table] ?? 0) + n;
           progress.push({
-            source, phase: s.phase, attempts: s.attempts, lagBytes: s.phase === "streaming" && lag > 0n ? Number(lag) : 0,
-            rowsCopied: Object.values(s.copied).reduce((n, t) => n + Object.values(t).reduce((a, b) => a + b, 0), 0),
+            source, phase: s.phase, attempts: s.attempts, lagBytes, lagMs: lagBytes ? Date.now() - behindSince.get(source)! : 0,
+            rowsCopied: Object.values(tables).reduce((a, b) => a + b, 0), tables,
             ...(s.error ? { error: s.error } : {}),
           });
         }
@@ -170,6 +177,8 @@ export class JobRunner {
         }
         await job.cleanUp();
         await deps.fences.remove(stored.id).catch(() => {});
+        // The job it undoes first: whoever sees this one done sees that one reversed.
+        if (stored.target.reverses) await deps.jobs.markReversed(stored.target.reverses);
         await report({ phase: "done", error: undefined });
         return;
       }
@@ -237,6 +246,7 @@ export class JobRunner {
       }
       await job.cleanUp();
       await deps.fences.remove(stored.id).catch(() => {});
+      if (stored.target.reverses) await deps.jobs.markReversed(stored.target.reverses);
       await report({ phase: "done", toVersion: latest.version, error: undefined });
       return true;
     }

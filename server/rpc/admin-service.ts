@@ -47,6 +47,7 @@ export interface AdminServiceDeps {
 const phases: Record<JobPhase, ReshardPhase> = {
   copying: ReshardPhase.COPYING, catching_up: ReshardPhase.CATCHING_UP, verifying: ReshardPhase.VERIFYING, ready: ReshardPhase.READY,
   cutting_over: ReshardPhase.CUTTING_OVER, done: ReshardPhase.DONE, failed: ReshardPhase.FAILED, cancelled: ReshardPhase.CANCELLED,
+  reversed: ReshardPhase.REVERSED,
 };
 
 export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminService> {
@@ -106,7 +107,7 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
       if (!before) throw new ConnectError(`shard map version ${job.fromVersion} is not in the catalog`, Code.FailedPrecondition);
       // The shards the job gave keys to and the old map does not name own none again.
       const retired = current.shards.filter((s) => !before.shards.some((b) => b.name === s.name)).map((s) => ({ ...s, state: "retired" as const }));
-      return { reshard: await start(`${job.id}_reverse`.slice(0, 40), current, { placement: before.placement, shards: [...before.shards, ...retired] }, true) };
+      return { reshard: await start(`${job.id}_reverse`.slice(0, 40), current, { placement: before.placement, shards: [...before.shards, ...retired], reverses: job.id }, true) };
     },
     async getReshard(req) {
       return { reshard: toProto(await get(req.jobId)) };
@@ -225,17 +226,21 @@ async function plan(current: StoredShardMap, target: JobTarget, deps: AdminServi
   for (const p of plans) {
     const sql = nodeClient(resharderNode(deps.config, deps.shards, p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs });
     try {
-      const counts = new Map<string, number>();
+      const counts = new Map<string, Record<string, number>>();
       for (const table of target.tables) {
         const shape = await readTableShape(sql, table, p.source).catch((err: Error) => {
           throw new ConnectError(`cannot move ${table.name} from ${p.source}: ${err.message}`, Code.FailedPrecondition);
         });
         for (const k of await shardKeys(sql, shape)) {
           const to = p.destination(k);
-          if (to) counts.set(to, (counts.get(to) ?? 0) + 1);
+          if (!to) continue;
+          const perTable = counts.get(to) ?? counts.set(to, {}).get(to)!;
+          perTable[table.name] = (perTable[table.name] ?? 0) + 1;
         }
       }
-      for (const [targetShard, n] of counts) moves.push({ source: p.source, target: targetShard, estimatedRows: n });
+      for (const [targetShard, tables] of counts) {
+        moves.push({ source: p.source, target: targetShard, estimatedRows: Object.values(tables).reduce((a, b) => a + b, 0), tables });
+      }
     } finally {
       await sql.end({ timeout: 1 });
     }
@@ -251,8 +256,15 @@ function toProto(job: StoredJob): Reshard {
     toVersion: BigInt(job.toVersion ?? 0),
     moves: job.moves.map((m) => ({ source: m.source, target: m.target, estimatedRows: BigInt(m.estimatedRows) })),
     sources: (job.progress ?? []).map((p) => ({
-      source: p.source, phase: p.phase, rowsCopied: BigInt(p.rowsCopied), lagBytes: BigInt(p.lagBytes), attempts: p.attempts, error: p.error ?? "",
+      source: p.source, phase: p.phase, rowsCopied: BigInt(p.rowsCopied), lagBytes: BigInt(p.lagBytes), lagMs: BigInt(p.lagMs ?? 0),
+      attempts: p.attempts, error: p.error ?? "",
     })),
+    tables: job.target.tables.map(({ name }) => ({
+      table: name,
+      rowsCopied: BigInt((job.progress ?? []).reduce((n, p) => n + (p.tables?.[name] ?? 0), 0)),
+      rowsTotal: BigInt(job.moves.reduce((n, m) => n + (m.tables?.[name] ?? 0), 0)),
+    })),
+    reverses: job.target.reverses ?? "",
     verify: job.verify && { rowsCompared: BigInt(job.verify.rowsCompared), mismatches: BigInt(job.verify.mismatches), examples: job.verify.examples },
     cutover: job.cutover,
     error: job.error ?? "",

@@ -81,6 +81,12 @@ test("StartReshard adds a shard with auto_cutover: the job reports its plan and 
   }
   const list = await admin.listReshards({});
   assert.equal(list.reshards.map((r) => r.jobId), ["add_two"]);
+  // Per table: what was copied, and what the plan counted (the accounts and the request log).
+  assert.equal(done.tables.map((x) => x.table), ["accounts", "shardrouter.requests"]);
+  assert.is(done.tables.reduce((n, x) => n + x.rowsTotal, 0n), job.moves.reduce((n, m) => n + m.estimatedRows, 0n));
+  const [accountsMoved, recordsMoved] = done.tables;
+  assert.ok(accountsMoved.rowsTotal > 0n && accountsMoved.rowsCopied >= accountsMoved.rowsTotal, `accounts ${accountsMoved.rowsCopied}/${accountsMoved.rowsTotal}`);
+  assert.ok(recordsMoved.rowsTotal > 0n && recordsMoved.rowsCopied === recordsMoved.rowsTotal, `request records ${recordsMoved.rowsCopied}/${recordsMoved.rowsTotal}`);
   let movedHomes = 0;
   for (const { req, res } of before) {
     const again = await t.connect.transfer(req);
@@ -144,6 +150,9 @@ test("ReverseReshard moves the rows back to the map before the job, as a new job
     return r.phase === ReshardPhase.DONE ? r : undefined;
   }, 90_000);
   assert.is(done.toVersion, 3n);
+  assert.is(done.reverses, "add_two");
+  assert.is((await admin.getReshard({ jobId: "add_two" })).reshard!.phase, ReshardPhase.REVERSED, "the job it undid reads reversed");
+  assert.is(await codeOf(admin.reverseReshard({ jobId: "add_two" })), Code.FailedPrecondition, "a reversed job is not reversed again");
   const after = await accounts();
   assert.is(after.size, before.size, "no account lost or added");
   assert.ok([...after.values()].every((w) => w.length === 1 && w[0] !== "shard-2"), "all back on shard-0 and shard-1, once each");

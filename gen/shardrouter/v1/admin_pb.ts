@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shardrouter/v1/admin.proto.
  */
 export const file_shardrouter_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChpzaGFyZHJvdXRlci92MS9hZG1pbi5wcm90bxIOc2hhcmRyb3V0ZXIudjEiXAoQU2hhcmROb2RlQWRkcmVzcxIMCgRuYW1lGAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDRIQCghkYXRhYmFzZRgEIAEoCRIMCgRyb2xlGAUgASgJImAKD0FkZFNoYXJkUmVxdWVzdBIMCgRuYW1lGAEgASgJEi8KBW5vZGVzGAIgAygLMiAuc2hhcmRyb3V0ZXIudjEuU2hhcmROb2RlQWRkcmVzcxIOCgZ3ZWlnaHQYAyABKA0iOAoQQWRkU2hhcmRSZXNwb25zZRIkCgVzaGFyZBgBIAEoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkIisKC1NoYXJkV2VpZ2h0EgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNIvkBChNTdGFydFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIvCgphZGRfc2hhcmRzGAIgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMZHJhaW5fc2hhcmRzGAMgAygJEjAKC3NldF93ZWlnaHRzGAQgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFgoOcGxhY2VtZW50X2pzb24YBSABKAkSKwoGc2hhcmRzGAYgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMYXV0b19jdXRvdmVyGAcgASgIIkUKC1Jlc2hhcmRNb3ZlEg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSFgoOZXN0aW1hdGVkX3Jvd3MYAyABKAQieAoOU291cmNlUHJvZ3Jlc3MSDgoGc291cmNlGAEgASgJEg0KBXBoYXNlGAIgASgJEhMKC3Jvd3NfY29waWVkGAMgASgEEhEKCWxhZ19ieXRlcxgEIAEoBBIQCghhdHRlbXB0cxgFIAEoDRINCgVlcnJvchgGIAEoCSJLCgxWZXJpZnlSZXN1bHQSFQoNcm93c19jb21wYXJlZBgBIAEoBBISCgptaXNtYXRjaGVzGAIgASgEEhAKCGV4YW1wbGVzGAMgAygJIlAKDUN1dG92ZXJSZXBvcnQSEQoJZmVuY2VkX21zGAEgASgBEhQKDGFja25vd2xlZGdlZBgCIAMoCRIWCg51bmFja25vd2xlZGdlZBgDIAMoCSLgAgoHUmVzaGFyZBIOCgZqb2JfaWQYASABKAkSKwoFcGhhc2UYAiABKA4yHC5zaGFyZHJvdXRlci52MS5SZXNoYXJkUGhhc2USFAoMZnJvbV92ZXJzaW9uGAMgASgEEhIKCnRvX3ZlcnNpb24YBCABKAQSKgoFbW92ZXMYBSADKAsyGy5zaGFyZHJvdXRlci52MS5SZXNoYXJkTW92ZRIvCgdzb3VyY2VzGAYgAygLMh4uc2hhcmRyb3V0ZXIudjEuU291cmNlUHJvZ3Jlc3MSLAoGdmVyaWZ5GAcgASgLMhwuc2hhcmRyb3V0ZXIudjEuVmVyaWZ5UmVzdWx0Ei4KB2N1dG92ZXIYCCABKAsyHS5zaGFyZHJvdXRlci52MS5DdXRvdmVyUmVwb3J0Eg0KBWVycm9yGAkgASgJEhQKDGF1dG9fY3V0b3ZlchgKIAEoCBIOCgZydW5uZXIYCyABKAkiQAoUU3RhcnRSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiIwoRR2V0UmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIj4KEkdldFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCIVChNMaXN0UmVzaGFyZHNSZXF1ZXN0IkEKFExpc3RSZXNoYXJkc1Jlc3BvbnNlEikKCHJlc2hhcmRzGAEgAygLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCIgCg5DdXRPdmVyUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiOwoPQ3V0T3ZlclJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIiYKFENhbmNlbFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJBChVDYW5jZWxSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiJwoVUmV2ZXJzZVJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSJCChZSZXZlcnNlUmVzaGFyZFJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkKowCCgxSZXNoYXJkUGhhc2USHQoZUkVTSEFSRF9QSEFTRV9VTlNQRUNJRklFRBAAEhkKFVJFU0hBUkRfUEhBU0VfQ09QWUlORxABEh0KGVJFU0hBUkRfUEhBU0VfQ0FUQ0hJTkdfVVAQAhIbChdSRVNIQVJEX1BIQVNFX1ZFUklGWUlORxADEhcKE1JFU0hBUkRfUEhBU0VfUkVBRFkQBBIeChpSRVNIQVJEX1BIQVNFX0NVVFRJTkdfT1ZFUhAFEhYKElJFU0hBUkRfUEhBU0VfRE9ORRAGEhgKFFJFU0hBUkRfUEhBU0VfRkFJTEVEEAcSGwoXUkVTSEFSRF9QSEFTRV9DQU5DRUxMRUQQCDL9BAoMQWRtaW5TZXJ2aWNlEk0KCEFkZFNoYXJkEh8uc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXF1ZXN0GiAuc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXNwb25zZRJZCgxTdGFydFJlc2hhcmQSIy5zaGFyZHJvdXRlci52MS5TdGFydFJlc2hhcmRSZXF1ZXN0GiQuc2hhcmRyb3V0ZXIudjEuU3RhcnRSZXNoYXJkUmVzcG9uc2USWAoKR2V0UmVzaGFyZBIhLnNoYXJkcm91dGVyLnYxLkdldFJlc2hhcmRSZXF1ZXN0GiIuc2hhcmRyb3V0ZXIudjEuR2V0UmVzaGFyZFJlc3BvbnNlIgOQAgESXgoMTGlzdFJlc2hhcmRzEiMuc2hhcmRyb3V0ZXIudjEuTGlzdFJlc2hhcmRzUmVxdWVzdBokLnNoYXJkcm91dGVyLnYxLkxpc3RSZXNoYXJkc1Jlc3BvbnNlIgOQAgESSgoHQ3V0T3ZlchIeLnNoYXJkcm91dGVyLnYxLkN1dE92ZXJSZXF1ZXN0Gh8uc2hhcmRyb3V0ZXIudjEuQ3V0T3ZlclJlc3BvbnNlElwKDUNhbmNlbFJlc2hhcmQSJC5zaGFyZHJvdXRlci52MS5DYW5jZWxSZXNoYXJkUmVxdWVzdBolLnNoYXJkcm91dGVyLnYxLkNhbmNlbFJlc2hhcmRSZXNwb25zZRJfCg5SZXZlcnNlUmVzaGFyZBIlLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVxdWVzdBomLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVzcG9uc2ViBnByb3RvMw", [file_shardrouter_v1_router]);
+  fileDesc("ChpzaGFyZHJvdXRlci92MS9hZG1pbi5wcm90bxIOc2hhcmRyb3V0ZXIudjEiXAoQU2hhcmROb2RlQWRkcmVzcxIMCgRuYW1lGAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDRIQCghkYXRhYmFzZRgEIAEoCRIMCgRyb2xlGAUgASgJImAKD0FkZFNoYXJkUmVxdWVzdBIMCgRuYW1lGAEgASgJEi8KBW5vZGVzGAIgAygLMiAuc2hhcmRyb3V0ZXIudjEuU2hhcmROb2RlQWRkcmVzcxIOCgZ3ZWlnaHQYAyABKA0iOAoQQWRkU2hhcmRSZXNwb25zZRIkCgVzaGFyZBgBIAEoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkIisKC1NoYXJkV2VpZ2h0EgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNIvkBChNTdGFydFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIvCgphZGRfc2hhcmRzGAIgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMZHJhaW5fc2hhcmRzGAMgAygJEjAKC3NldF93ZWlnaHRzGAQgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFgoOcGxhY2VtZW50X2pzb24YBSABKAkSKwoGc2hhcmRzGAYgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMYXV0b19jdXRvdmVyGAcgASgIIkUKC1Jlc2hhcmRNb3ZlEg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSFgoOZXN0aW1hdGVkX3Jvd3MYAyABKAQiiAEKDlNvdXJjZVByb2dyZXNzEg4KBnNvdXJjZRgBIAEoCRINCgVwaGFzZRgCIAEoCRITCgtyb3dzX2NvcGllZBgDIAEoBBIRCglsYWdfYnl0ZXMYBCABKAQSDgoGbGFnX21zGAcgASgEEhAKCGF0dGVtcHRzGAUgASgNEg0KBWVycm9yGAYgASgJIksKDFZlcmlmeVJlc3VsdBIVCg1yb3dzX2NvbXBhcmVkGAEgASgEEhIKCm1pc21hdGNoZXMYAiABKAQSEAoIZXhhbXBsZXMYAyADKAkiUAoNQ3V0b3ZlclJlcG9ydBIRCglmZW5jZWRfbXMYASABKAESFAoMYWNrbm93bGVkZ2VkGAIgAygJEhYKDnVuYWNrbm93bGVkZ2VkGAMgAygJIqEDCgdSZXNoYXJkEg4KBmpvYl9pZBgBIAEoCRIrCgVwaGFzZRgCIAEoDjIcLnNoYXJkcm91dGVyLnYxLlJlc2hhcmRQaGFzZRIUCgxmcm9tX3ZlcnNpb24YAyABKAQSEgoKdG9fdmVyc2lvbhgEIAEoBBIqCgVtb3ZlcxgFIAMoCzIbLnNoYXJkcm91dGVyLnYxLlJlc2hhcmRNb3ZlEi8KB3NvdXJjZXMYBiADKAsyHi5zaGFyZHJvdXRlci52MS5Tb3VyY2VQcm9ncmVzcxIsCgZ2ZXJpZnkYByABKAsyHC5zaGFyZHJvdXRlci52MS5WZXJpZnlSZXN1bHQSLgoHY3V0b3ZlchgIIAEoCzIdLnNoYXJkcm91dGVyLnYxLkN1dG92ZXJSZXBvcnQSDQoFZXJyb3IYCSABKAkSFAoMYXV0b19jdXRvdmVyGAogASgIEg4KBnJ1bm5lchgLIAEoCRItCgZ0YWJsZXMYDCADKAsyHS5zaGFyZHJvdXRlci52MS5UYWJsZVByb2dyZXNzEhAKCHJldmVyc2VzGA0gASgJIkcKDVRhYmxlUHJvZ3Jlc3MSDQoFdGFibGUYASABKAkSEwoLcm93c19jb3BpZWQYAiABKAQSEgoKcm93c190b3RhbBgDIAEoBCJAChRTdGFydFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCIjChFHZXRSZXNoYXJkUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiPgoSR2V0UmVzaGFyZFJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIhUKE0xpc3RSZXNoYXJkc1JlcXVlc3QiQQoUTGlzdFJlc2hhcmRzUmVzcG9uc2USKQoIcmVzaGFyZHMYASADKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIiAKDkN1dE92ZXJSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI7Cg9DdXRPdmVyUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiJgoUQ2FuY2VsUmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIkEKFUNhbmNlbFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCInChVSZXZlcnNlUmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIkIKFlJldmVyc2VSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQqqAIKDFJlc2hhcmRQaGFzZRIdChlSRVNIQVJEX1BIQVNFX1VOU1BFQ0lGSUVEEAASGQoVUkVTSEFSRF9QSEFTRV9DT1BZSU5HEAESHQoZUkVTSEFSRF9QSEFTRV9DQVRDSElOR19VUBACEhsKF1JFU0hBUkRfUEhBU0VfVkVSSUZZSU5HEAMSFwoTUkVTSEFSRF9QSEFTRV9SRUFEWRAEEh4KGlJFU0hBUkRfUEhBU0VfQ1VUVElOR19PVkVSEAUSFgoSUkVTSEFSRF9QSEFTRV9ET05FEAYSGAoUUkVTSEFSRF9QSEFTRV9GQUlMRUQQBxIbChdSRVNIQVJEX1BIQVNFX0NBTkNFTExFRBAIEhoKFlJFU0hBUkRfUEhBU0VfUkVWRVJTRUQQCTL9BAoMQWRtaW5TZXJ2aWNlEk0KCEFkZFNoYXJkEh8uc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXF1ZXN0GiAuc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXNwb25zZRJZCgxTdGFydFJlc2hhcmQSIy5zaGFyZHJvdXRlci52MS5TdGFydFJlc2hhcmRSZXF1ZXN0GiQuc2hhcmRyb3V0ZXIudjEuU3RhcnRSZXNoYXJkUmVzcG9uc2USWAoKR2V0UmVzaGFyZBIhLnNoYXJkcm91dGVyLnYxLkdldFJlc2hhcmRSZXF1ZXN0GiIuc2hhcmRyb3V0ZXIudjEuR2V0UmVzaGFyZFJlc3BvbnNlIgOQAgESXgoMTGlzdFJlc2hhcmRzEiMuc2hhcmRyb3V0ZXIudjEuTGlzdFJlc2hhcmRzUmVxdWVzdBokLnNoYXJkcm91dGVyLnYxLkxpc3RSZXNoYXJkc1Jlc3BvbnNlIgOQAgESSgoHQ3V0T3ZlchIeLnNoYXJkcm91dGVyLnYxLkN1dE92ZXJSZXF1ZXN0Gh8uc2hhcmRyb3V0ZXIudjEuQ3V0T3ZlclJlc3BvbnNlElwKDUNhbmNlbFJlc2hhcmQSJC5zaGFyZHJvdXRlci52MS5DYW5jZWxSZXNoYXJkUmVxdWVzdBolLnNoYXJkcm91dGVyLnYxLkNhbmNlbFJlc2hhcmRSZXNwb25zZRJfCg5SZXZlcnNlUmVzaGFyZBIlLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVxdWVzdBomLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVzcG9uc2ViBnByb3RvMw", [file_shardrouter_v1_router]);
 
 /**
  * How to reach one node of a shard. Credentials are not sent: every router logs in with its
@@ -256,6 +256,13 @@ export type SourceProgress = Message<"shardrouter.v1.SourceProgress"> & {
   lagBytes: bigint;
 
   /**
+   * How long the stream has been behind (0 while it is caught up), in milliseconds.
+   *
+   * @generated from field: uint64 lag_ms = 7;
+   */
+  lagMs: bigint;
+
+  /**
    * @generated from field: uint32 attempts = 5;
    */
   attempts: number;
@@ -395,6 +402,20 @@ export type Reshard = Message<"shardrouter.v1.Reshard"> & {
    * @generated from field: string runner = 11;
    */
   runner: string;
+
+  /**
+   * Per sharded table: rows copied so far and rows to move (counted when planned).
+   *
+   * @generated from field: repeated shardrouter.v1.TableProgress tables = 12;
+   */
+  tables: TableProgress[];
+
+  /**
+   * A reverse job: the job it undoes.
+   *
+   * @generated from field: string reverses = 13;
+   */
+  reverses: string;
 };
 
 /**
@@ -403,6 +424,33 @@ export type Reshard = Message<"shardrouter.v1.Reshard"> & {
  */
 export const ReshardSchema: GenMessage<Reshard> = /*@__PURE__*/
   messageDesc(file_shardrouter_v1_admin, 9);
+
+/**
+ * @generated from message shardrouter.v1.TableProgress
+ */
+export type TableProgress = Message<"shardrouter.v1.TableProgress"> & {
+  /**
+   * @generated from field: string table = 1;
+   */
+  table: string;
+
+  /**
+   * @generated from field: uint64 rows_copied = 2;
+   */
+  rowsCopied: bigint;
+
+  /**
+   * @generated from field: uint64 rows_total = 3;
+   */
+  rowsTotal: bigint;
+};
+
+/**
+ * Describes the message shardrouter.v1.TableProgress.
+ * Use `create(TableProgressSchema)` to create a new message.
+ */
+export const TableProgressSchema: GenMessage<TableProgress> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_admin, 10);
 
 /**
  * @generated from message shardrouter.v1.StartReshardResponse
@@ -419,7 +467,7 @@ export type StartReshardResponse = Message<"shardrouter.v1.StartReshardResponse"
  * Use `create(StartReshardResponseSchema)` to create a new message.
  */
 export const StartReshardResponseSchema: GenMessage<StartReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 10);
+  messageDesc(file_shardrouter_v1_admin, 11);
 
 /**
  * @generated from message shardrouter.v1.GetReshardRequest
@@ -436,7 +484,7 @@ export type GetReshardRequest = Message<"shardrouter.v1.GetReshardRequest"> & {
  * Use `create(GetReshardRequestSchema)` to create a new message.
  */
 export const GetReshardRequestSchema: GenMessage<GetReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 11);
+  messageDesc(file_shardrouter_v1_admin, 12);
 
 /**
  * @generated from message shardrouter.v1.GetReshardResponse
@@ -453,7 +501,7 @@ export type GetReshardResponse = Message<"shardrouter.v1.GetReshardResponse"> & 
  * Use `create(GetReshardResponseSchema)` to create a new message.
  */
 export const GetReshardResponseSchema: GenMessage<GetReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 12);
+  messageDesc(file_shardrouter_v1_admin, 13);
 
 /**
  * @generated from message shardrouter.v1.ListReshardsRequest
@@ -466,7 +514,7 @@ export type ListReshardsRequest = Message<"shardrouter.v1.ListReshardsRequest"> 
  * Use `create(ListReshardsRequestSchema)` to create a new message.
  */
 export const ListReshardsRequestSchema: GenMessage<ListReshardsRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 13);
+  messageDesc(file_shardrouter_v1_admin, 14);
 
 /**
  * @generated from message shardrouter.v1.ListReshardsResponse
@@ -483,7 +531,7 @@ export type ListReshardsResponse = Message<"shardrouter.v1.ListReshardsResponse"
  * Use `create(ListReshardsResponseSchema)` to create a new message.
  */
 export const ListReshardsResponseSchema: GenMessage<ListReshardsResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 14);
+  messageDesc(file_shardrouter_v1_admin, 15);
 
 /**
  * @generated from message shardrouter.v1.CutOverRequest
@@ -500,7 +548,7 @@ export type CutOverRequest = Message<"shardrouter.v1.CutOverRequest"> & {
  * Use `create(CutOverRequestSchema)` to create a new message.
  */
 export const CutOverRequestSchema: GenMessage<CutOverRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 15);
+  messageDesc(file_shardrouter_v1_admin, 16);
 
 /**
  * @generated from message shardrouter.v1.CutOverResponse
@@ -517,7 +565,7 @@ export type CutOverResponse = Message<"shardrouter.v1.CutOverResponse"> & {
  * Use `create(CutOverResponseSchema)` to create a new message.
  */
 export const CutOverResponseSchema: GenMessage<CutOverResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 16);
+  messageDesc(file_shardrouter_v1_admin, 17);
 
 /**
  * @generated from message shardrouter.v1.CancelReshardRequest
@@ -534,7 +582,7 @@ export type CancelReshardRequest = Message<"shardrouter.v1.CancelReshardRequest"
  * Use `create(CancelReshardRequestSchema)` to create a new message.
  */
 export const CancelReshardRequestSchema: GenMessage<CancelReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 17);
+  messageDesc(file_shardrouter_v1_admin, 18);
 
 /**
  * @generated from message shardrouter.v1.CancelReshardResponse
@@ -551,7 +599,7 @@ export type CancelReshardResponse = Message<"shardrouter.v1.CancelReshardRespons
  * Use `create(CancelReshardResponseSchema)` to create a new message.
  */
 export const CancelReshardResponseSchema: GenMessage<CancelReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 18);
+  messageDesc(file_shardrouter_v1_admin, 19);
 
 /**
  * @generated from message shardrouter.v1.ReverseReshardRequest
@@ -568,7 +616,7 @@ export type ReverseReshardRequest = Message<"shardrouter.v1.ReverseReshardReques
  * Use `create(ReverseReshardRequestSchema)` to create a new message.
  */
 export const ReverseReshardRequestSchema: GenMessage<ReverseReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 19);
+  messageDesc(file_shardrouter_v1_admin, 20);
 
 /**
  * @generated from message shardrouter.v1.ReverseReshardResponse
@@ -587,7 +635,7 @@ export type ReverseReshardResponse = Message<"shardrouter.v1.ReverseReshardRespo
  * Use `create(ReverseReshardResponseSchema)` to create a new message.
  */
 export const ReverseReshardResponseSchema: GenMessage<ReverseReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 20);
+  messageDesc(file_shardrouter_v1_admin, 21);
 
 /**
  * Where a job stands.
@@ -655,6 +703,13 @@ export enum ReshardPhase {
    * @generated from enum value: RESHARD_PHASE_CANCELLED = 8;
    */
   CANCELLED = 8,
+
+  /**
+   * Done, then undone: its reverse job (ReverseReshard) moved the rows back and is done.
+   *
+   * @generated from enum value: RESHARD_PHASE_REVERSED = 9;
+   */
+  REVERSED = 9,
 }
 
 /**
