@@ -72,7 +72,7 @@ export class FenceStore {
    * sources take only that one, a router still on the old map (acknowledged or not) cannot write
    * there. Null when the map in force is no longer `fromVersion` (nothing is written).
    */
-  async lift(job: string, fromVersion: number, by: string): Promise<{ version: number; epoch: number } | null> {
+  async lift(job: string, fromVersion: number, by: string, directoryEntries?: Record<string, string>): Promise<{ version: number; epoch: number } | null> {
     return this.catalog.sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(hashtext('shardrouter.shard_maps'))`;
       const [{ v }] = await tx<{ v: string | null }[]>`select max(version)::text as v from shardrouter.shard_maps`;
@@ -85,6 +85,12 @@ export class FenceStore {
       await tx`insert into shardrouter.shard_maps (version, placement, shards, created_by, epoch)
                values (${version}, ${tx.json(fence.placement as never)}, ${tx.json(fence.shards as never)}, ${by}, ${epoch})`;
       await tx`update shardrouter.fences set state = 'lifted', to_version = ${version} where job = ${job}`;
+      if (directoryEntries && Object.keys(directoryEntries).length) {
+        // Routers on the new map start with empty directory caches: they read these.
+        await tx`insert into shardrouter.directory (key, shard)
+                 select key, value from jsonb_each_text(${tx.json(directoryEntries as never)})
+                 on conflict (key) do update set shard = excluded.shard, assigned_at = now()`;
+      }
       await tx`select pg_notify(${shardMapChannel}, ${String(version)})`;
       await tx`select pg_notify(${fenceChannel}, ${job})`;
       return { version, epoch: Number(epoch) };

@@ -17,6 +17,8 @@ export interface JobTarget {
   tables: { name: string; keyColumn: string }[];
   /** A reverse job: the done job it undoes (marked reversed when this one is done). */
   reverses?: string;
+  /** Directory maps: the keys that move, each with its owner when planned and its new one. */
+  keyMoves?: Record<string, { from: string; to: string }>;
 }
 
 export interface StoredMove {

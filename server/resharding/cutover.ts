@@ -7,7 +7,8 @@
 //      still open, prepared two-phase transactions included, and write a marker into the WAL;
 //   3. wait until each source's stream has applied its marker: the targets then hold every write the
 //      sources took;
-//   4. commit V+1 and lift the fence in one catalog transaction; held writes go to the new owners.
+//   4. commit V+1 (with a directory map's moved entries) and lift the fence in one catalog
+//      transaction; held writes go to the new owners.
 // Anything that fails or outlasts the time limit aborts: the sources' epochs are set back, the fence
 // is aborted, and the sources serve as before.
 import type postgres from "postgres";
@@ -28,6 +29,8 @@ export interface CutoverSpec {
   router: string;
   fromVersion: number;
   to: { placement: PlacementConfig; shards: StoredShard[] };
+  /** Directory entries that change with the new map (key → shard), committed with it. */
+  directoryEntries?: Record<string, string>;
   sources: CutoverSource[];
   /** How far each source's stream has applied, on every one of its targets. */
   appliedThrough(source: string): Lsn;
@@ -110,7 +113,7 @@ export async function cutOver(spec: CutoverSpec): Promise<CutoverResult> {
 
     // 4. The new version, and the fence lifted with it.
     if (left() <= 0) throw new CutoverError(`the cutover took longer than ${timeoutMs} ms`);
-    const lifted = await spec.fences.lift(spec.job, spec.fromVersion, spec.router).catch(async (err) => {
+    const lifted = await spec.fences.lift(spec.job, spec.fromVersion, spec.router, spec.directoryEntries).catch(async (err) => {
       // The answer may be lost after the commit: the catalog says what happened.
       const fence = (await spec.fences.all()).find((f) => f.job === spec.job);
       if (fence?.state === "lifted" && fence.toVersion === spec.fromVersion + 1 && fence.epoch === epoch) {

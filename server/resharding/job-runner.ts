@@ -100,7 +100,9 @@ export class JobRunner {
     }
     const to = shardMapOf({ version: from.version + 1, placement: stored.target.placement, shards: stored.target.shards }, opts);
     const primary = (s: string) => resharderNode(deps.config, deps.planner.shards, s);
-    const job = new ReshardJob({ job: stored.id, from, to, tables: stored.target.tables, primary, connectTimeoutMs: deps.config.pool.connectTimeoutMs, log: deps.log });
+    const job = new ReshardJob({
+      job: stored.id, from, to, tables: stored.target.tables, keyMoves: stored.target.keyMoves, primary, connectTimeoutMs: deps.config.pool.connectTimeoutMs, log: deps.log,
+    });
     const sources = new Map<string, postgres.Sql>(job.plans.map((p) => [p.source, nodeClient(primary(p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs })]));
     const behindSince = new Map<string, number>();
     let verified: StoredVerify | undefined = stored.verify && stored.verify.mismatches === 0 ? stored.verify : undefined;
@@ -163,6 +165,7 @@ export class JobRunner {
         try {
           const result = await job.cutOver({
             fences: deps.fences, maps: deps.maps, router: deps.router, to: { placement: stored.target.placement, shards: stored.target.shards },
+            directoryEntries: stored.target.keyMoves && Object.fromEntries(Object.entries(stored.target.keyMoves).map(([key, m]) => [key, m.to])),
             timeoutMs: deps.config.resharding.cutoverTimeoutMs,
           });
           await report({
@@ -239,7 +242,7 @@ export class JobRunner {
       const before = await deps.maps.at(stored.fromVersion);
       const from = shardMapOf(before!, { known: deps.planner.shards, directory: deps.directory });
       const to = shardMapOf(latest, { known: deps.planner.shards, directory: deps.directory });
-      const job = new ReshardJob({ job: stored.id, from, to, tables: stored.target.tables, primary, connectTimeoutMs: deps.config.pool.connectTimeoutMs });
+      const job = new ReshardJob({ job: stored.id, from, to, tables: stored.target.tables, keyMoves: stored.target.keyMoves, primary, connectTimeoutMs: deps.config.pool.connectTimeoutMs });
       for (const plan of job.plans) {
         const sql = nodeClient(primary(plan.source), { max: 1 });
         try { await setMinimumEpoch(sql, latest.epoch ?? 0); } finally { await sql.end({ timeout: 1 }); }

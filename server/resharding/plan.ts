@@ -15,10 +15,14 @@ export interface SourcePlan {
 
 export class ReshardPlanError extends Error {}
 
-export function planMoves(from: ShardMap, to: ShardMap): SourcePlan[] {
+/** Directory maps: each moving key, with its owner when the job was planned and its new one. */
+export type KeyMoves = Record<string, { from: string; to: string }>;
+
+export function planMoves(from: ShardMap, to: ShardMap, keyMoves?: KeyMoves): SourcePlan[] {
+  if (keyMoves) return planKeyMoves(keyMoves);
   for (const map of [from, to]) {
-    // A directory lookup is asynchronous (it may ask the catalog); moving directory keys is its own job.
-    if (map.strategy.name === "directory") throw new ReshardPlanError("resharding a directory map is not supported yet: move directory entries instead");
+    // A directory lookup is asynchronous (it may ask the catalog): its keys move one by one (keyMoves).
+    if (map.strategy.name === "directory") throw new ReshardPlanError("a directory map's keys move one by one: give directory_moves");
   }
   const owner = (key: string) => (to.strategy.place(key) as { shard: string }).shard;
   const ownerBefore = (key: string) => (from.strategy.place(key) as { shard: string }).shard;
@@ -42,4 +46,22 @@ export function planMoves(from: ShardMap, to: ShardMap): SourcePlan[] {
     });
   }
   return plans;
+}
+
+/**
+ * A directory job moves the listed keys alone: each from the shard that owned it when the job was
+ * planned (kept with the job: after the cutover the directory names the new owner) to its new one.
+ */
+function planKeyMoves(keyMoves: KeyMoves): SourcePlan[] {
+  const moves = new Map(Object.entries(keyMoves).filter(([, m]) => m.from !== m.to));
+  const sources = [...new Set([...moves.values()].map((m) => m.from))].sort();
+  return sources.map((source) => ({
+    source,
+    targets: [...new Set([...moves.values()].filter((m) => m.from === source).map((m) => m.to))].sort(),
+    destination: (key) => {
+      const m = moves.get(key);
+      return m && m.from === source ? m.to : undefined;
+    },
+    fromSource: (key) => moves.get(key)?.from === source,
+  }));
 }

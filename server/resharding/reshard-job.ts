@@ -12,7 +12,7 @@ import type { NodeConfig } from "../shards/node-pool.js";
 import { type CutoverResult, type CutoverSource, CutoverError, cutOver } from "./cutover.js";
 import { installEpochGuard } from "./epoch-guard.js";
 import { nodeClient } from "./node-client.js";
-import { type SourcePlan, planMoves } from "./plan.js";
+import { type KeyMoves, type SourcePlan, planMoves } from "./plan.js";
 import { SourceMove, type SourceMoveSpec, type SourceMoveStatus, cancelSourceMove, cleanUpSource, deleteMovedRows } from "./source-move.js";
 import { type ShardedTable, readTableShape } from "./table-schema.js";
 
@@ -22,6 +22,8 @@ export interface JobCutoverOptions {
   router: string;
   /** The new map as it will be stored (its version is the one in force + 1). */
   to: { placement: PlacementConfig; shards: StoredShard[] };
+  /** Directory entries that change with the new map (key → shard). */
+  directoryEntries?: Record<string, string>;
   timeoutMs?: number;
   ackTimeoutMs?: number;
   liveWithinMs?: number;
@@ -32,6 +34,8 @@ export interface ReshardJobSpec {
   from: ShardMap;
   to: ShardMap;
   tables: ShardedTable[];
+  /** Directory maps: the keys that move (see plan.ts). */
+  keyMoves?: KeyMoves;
   /** The primary node of a shard, with credentials that may replicate (REPLICATION) and own publications. */
   primary(shard: string): NodeConfig;
   connectTimeoutMs?: number;
@@ -53,7 +57,7 @@ export class ReshardJob {
   private readonly wake = new Set<() => void>();
 
   constructor(private readonly spec: ReshardJobSpec) {
-    this.plans = planMoves(spec.from, spec.to);
+    this.plans = planMoves(spec.from, spec.to, spec.keyMoves);
   }
 
   specFor(plan: SourcePlan): SourceMoveSpec {
@@ -115,7 +119,7 @@ export class ReshardJob {
       const result = await cutOver({
         job: this.spec.job, fences: opts.fences, maps: opts.maps, router: opts.router, fromVersion: this.spec.from.version, to: opts.to, sources,
         appliedThrough: (source) => this.moves.get(source)?.status.applied ?? 0n,
-        timeoutMs: opts.timeoutMs, ackTimeoutMs: opts.ackTimeoutMs, liveWithinMs: opts.liveWithinMs,
+        timeoutMs: opts.timeoutMs, ackTimeoutMs: opts.ackTimeoutMs, liveWithinMs: opts.liveWithinMs, directoryEntries: opts.directoryEntries,
       });
       await this.stop();
       return result;

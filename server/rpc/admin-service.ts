@@ -92,7 +92,8 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
       if (!/^[a-z0-9_]{1,40}$/.test(id)) throw new ConnectError("job_id: use 1-40 lower-case letters, digits and '_'", Code.InvalidArgument);
       const current = await deps.maps.latest();
       if (!current) throw new ConnectError("the catalog holds no shard map yet", Code.FailedPrecondition);
-      return { reshard: await start(id, current, targetOf(req, current, deps.shards), req.autoCutover) };
+      const target = req.directoryMoves.length ? await directoryTarget(req, current, deps) : targetOf(req, current, deps.shards);
+      return { reshard: await start(id, current, target, req.autoCutover) };
     },
     async reverseReshard(req) {
       const job = await get(req.jobId);
@@ -107,7 +108,11 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
       if (!before) throw new ConnectError(`shard map version ${job.fromVersion} is not in the catalog`, Code.FailedPrecondition);
       // The shards the job gave keys to and the old map does not name own none again.
       const retired = current.shards.filter((s) => !before.shards.some((b) => b.name === s.name)).map((s) => ({ ...s, state: "retired" as const }));
-      return { reshard: await start(`${job.id}_reverse`.slice(0, 40), current, { placement: before.placement, shards: [...before.shards, ...retired], reverses: job.id }, true) };
+      // A directory job's keys go back to the owners they had.
+      const keyMoves = job.target.keyMoves && Object.fromEntries(Object.entries(job.target.keyMoves).map(([key, m]) => [key, { from: m.to, to: m.from }]));
+      return {
+        reshard: await start(`${job.id}_reverse`.slice(0, 40), current, { placement: before.placement, shards: [...before.shards, ...retired], reverses: job.id, ...(keyMoves ? { keyMoves } : {}) }, true),
+      };
     },
     async getReshard(req) {
       return { reshard: toProto(await get(req.jobId)) };
@@ -180,6 +185,33 @@ function targetOf(req: StartReshardRequest, current: StoredShardMap, knownShards
   return { placement: current.placement, shards: [...shards.values()] };
 }
 
+/**
+ * directory_moves: the listed keys go to the named shards, each from the shard the directory names
+ * now (kept with the job, since the directory changes at the cutover). A target outside the map
+ * joins it (new keys may then be assigned to it as well).
+ */
+async function directoryTarget(req: StartReshardRequest, current: StoredShardMap, deps: AdminServiceDeps): Promise<Omit<JobTarget, "tables">> {
+  if (current.placement.strategy !== "directory") {
+    throw new ConnectError(`directory_moves move keys of a directory map; this map is ${current.placement.strategy}: give placement_json and shards`, Code.InvalidArgument);
+  }
+  if (req.addShards.length + req.drainShards.length + req.setWeights.length > 0 || req.placementJson) {
+    throw new ConnectError("directory_moves go alone: no add_shards, drain_shards, set_weights or placement_json with them", Code.InvalidArgument);
+  }
+  const from = shardMapOf(current, { known: deps.shards, directory: deps.directory });
+  const shards = new Map(current.shards.map((s) => [s.name, { ...s }]));
+  const keyMoves: NonNullable<JobTarget["keyMoves"]> = {};
+  for (const [i, m] of req.directoryMoves.entries()) {
+    if (!deps.shards.has(m.shard)) throw new ConnectError(`directory_moves[${i}].shard: shard "${m.shard}" is unknown here: register it with AddShard`, Code.InvalidArgument);
+    if (keyMoves[m.key]) throw new ConnectError(`directory_moves[${i}].key: key ${JSON.stringify(m.key)} is listed twice`, Code.InvalidArgument);
+    const owner = (await from.strategy.place(m.key)).shard; // a key not in the directory yet is assigned now
+    keyMoves[m.key] = { from: owner, to: m.shard };
+    const had = shards.get(m.shard);
+    if (!had || had.state !== "active") shards.set(m.shard, { name: m.shard, weight: had?.weight ?? deps.shards.shard(m.shard).weight, state: "active" });
+  }
+  if (Object.values(keyMoves).every((m) => m.from === m.to)) throw new ConnectError("nothing to do: every key is on its shard already", Code.InvalidArgument);
+  return { placement: current.placement, shards: [...shards.values()], keyMoves };
+}
+
 const shardName = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
 /** An AddShard request as a shard definition with the shard login; refuses what could not be served. */
@@ -218,7 +250,7 @@ async function plan(current: StoredShardMap, target: JobTarget, deps: AdminServi
     const from = shardMapOf(current, opts);
     const to = shardMapOf({ version: current.version + 1, placement: target.placement, shards: target.shards }, opts);
     if (to.shards.length === 0) throw new Error("the new map would have no shard that owns keys");
-    plans = planMoves(from, to);
+    plans = planMoves(from, to, target.keyMoves);
   } catch (err) {
     throw new ConnectError(`the new shard map is not valid: ${(err as Error).message}`, err instanceof ReshardPlanError ? Code.Unimplemented : Code.InvalidArgument);
   }

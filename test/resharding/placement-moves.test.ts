@@ -94,4 +94,66 @@ test("list move: region 'ap' moves to its own shard, with every order of it, key
   assert.is(n, 100);
 });
 
+test("directory moves: listed keys move to another shard under writes, the directory changes at the cutover; reversed, they go back", async () => {
+  t = await startTestRouter({ shards: 3, placement: { strategy: "directory" } });
+  for (const s of t.cluster.shards) await t.direct(s.nodes[0])`create table accounts (id text primary key, balance bigint not null)`;
+  const param = (v: string) => [{ kind: { case: "stringValue" as const, value: v } }];
+  for (let i = 0; i < 300; i++) await t.connect.executeOnShard({ key: key(i), sql: "insert into accounts values ($1, 0)", params: param(key(i)) });
+  const before = new Map<string, string>();
+  for (let i = 0; i < 300; i++) before.set(key(i), (await t.connect.route({ key: key(i) })).shard);
+  const moving = [...before].filter(([, shard]) => shard !== "shard-2").slice(0, 40).map(([k]) => k);
+  // Increments to the moving keys throughout; each acknowledged one must be there at the end.
+  const acked = new Map<string, number>();
+  const stop = { now: false };
+  const writer = (async () => {
+    for (let i = 0; !stop.now; i++) {
+      const k = moving[i % moving.length];
+      await t!.connect.executeOnShard({ key: k, sql: "update accounts set balance = balance + 1 where id = $1", params: param(k) });
+      acked.set(k, (acked.get(k) ?? 0) + 1);
+    }
+  })().then(() => undefined, (err: unknown) => err);
+  const admin = adminOf(t);
+  const phase = async (id: string) => {
+    const r = (await admin.getReshard({ jobId: id })).reshard!;
+    if (r.phase === ReshardPhase.FAILED) throw new Error(`the job failed: ${r.error}`);
+    return r.phase === ReshardPhase.DONE ? r : undefined;
+  };
+  try {
+    const started = (await admin.startReshard({ jobId: "dir_move", directoryMoves: moving.map((k) => ({ key: k, shard: "shard-2" })), autoCutover: true })).reshard!;
+    assert.ok(started.moves.length > 0 && started.moves.every((m) => m.target === "shard-2"));
+    assert.is(started.moves.reduce((n, m) => n + m.estimatedRows, 0n), BigInt(moving.length));
+    await waitFor("the directory move to finish", () => phase("dir_move"), 90_000);
+  } finally {
+    stop.now = true;
+  }
+  assert.is(await writer, undefined, "no write failed during the move");
+  const owners = async () => {
+    const out = new Map<string, { shard: string; balance: number }[]>();
+    for (const s of t!.cluster.shards) {
+      for (const r of await t!.direct(s.nodes[0])<{ id: string; balance: string }[]>`select id, balance::text from accounts`) {
+        out.set(r.id, [...(out.get(r.id) ?? []), { shard: s.name, balance: Number(r.balance) }]);
+      }
+    }
+    return out;
+  };
+  const after = await owners();
+  assert.is(after.size, 300, "no account lost or added");
+  for (const [k, where] of after) {
+    assert.is(where.length, 1, `${k} is on one shard`);
+    const expected = moving.includes(k) ? "shard-2" : before.get(k);
+    assert.is(where[0].shard, expected, `${k} is where it belongs`);
+    assert.is((await t.connect.route({ key: k })).shard, expected, `Route agrees for ${k}`);
+    assert.is(where[0].balance, acked.get(k) ?? 0, `every acknowledged increment of ${k} is there`);
+  }
+  const entries = await t.direct(t.cluster.catalog)<{ key: string }[]>`select key from shardrouter.directory where shard = 'shard-2' and key = any(${moving})`;
+  assert.is(entries.length, moving.length, "the directory names the new owner");
+
+  await admin.reverseReshard({ jobId: "dir_move" });
+  await waitFor("the reverse to finish", () => phase("dir_move_reverse"), 90_000);
+  for (const [k, where] of await owners()) {
+    assert.equal(where.map((w) => w.shard), [before.get(k)], `${k} is back where it was`);
+    assert.is((await t.connect.route({ key: k })).shard, before.get(k));
+  }
+});
+
 test.run();

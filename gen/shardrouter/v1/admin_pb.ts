@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shardrouter/v1/admin.proto.
  */
 export const file_shardrouter_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChpzaGFyZHJvdXRlci92MS9hZG1pbi5wcm90bxIOc2hhcmRyb3V0ZXIudjEiXAoQU2hhcmROb2RlQWRkcmVzcxIMCgRuYW1lGAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDRIQCghkYXRhYmFzZRgEIAEoCRIMCgRyb2xlGAUgASgJImAKD0FkZFNoYXJkUmVxdWVzdBIMCgRuYW1lGAEgASgJEi8KBW5vZGVzGAIgAygLMiAuc2hhcmRyb3V0ZXIudjEuU2hhcmROb2RlQWRkcmVzcxIOCgZ3ZWlnaHQYAyABKA0iOAoQQWRkU2hhcmRSZXNwb25zZRIkCgVzaGFyZBgBIAEoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkIisKC1NoYXJkV2VpZ2h0EgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNIvkBChNTdGFydFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIvCgphZGRfc2hhcmRzGAIgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMZHJhaW5fc2hhcmRzGAMgAygJEjAKC3NldF93ZWlnaHRzGAQgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFgoOcGxhY2VtZW50X2pzb24YBSABKAkSKwoGc2hhcmRzGAYgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMYXV0b19jdXRvdmVyGAcgASgIIkUKC1Jlc2hhcmRNb3ZlEg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSFgoOZXN0aW1hdGVkX3Jvd3MYAyABKAQiiAEKDlNvdXJjZVByb2dyZXNzEg4KBnNvdXJjZRgBIAEoCRINCgVwaGFzZRgCIAEoCRITCgtyb3dzX2NvcGllZBgDIAEoBBIRCglsYWdfYnl0ZXMYBCABKAQSDgoGbGFnX21zGAcgASgEEhAKCGF0dGVtcHRzGAUgASgNEg0KBWVycm9yGAYgASgJIksKDFZlcmlmeVJlc3VsdBIVCg1yb3dzX2NvbXBhcmVkGAEgASgEEhIKCm1pc21hdGNoZXMYAiABKAQSEAoIZXhhbXBsZXMYAyADKAkiUAoNQ3V0b3ZlclJlcG9ydBIRCglmZW5jZWRfbXMYASABKAESFAoMYWNrbm93bGVkZ2VkGAIgAygJEhYKDnVuYWNrbm93bGVkZ2VkGAMgAygJIqEDCgdSZXNoYXJkEg4KBmpvYl9pZBgBIAEoCRIrCgVwaGFzZRgCIAEoDjIcLnNoYXJkcm91dGVyLnYxLlJlc2hhcmRQaGFzZRIUCgxmcm9tX3ZlcnNpb24YAyABKAQSEgoKdG9fdmVyc2lvbhgEIAEoBBIqCgVtb3ZlcxgFIAMoCzIbLnNoYXJkcm91dGVyLnYxLlJlc2hhcmRNb3ZlEi8KB3NvdXJjZXMYBiADKAsyHi5zaGFyZHJvdXRlci52MS5Tb3VyY2VQcm9ncmVzcxIsCgZ2ZXJpZnkYByABKAsyHC5zaGFyZHJvdXRlci52MS5WZXJpZnlSZXN1bHQSLgoHY3V0b3ZlchgIIAEoCzIdLnNoYXJkcm91dGVyLnYxLkN1dG92ZXJSZXBvcnQSDQoFZXJyb3IYCSABKAkSFAoMYXV0b19jdXRvdmVyGAogASgIEg4KBnJ1bm5lchgLIAEoCRItCgZ0YWJsZXMYDCADKAsyHS5zaGFyZHJvdXRlci52MS5UYWJsZVByb2dyZXNzEhAKCHJldmVyc2VzGA0gASgJIkcKDVRhYmxlUHJvZ3Jlc3MSDQoFdGFibGUYASABKAkSEwoLcm93c19jb3BpZWQYAiABKAQSEgoKcm93c190b3RhbBgDIAEoBCJAChRTdGFydFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCIjChFHZXRSZXNoYXJkUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiPgoSR2V0UmVzaGFyZFJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIhUKE0xpc3RSZXNoYXJkc1JlcXVlc3QiQQoUTGlzdFJlc2hhcmRzUmVzcG9uc2USKQoIcmVzaGFyZHMYASADKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIiAKDkN1dE92ZXJSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI7Cg9DdXRPdmVyUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiJgoUQ2FuY2VsUmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIkEKFUNhbmNlbFJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCInChVSZXZlcnNlUmVzaGFyZFJlcXVlc3QSDgoGam9iX2lkGAEgASgJIkIKFlJldmVyc2VSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQqqAIKDFJlc2hhcmRQaGFzZRIdChlSRVNIQVJEX1BIQVNFX1VOU1BFQ0lGSUVEEAASGQoVUkVTSEFSRF9QSEFTRV9DT1BZSU5HEAESHQoZUkVTSEFSRF9QSEFTRV9DQVRDSElOR19VUBACEhsKF1JFU0hBUkRfUEhBU0VfVkVSSUZZSU5HEAMSFwoTUkVTSEFSRF9QSEFTRV9SRUFEWRAEEh4KGlJFU0hBUkRfUEhBU0VfQ1VUVElOR19PVkVSEAUSFgoSUkVTSEFSRF9QSEFTRV9ET05FEAYSGAoUUkVTSEFSRF9QSEFTRV9GQUlMRUQQBxIbChdSRVNIQVJEX1BIQVNFX0NBTkNFTExFRBAIEhoKFlJFU0hBUkRfUEhBU0VfUkVWRVJTRUQQCTL9BAoMQWRtaW5TZXJ2aWNlEk0KCEFkZFNoYXJkEh8uc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXF1ZXN0GiAuc2hhcmRyb3V0ZXIudjEuQWRkU2hhcmRSZXNwb25zZRJZCgxTdGFydFJlc2hhcmQSIy5zaGFyZHJvdXRlci52MS5TdGFydFJlc2hhcmRSZXF1ZXN0GiQuc2hhcmRyb3V0ZXIudjEuU3RhcnRSZXNoYXJkUmVzcG9uc2USWAoKR2V0UmVzaGFyZBIhLnNoYXJkcm91dGVyLnYxLkdldFJlc2hhcmRSZXF1ZXN0GiIuc2hhcmRyb3V0ZXIudjEuR2V0UmVzaGFyZFJlc3BvbnNlIgOQAgESXgoMTGlzdFJlc2hhcmRzEiMuc2hhcmRyb3V0ZXIudjEuTGlzdFJlc2hhcmRzUmVxdWVzdBokLnNoYXJkcm91dGVyLnYxLkxpc3RSZXNoYXJkc1Jlc3BvbnNlIgOQAgESSgoHQ3V0T3ZlchIeLnNoYXJkcm91dGVyLnYxLkN1dE92ZXJSZXF1ZXN0Gh8uc2hhcmRyb3V0ZXIudjEuQ3V0T3ZlclJlc3BvbnNlElwKDUNhbmNlbFJlc2hhcmQSJC5zaGFyZHJvdXRlci52MS5DYW5jZWxSZXNoYXJkUmVxdWVzdBolLnNoYXJkcm91dGVyLnYxLkNhbmNlbFJlc2hhcmRSZXNwb25zZRJfCg5SZXZlcnNlUmVzaGFyZBIlLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVxdWVzdBomLnNoYXJkcm91dGVyLnYxLlJldmVyc2VSZXNoYXJkUmVzcG9uc2ViBnByb3RvMw", [file_shardrouter_v1_router]);
+  fileDesc("ChpzaGFyZHJvdXRlci92MS9hZG1pbi5wcm90bxIOc2hhcmRyb3V0ZXIudjEiXAoQU2hhcmROb2RlQWRkcmVzcxIMCgRuYW1lGAEgASgJEgwKBGhvc3QYAiABKAkSDAoEcG9ydBgDIAEoDRIQCghkYXRhYmFzZRgEIAEoCRIMCgRyb2xlGAUgASgJImAKD0FkZFNoYXJkUmVxdWVzdBIMCgRuYW1lGAEgASgJEi8KBW5vZGVzGAIgAygLMiAuc2hhcmRyb3V0ZXIudjEuU2hhcmROb2RlQWRkcmVzcxIOCgZ3ZWlnaHQYAyABKA0iOAoQQWRkU2hhcmRSZXNwb25zZRIkCgVzaGFyZBgBIAEoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkIisKC1NoYXJkV2VpZ2h0EgwKBG5hbWUYASABKAkSDgoGd2VpZ2h0GAIgASgNIrECChNTdGFydFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIvCgphZGRfc2hhcmRzGAIgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMZHJhaW5fc2hhcmRzGAMgAygJEjAKC3NldF93ZWlnaHRzGAQgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFgoOcGxhY2VtZW50X2pzb24YBSABKAkSKwoGc2hhcmRzGAYgAygLMhsuc2hhcmRyb3V0ZXIudjEuU2hhcmRXZWlnaHQSFAoMYXV0b19jdXRvdmVyGAcgASgIEjYKD2RpcmVjdG9yeV9tb3ZlcxgIIAMoCzIdLnNoYXJkcm91dGVyLnYxLkRpcmVjdG9yeU1vdmUiKwoNRGlyZWN0b3J5TW92ZRILCgNrZXkYASABKAkSDQoFc2hhcmQYAiABKAkiRQoLUmVzaGFyZE1vdmUSDgoGc291cmNlGAEgASgJEg4KBnRhcmdldBgCIAEoCRIWCg5lc3RpbWF0ZWRfcm93cxgDIAEoBCKIAQoOU291cmNlUHJvZ3Jlc3MSDgoGc291cmNlGAEgASgJEg0KBXBoYXNlGAIgASgJEhMKC3Jvd3NfY29waWVkGAMgASgEEhEKCWxhZ19ieXRlcxgEIAEoBBIOCgZsYWdfbXMYByABKAQSEAoIYXR0ZW1wdHMYBSABKA0SDQoFZXJyb3IYBiABKAkiSwoMVmVyaWZ5UmVzdWx0EhUKDXJvd3NfY29tcGFyZWQYASABKAQSEgoKbWlzbWF0Y2hlcxgCIAEoBBIQCghleGFtcGxlcxgDIAMoCSJQCg1DdXRvdmVyUmVwb3J0EhEKCWZlbmNlZF9tcxgBIAEoARIUCgxhY2tub3dsZWRnZWQYAiADKAkSFgoOdW5hY2tub3dsZWRnZWQYAyADKAkioQMKB1Jlc2hhcmQSDgoGam9iX2lkGAEgASgJEisKBXBoYXNlGAIgASgOMhwuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZFBoYXNlEhQKDGZyb21fdmVyc2lvbhgDIAEoBBISCgp0b192ZXJzaW9uGAQgASgEEioKBW1vdmVzGAUgAygLMhsuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZE1vdmUSLwoHc291cmNlcxgGIAMoCzIeLnNoYXJkcm91dGVyLnYxLlNvdXJjZVByb2dyZXNzEiwKBnZlcmlmeRgHIAEoCzIcLnNoYXJkcm91dGVyLnYxLlZlcmlmeVJlc3VsdBIuCgdjdXRvdmVyGAggASgLMh0uc2hhcmRyb3V0ZXIudjEuQ3V0b3ZlclJlcG9ydBINCgVlcnJvchgJIAEoCRIUCgxhdXRvX2N1dG92ZXIYCiABKAgSDgoGcnVubmVyGAsgASgJEi0KBnRhYmxlcxgMIAMoCzIdLnNoYXJkcm91dGVyLnYxLlRhYmxlUHJvZ3Jlc3MSEAoIcmV2ZXJzZXMYDSABKAkiRwoNVGFibGVQcm9ncmVzcxINCgV0YWJsZRgBIAEoCRITCgtyb3dzX2NvcGllZBgCIAEoBBISCgpyb3dzX3RvdGFsGAMgASgEIkAKFFN0YXJ0UmVzaGFyZFJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIiMKEUdldFJlc2hhcmRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCSI+ChJHZXRSZXNoYXJkUmVzcG9uc2USKAoHcmVzaGFyZBgBIAEoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiFQoTTGlzdFJlc2hhcmRzUmVxdWVzdCJBChRMaXN0UmVzaGFyZHNSZXNwb25zZRIpCghyZXNoYXJkcxgBIAMoCzIXLnNoYXJkcm91dGVyLnYxLlJlc2hhcmQiIAoOQ3V0T3ZlclJlcXVlc3QSDgoGam9iX2lkGAEgASgJIjsKD0N1dE92ZXJSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCImChRDYW5jZWxSZXNoYXJkUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiQQoVQ2FuY2VsUmVzaGFyZFJlc3BvbnNlEigKB3Jlc2hhcmQYASABKAsyFy5zaGFyZHJvdXRlci52MS5SZXNoYXJkIicKFVJldmVyc2VSZXNoYXJkUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiQgoWUmV2ZXJzZVJlc2hhcmRSZXNwb25zZRIoCgdyZXNoYXJkGAEgASgLMhcuc2hhcmRyb3V0ZXIudjEuUmVzaGFyZCqoAgoMUmVzaGFyZFBoYXNlEh0KGVJFU0hBUkRfUEhBU0VfVU5TUEVDSUZJRUQQABIZChVSRVNIQVJEX1BIQVNFX0NPUFlJTkcQARIdChlSRVNIQVJEX1BIQVNFX0NBVENISU5HX1VQEAISGwoXUkVTSEFSRF9QSEFTRV9WRVJJRllJTkcQAxIXChNSRVNIQVJEX1BIQVNFX1JFQURZEAQSHgoaUkVTSEFSRF9QSEFTRV9DVVRUSU5HX09WRVIQBRIWChJSRVNIQVJEX1BIQVNFX0RPTkUQBhIYChRSRVNIQVJEX1BIQVNFX0ZBSUxFRBAHEhsKF1JFU0hBUkRfUEhBU0VfQ0FOQ0VMTEVEEAgSGgoWUkVTSEFSRF9QSEFTRV9SRVZFUlNFRBAJMv0ECgxBZG1pblNlcnZpY2USTQoIQWRkU2hhcmQSHy5zaGFyZHJvdXRlci52MS5BZGRTaGFyZFJlcXVlc3QaIC5zaGFyZHJvdXRlci52MS5BZGRTaGFyZFJlc3BvbnNlElkKDFN0YXJ0UmVzaGFyZBIjLnNoYXJkcm91dGVyLnYxLlN0YXJ0UmVzaGFyZFJlcXVlc3QaJC5zaGFyZHJvdXRlci52MS5TdGFydFJlc2hhcmRSZXNwb25zZRJYCgpHZXRSZXNoYXJkEiEuc2hhcmRyb3V0ZXIudjEuR2V0UmVzaGFyZFJlcXVlc3QaIi5zaGFyZHJvdXRlci52MS5HZXRSZXNoYXJkUmVzcG9uc2UiA5ACARJeCgxMaXN0UmVzaGFyZHMSIy5zaGFyZHJvdXRlci52MS5MaXN0UmVzaGFyZHNSZXF1ZXN0GiQuc2hhcmRyb3V0ZXIudjEuTGlzdFJlc2hhcmRzUmVzcG9uc2UiA5ACARJKCgdDdXRPdmVyEh4uc2hhcmRyb3V0ZXIudjEuQ3V0T3ZlclJlcXVlc3QaHy5zaGFyZHJvdXRlci52MS5DdXRPdmVyUmVzcG9uc2USXAoNQ2FuY2VsUmVzaGFyZBIkLnNoYXJkcm91dGVyLnYxLkNhbmNlbFJlc2hhcmRSZXF1ZXN0GiUuc2hhcmRyb3V0ZXIudjEuQ2FuY2VsUmVzaGFyZFJlc3BvbnNlEl8KDlJldmVyc2VSZXNoYXJkEiUuc2hhcmRyb3V0ZXIudjEuUmV2ZXJzZVJlc2hhcmRSZXF1ZXN0GiYuc2hhcmRyb3V0ZXIudjEuUmV2ZXJzZVJlc2hhcmRSZXNwb25zZWIGcHJvdG8z", [file_shardrouter_v1_router]);
 
 /**
  * How to reach one node of a shard. Credentials are not sent: every router logs in with its
@@ -185,6 +185,14 @@ export type StartReshardRequest = Message<"shardrouter.v1.StartReshardRequest"> 
    * @generated from field: bool auto_cutover = 7;
    */
   autoCutover: boolean;
+
+  /**
+   * Directory maps: keys that move to another shard (their rows with them); the directory's entries
+   * change at the cutover.
+   *
+   * @generated from field: repeated shardrouter.v1.DirectoryMove directory_moves = 8;
+   */
+  directoryMoves: DirectoryMove[];
 };
 
 /**
@@ -193,6 +201,30 @@ export type StartReshardRequest = Message<"shardrouter.v1.StartReshardRequest"> 
  */
 export const StartReshardRequestSchema: GenMessage<StartReshardRequest> = /*@__PURE__*/
   messageDesc(file_shardrouter_v1_admin, 4);
+
+/**
+ * One key of a directory map and the shard it moves to.
+ *
+ * @generated from message shardrouter.v1.DirectoryMove
+ */
+export type DirectoryMove = Message<"shardrouter.v1.DirectoryMove"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * @generated from field: string shard = 2;
+   */
+  shard: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.DirectoryMove.
+ * Use `create(DirectoryMoveSchema)` to create a new message.
+ */
+export const DirectoryMoveSchema: GenMessage<DirectoryMove> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_admin, 5);
 
 /**
  * What moves from one source shard.
@@ -223,7 +255,7 @@ export type ReshardMove = Message<"shardrouter.v1.ReshardMove"> & {
  * Use `create(ReshardMoveSchema)` to create a new message.
  */
 export const ReshardMoveSchema: GenMessage<ReshardMove> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 5);
+  messageDesc(file_shardrouter_v1_admin, 6);
 
 /**
  * @generated from message shardrouter.v1.SourceProgress
@@ -278,7 +310,7 @@ export type SourceProgress = Message<"shardrouter.v1.SourceProgress"> & {
  * Use `create(SourceProgressSchema)` to create a new message.
  */
 export const SourceProgressSchema: GenMessage<SourceProgress> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 6);
+  messageDesc(file_shardrouter_v1_admin, 7);
 
 /**
  * @generated from message shardrouter.v1.VerifyResult
@@ -307,7 +339,7 @@ export type VerifyResult = Message<"shardrouter.v1.VerifyResult"> & {
  * Use `create(VerifyResultSchema)` to create a new message.
  */
 export const VerifyResultSchema: GenMessage<VerifyResult> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 7);
+  messageDesc(file_shardrouter_v1_admin, 8);
 
 /**
  * @generated from message shardrouter.v1.CutoverReport
@@ -338,7 +370,7 @@ export type CutoverReport = Message<"shardrouter.v1.CutoverReport"> & {
  * Use `create(CutoverReportSchema)` to create a new message.
  */
 export const CutoverReportSchema: GenMessage<CutoverReport> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 8);
+  messageDesc(file_shardrouter_v1_admin, 9);
 
 /**
  * @generated from message shardrouter.v1.Reshard
@@ -423,7 +455,7 @@ export type Reshard = Message<"shardrouter.v1.Reshard"> & {
  * Use `create(ReshardSchema)` to create a new message.
  */
 export const ReshardSchema: GenMessage<Reshard> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 9);
+  messageDesc(file_shardrouter_v1_admin, 10);
 
 /**
  * @generated from message shardrouter.v1.TableProgress
@@ -450,7 +482,7 @@ export type TableProgress = Message<"shardrouter.v1.TableProgress"> & {
  * Use `create(TableProgressSchema)` to create a new message.
  */
 export const TableProgressSchema: GenMessage<TableProgress> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 10);
+  messageDesc(file_shardrouter_v1_admin, 11);
 
 /**
  * @generated from message shardrouter.v1.StartReshardResponse
@@ -467,7 +499,7 @@ export type StartReshardResponse = Message<"shardrouter.v1.StartReshardResponse"
  * Use `create(StartReshardResponseSchema)` to create a new message.
  */
 export const StartReshardResponseSchema: GenMessage<StartReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 11);
+  messageDesc(file_shardrouter_v1_admin, 12);
 
 /**
  * @generated from message shardrouter.v1.GetReshardRequest
@@ -484,7 +516,7 @@ export type GetReshardRequest = Message<"shardrouter.v1.GetReshardRequest"> & {
  * Use `create(GetReshardRequestSchema)` to create a new message.
  */
 export const GetReshardRequestSchema: GenMessage<GetReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 12);
+  messageDesc(file_shardrouter_v1_admin, 13);
 
 /**
  * @generated from message shardrouter.v1.GetReshardResponse
@@ -501,7 +533,7 @@ export type GetReshardResponse = Message<"shardrouter.v1.GetReshardResponse"> & 
  * Use `create(GetReshardResponseSchema)` to create a new message.
  */
 export const GetReshardResponseSchema: GenMessage<GetReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 13);
+  messageDesc(file_shardrouter_v1_admin, 14);
 
 /**
  * @generated from message shardrouter.v1.ListReshardsRequest
@@ -514,7 +546,7 @@ export type ListReshardsRequest = Message<"shardrouter.v1.ListReshardsRequest"> 
  * Use `create(ListReshardsRequestSchema)` to create a new message.
  */
 export const ListReshardsRequestSchema: GenMessage<ListReshardsRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 14);
+  messageDesc(file_shardrouter_v1_admin, 15);
 
 /**
  * @generated from message shardrouter.v1.ListReshardsResponse
@@ -531,7 +563,7 @@ export type ListReshardsResponse = Message<"shardrouter.v1.ListReshardsResponse"
  * Use `create(ListReshardsResponseSchema)` to create a new message.
  */
 export const ListReshardsResponseSchema: GenMessage<ListReshardsResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 15);
+  messageDesc(file_shardrouter_v1_admin, 16);
 
 /**
  * @generated from message shardrouter.v1.CutOverRequest
@@ -548,7 +580,7 @@ export type CutOverRequest = Message<"shardrouter.v1.CutOverRequest"> & {
  * Use `create(CutOverRequestSchema)` to create a new message.
  */
 export const CutOverRequestSchema: GenMessage<CutOverRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 16);
+  messageDesc(file_shardrouter_v1_admin, 17);
 
 /**
  * @generated from message shardrouter.v1.CutOverResponse
@@ -565,7 +597,7 @@ export type CutOverResponse = Message<"shardrouter.v1.CutOverResponse"> & {
  * Use `create(CutOverResponseSchema)` to create a new message.
  */
 export const CutOverResponseSchema: GenMessage<CutOverResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 17);
+  messageDesc(file_shardrouter_v1_admin, 18);
 
 /**
  * @generated from message shardrouter.v1.CancelReshardRequest
@@ -582,7 +614,7 @@ export type CancelReshardRequest = Message<"shardrouter.v1.CancelReshardRequest"
  * Use `create(CancelReshardRequestSchema)` to create a new message.
  */
 export const CancelReshardRequestSchema: GenMessage<CancelReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 18);
+  messageDesc(file_shardrouter_v1_admin, 19);
 
 /**
  * @generated from message shardrouter.v1.CancelReshardResponse
@@ -599,7 +631,7 @@ export type CancelReshardResponse = Message<"shardrouter.v1.CancelReshardRespons
  * Use `create(CancelReshardResponseSchema)` to create a new message.
  */
 export const CancelReshardResponseSchema: GenMessage<CancelReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 19);
+  messageDesc(file_shardrouter_v1_admin, 20);
 
 /**
  * @generated from message shardrouter.v1.ReverseReshardRequest
@@ -616,7 +648,7 @@ export type ReverseReshardRequest = Message<"shardrouter.v1.ReverseReshardReques
  * Use `create(ReverseReshardRequestSchema)` to create a new message.
  */
 export const ReverseReshardRequestSchema: GenMessage<ReverseReshardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 20);
+  messageDesc(file_shardrouter_v1_admin, 21);
 
 /**
  * @generated from message shardrouter.v1.ReverseReshardResponse
@@ -635,7 +667,7 @@ export type ReverseReshardResponse = Message<"shardrouter.v1.ReverseReshardRespo
  * Use `create(ReverseReshardResponseSchema)` to create a new message.
  */
 export const ReverseReshardResponseSchema: GenMessage<ReverseReshardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_admin, 21);
+  messageDesc(file_shardrouter_v1_admin, 22);
 
 /**
  * Where a job stands.
