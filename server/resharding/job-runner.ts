@@ -105,6 +105,7 @@ export class JobRunner {
     });
     const sources = new Map<string, postgres.Sql>(job.plans.map((p) => [p.source, nodeClient(primary(p.source), { max: 1, connectTimeoutMs: deps.config.pool.connectTimeoutMs })]));
     const behindSince = new Map<string, number>();
+    let pastTheFence = false;
     let verified: StoredVerify | undefined = stored.verify && stored.verify.mismatches === 0 ? stored.verify : undefined;
     try {
       job.start();
@@ -162,6 +163,10 @@ export class JobRunner {
           continue;
         }
         await report({ phase: "cutting_over" });
+        // From here the new map may be committed: whatever fails, the job never cancels (that would
+        // delete the new owners' rows); the next look settles the cutover from the catalog
+        // (finishCutover) and finishes the clean-up, again and again until it succeeds.
+        pastTheFence = true;
         try {
           const result = await job.cutOver({
             fences: deps.fences, maps: deps.maps, router: deps.router, to: { placement: stored.target.placement, shards: stored.target.shards },
@@ -187,6 +192,10 @@ export class JobRunner {
       }
     } catch (err) {
       await job.stop().catch(() => {});
+      if (pastTheFence) {
+        await report({ error: `cutover or clean-up interrupted (${(err as Error).message}): settling it from the catalog and trying again` });
+        throw err;
+      }
       await report({ phase: "failed", error: (err as Error).message });
       await job.cancel().catch(() => {});
       throw err;

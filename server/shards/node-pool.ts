@@ -2,7 +2,7 @@
 // admission control, plus the little the router remembers about the node (last outcome, type names).
 import { CircuitBreakerPolicy, ConsecutiveBreaker, circuitBreaker, handleType } from "cockatiel";
 import postgres from "postgres";
-import { Admission } from "./admission.js";
+import { Admission, abortError } from "./admission.js";
 import { decodedOids } from "../execution/pg-types.js";
 import { NodeUnreachableError } from "./node-unreachable.js";
 import { type NodeHealth, type NodeStatus, initialHealth } from "./node-health.js";
@@ -100,6 +100,9 @@ export class NodePool {
   /** Slots for connections opened for one statement or transaction and closed after it (see isolated()). */
   readonly isolation: Admission;
   private sql: postgres.Sql;
+  /** Settles when the current generation of connections (`sql`) is retired by setEpoch. */
+  private retired: Promise<void>;
+  private retire: () => void = () => {};
   private connectOptions: postgres.Options<Record<string, postgres.PostgresType>>;
   /** The shard map version this pool's connections carry (see resharding/epoch-guard.ts). */
   private epoch = 0;
@@ -150,6 +153,7 @@ export class NodePool {
       } as never,
     };
     this.sql = postgres({ ...this.connectOptions, max: options.max });
+    this.retired = new Promise((resolve) => { this.retire = resolve; });
   }
 
   /**
@@ -164,7 +168,9 @@ export class NodePool {
     const connection = { ...(this.connectOptions.connection as Record<string, string>), "shardrouter.epoch": String(version) };
     this.connectOptions = { ...this.connectOptions, connection: connection as never };
     const old = this.sql;
+    this.retire();
     this.sql = postgres({ ...this.connectOptions, max: this.options.max });
+    this.retired = new Promise((resolve) => { this.retire = resolve; });
     const grace = (this.options.statementTimeoutMs || 30_000) / 1000 + this.options.connectTimeoutMs / 1000;
     const ending: Promise<void> = old.end({ timeout: grace }).catch(() => {}).finally(() => this.retiring.delete(ending));
     this.retiring.add(ending);
@@ -192,7 +198,7 @@ export class NodePool {
     const once = opts.isolated ? this.oneShot() : undefined;
     let conn: postgres.ReservedSql;
     try {
-      conn = await (once ?? this.sql).reserve();
+      conn = await this.reserveOn(once, signal);
     } catch (err) {
       slots.release();
       void once?.end({ timeout: 0 });
@@ -232,6 +238,33 @@ export class NodePool {
         slots.release();
       },
     };
+  }
+
+  /**
+   * A connection from postgres.js' reserve(), which takes no signal and, asked of a generation that
+   * setEpoch retires meanwhile, can wait until that generation is destroyed (about statementTimeoutMs
+   * later): a Transfer at a resharding cutover hung on it for its whole deadline. So it waits for the
+   * connection, for the generation to be retired (then it asks the current one), or for the caller's
+   * signal, whichever comes first; a connection that arrives after it stopped waiting goes back.
+   */
+  private async reserveOn(once: postgres.Sql | undefined, signal: AbortSignal): Promise<postgres.ReservedSql> {
+    for (;;) {
+      if (signal.aborted) throw abortError(signal);
+      const retired = once ? undefined : this.retired;
+      const pending = (once ?? this.sql).reserve();
+      let onAbort: (() => void) | undefined;
+      const outcome = await Promise.race([
+        pending.then((conn) => ({ conn })),
+        ...(retired ? [retired.then(() => ({ retired: true as const }))] : []),
+        new Promise<{ aborted: true }>((resolve) => {
+          onAbort = () => resolve({ aborted: true });
+          signal.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]).finally(() => signal.removeEventListener("abort", onAbort!));
+      if ("conn" in outcome) return outcome.conn;
+      pending.then((late) => late.release(), () => {});
+      if ("aborted" in outcome) throw abortError(signal);
+    }
   }
 
   /**
