@@ -16,3 +16,18 @@ export async function seedAccounts(t: TestRouter, count: number, balance: number
     if (mine.length) await sql`insert into accounts select jsonb_array_elements_text(${JSON.stringify(mine)}::text::jsonb), ${balance}`;
   }
 }
+
+/** Every account on every shard, read straight from the nodes: where each id is, and the money in all. */
+export async function accountsOnShards(t: TestRouter): Promise<{ owners: Map<string, string[]>; total: bigint; negative: string[] }> {
+  const owners = new Map<string, string[]>();
+  const negative: string[] = [];
+  let total = 0n;
+  for (const s of t.cluster.shards) {
+    for (const r of await t.direct(s.nodes[0])<{ id: string; balance: string }[]>`select id, balance::text from accounts`) {
+      owners.set(r.id, [...(owners.get(r.id) ?? []), s.name]);
+      total += BigInt(r.balance);
+      if (BigInt(r.balance) < 0n) negative.push(r.id);
+    }
+  }
+  return { owners, total, negative };
+}

@@ -14,7 +14,7 @@ import { devConfig } from "../../server/dev-cluster/dev-config.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { type RouterProcess, startRouterProcess } from "../harness/router-process.js";
 import { hook, test } from "../harness/uvu.js";
-import { seedAccounts } from "../harness/accounts.js";
+import { accountsOnShards, seedAccounts } from "../harness/accounts.js";
 
 const accounts = 100_000;
 const clients = 8;
@@ -120,15 +120,8 @@ test("a fifth shard, two routers, 8 clients: the job's router SIGKILLed while st
   console.log(`  clients: ${tallies.reduce((n, x) => n + x.transfers, 0)} transfers, ${tallies.reduce((n, x) => n + x.inserts.length, 0)} inserts, ${retried} retried (unavailable, aborted or, ${tallies.reduce((n, x) => n + x.deadlines, 0)} of them, deadline exceeded)`);
   assert.equal(tallies.flatMap((x) => x.failures).slice(0, 3), [], `no error a client had to give up on; the routers logged:\n${faults.slice(0, 5).join("\n")}`);
 
-  const owners = new Map<string, string[]>();
-  let total = 0n;
-  for (const s of t.cluster.shards) {
-    for (const r of await t.direct(s.nodes[0])<{ id: string; balance: string }[]>`select id, balance::text from accounts`) {
-      owners.set(r.id, [...(owners.get(r.id) ?? []), s.name]);
-      total += BigInt(r.balance);
-      if (BigInt(r.balance) < 0n) assert.unreachable(`${r.id} has a negative balance`);
-    }
-  }
+  const { owners, total, negative } = await accountsOnShards(t);
+  assert.equal(negative.slice(0, 3), [], "no negative balance");
   assert.equal([...owners].filter(([, w]) => w.length > 1).slice(0, 3), [], "no account on two shards");
   for (const key of tallies.flatMap((x) => x.inserts)) if (!owners.has(key)) assert.unreachable(`acknowledged insert ${key} is lost`);
   assert.is(total, 100n * BigInt(owners.size), "the money is all there (every account started at 100; transfers move it)");

@@ -8,6 +8,7 @@ import * as assert from "uvu/assert";
 import { AdminService, ReshardPhase } from "../../gen/shardrouter/v1/admin_pb.js";
 import { demoAccountCount, demoStartingBalance, seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { accountsOnShards } from "../harness/accounts.js";
 import { hook, test } from "../harness/uvu.js";
 
 let t: TestRouter;
@@ -75,14 +76,7 @@ test("a clean-up that fails after the cutover is tried again, never undone; the 
   }
   const failed = await writer;
   assert.is(failed && String(failed), undefined, "no transfer failed but for a retryable reason");
-  const owners = new Map<string, string[]>();
-  let total = 0n;
-  for (const s of t.cluster.shards) {
-    for (const r of await t.direct(s.nodes[0])<{ id: string; balance: string }[]>`select id, balance::text from accounts`) {
-      owners.set(r.id, [...(owners.get(r.id) ?? []), s.name]);
-      total += BigInt(r.balance);
-    }
-  }
+  const { owners, total } = await accountsOnShards(t);
   assert.is(owners.size, demoAccountCount);
   for (const [key, where] of owners) {
     assert.is(where.length, 1, `${key} on one shard`);
