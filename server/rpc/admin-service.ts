@@ -114,6 +114,14 @@ export function adminService(deps: AdminServiceDeps): ServiceImpl<typeof AdminSe
         reshard: await start(`${job.id}_reverse`.slice(0, 40), current, { placement: before.placement, shards: [...before.shards, ...retired], reverses: job.id, ...(keyMoves ? { keyMoves } : {}) }, true),
       };
     },
+    async completeReshard(req) {
+      const job = await get(req.jobId);
+      if (job.phase === "done" || job.phase === "reversed") return { reshard: toProto(job) };
+      if (job.phase === "cutting_over" && job.toVersion !== undefined) {
+        throw new ConnectError(`reshard job "${job.id}" is cut over and still cleaning up its sources${job.error ? `: ${job.error}` : ""}; it finishes by itself`, Code.FailedPrecondition);
+      }
+      throw new ConnectError(`reshard job "${job.id}" is ${job.phase}: only a job past its cutover has a clean-up to complete`, Code.FailedPrecondition);
+    },
     async getReshard(req) {
       return { reshard: toProto(await get(req.jobId)) };
     },

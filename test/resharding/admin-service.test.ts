@@ -136,6 +136,8 @@ test("bad requests get typed errors", async () => {
   assert.is(await codeOf(admin.getReshard({ jobId: "nope" })), Code.NotFound);
   assert.is(await codeOf(admin.cancelReshard({ jobId: "add_two" })), Code.FailedPrecondition, "a job past its cutover cannot be cancelled");
   assert.is(await codeOf(admin.startReshard({ placementJson: "{", shards: [{ name: "shard-0", weight: 1 }] })), Code.InvalidArgument);
+  assert.is((await admin.completeReshard({ jobId: "add_two" })).reshard?.phase, ReshardPhase.DONE, "a done job's clean-up is complete");
+  assert.is(await codeOf(admin.completeReshard({ jobId: "drain_two" })), Code.FailedPrecondition, "a cancelled job has nothing to complete");
 });
 
 test("ReverseReshard moves the rows back to the map before the job, as a new job; a job that is not done cannot be reversed", async () => {

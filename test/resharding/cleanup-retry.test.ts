@@ -53,6 +53,8 @@ test("a clean-up that fails after the cutover is tried again, never undone; the 
     }, 90_000);
     assert.is(stuck.phase, ReshardPhase.CUTTING_OVER, "still finishing, not failed");
     assert.match(stuck.error, "trying again");
+    const incomplete = await admin.completeReshard({ jobId: "stuck_cleanup" }).then(() => undefined, (e: Error) => e.message);
+    assert.match(String(incomplete), /still cleaning up its sources: .*refused on this shard/);
     assert.is((await t.connect.route({ key: "acct-1" })).shardMapVersion, 2n, "the new map stays in force");
     const [{ n }] = await t.direct(t.cluster.shards[2].nodes[0])<{ n: number }[]>`select count(*)::int as n from accounts`;
     assert.ok(n > 100, `the new shard keeps its rows: ${n}`);
@@ -70,6 +72,7 @@ test("a clean-up that fails after the cutover is tried again, never undone; the 
       const r = (await admin.getReshard({ jobId: "stuck_cleanup" })).reshard!;
       return r.phase === ReshardPhase.DONE ? r : undefined;
     }, 60_000);
+    assert.is((await admin.completeReshard({ jobId: "stuck_cleanup" })).reshard?.phase, ReshardPhase.DONE);
   } finally {
     stop.now = true;
     clearInterval(watcher);
