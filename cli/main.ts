@@ -17,8 +17,9 @@ const usage = `usage: shardrouter shard add SHARD --primary HOST:PORT/DB [--repl
        shardrouter reshard <add SHARD | drain SHARD | status [JOB] | cutover JOB | cancel JOB> [--url URL] [--wait]
   shard add SHARD register an empty shard (its server running, its tables created): every router
                   connects to it with its own shard login; then \`reshard add SHARD\` gives it keys
-  add SHARD       SHARD (configured on every router, owning no keys) joins the hash ring; --weight N
-                  (default 1); cuts over by itself once verified unless --no-cutover
+  add SHARD       SHARD (registered with shard add, or configured on every router; owning no keys)
+                  joins the hash ring; --weight N (default: its registered weight, or 1); cuts
+                  over by itself once verified unless --no-cutover
   drain SHARD     every key of SHARD moves to the others (auto cutover as with add)
   status [JOB]    one job, or every job
   cutover JOB     switch a job that is ready (or once it is)
@@ -90,8 +91,8 @@ async function main(): Promise<number> {
   let job: Reshard | undefined;
   switch (verb) {
     case "add": {
-      const weight = values.weight === undefined ? 1 : Number(values.weight);
-      if (!Number.isInteger(weight) || weight < 1) throw new ConnectError(`--weight: "${values.weight}" must be a whole number >= 1`, Code.InvalidArgument);
+      const weight = values.weight === undefined ? 0 : Number(values.weight); // 0: the shard's own weight
+      if (values.weight !== undefined && (!Number.isInteger(weight) || weight < 1)) throw new ConnectError(`--weight: "${values.weight}" must be a whole number >= 1`, Code.InvalidArgument);
       job = (await admin.startReshard({ jobId: values["job-id"], addShards: [{ name: need("a shard"), weight }], autoCutover: !values["no-cutover"] })).reshard;
       break;
     }
