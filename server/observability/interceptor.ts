@@ -31,9 +31,9 @@ export interface RpcObserver {
 }
 
 export function observeRpcs({ stats, logger, shards, newRequestId }: RpcObserverDeps): RpcObserver {
-  const shardNames = new Set(shards.shards.map((s) => s.name));
-  const shardOfNode = new Map(shards.shards.flatMap((s) => s.nodes.map((n) => [n.name, s.name] as const)));
-  const known = (name: unknown): string => (typeof name === "string" && shardNames.has(name) ? name : "");
+  // Shards the router has nodes for, registered ones too (AddShard): a bounded set of label values.
+  const known = (name: unknown): string => (typeof name === "string" && shards.has(name) ? name : "");
+  const shardOfNode = (node: string) => shards.shards.find((s) => s.nodes.some((n) => n.name === node))?.name ?? "";
   // Which levels log, refreshed when the level changes, not asked on every request.
   const enabled = { error: false, warn: false, info: false };
   const levelChanged = () => { for (const l of ["error", "warn", "info"] as const) enabled[l] = logger.isLevelEnabled(l); };
@@ -48,7 +48,7 @@ export function observeRpcs({ stats, logger, shards, newRequestId }: RpcObserver
     return "";
   };
   const shardOfError = (err: ConnectError): string => {
-    if (err instanceof NodeUnreachableError) return shardOfNode.get(err.node) ?? "";
+    if (err instanceof NodeUnreachableError) return shardOfNode(err.node);
     return err.details.length ? known(err.findDetails(PostgresErrorDetailSchema)[0]?.shard) : "";
   };
 

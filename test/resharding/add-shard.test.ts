@@ -15,6 +15,7 @@ import { startRouter } from "../../server/router.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { type RouterProcess, startRouterProcess } from "../harness/router-process.js";
 import { hook, test } from "../harness/uvu.js";
+import { scrape } from "../observability/scrape.js";
 
 let t: TestRouter;
 let other: RouterProcess | undefined;
@@ -82,6 +83,11 @@ test("AddShard registers the shard; every router serves it; a reshard gives it k
   // With weight 2 of 4, about half the keyspace.
   assert.ok(Math.abs(shard2.ownership!.keyspaceFraction - 0.5) < 0.1, `owns ${shard2.ownership!.keyspaceFraction}`);
 
+  // Its requests count under its name in this router's metrics, as a configured shard's do.
+  const keyThere = (await t.direct(node)<{ id: string }[]>`select id from accounts limit 1`)[0].id;
+  assert.is((await t.connect.executeOnShard({ key: keyThere, sql: "select 1" })).shard, "shard-2");
+  const metrics = await scrape(t.router.url);
+  assert.ok(metrics.samples.some((s) => s.name === "shardrouter_rpc_requests_total" && s.labels.rpc === "ExecuteOnShard" && s.labels.shard === "shard-2"), "shard-2 is a metrics label");
   const [{ n }] = await t.direct(node)<{ n: number }[]>`select count(*)::int as n from accounts`;
   assert.ok(n > 300, `shard-2 holds rows: ${n}`);
   const key = (await t.direct(node)<{ id: string }[]>`select id from accounts order by id limit 1`)[0].id;
