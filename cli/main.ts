@@ -48,6 +48,14 @@ function describe(r: Reshard): string {
   return parts.join(" · ");
 }
 
+/** --weight as a number >= 1, or 0 when it was not given. */
+function weightFlag(text: string | undefined): number {
+  if (text === undefined) return 0;
+  const weight = Number(text);
+  if (!Number.isInteger(weight) || weight < 1) throw new ConnectError(`--weight: "${text}" must be a whole number >= 1`, Code.InvalidArgument);
+  return weight;
+}
+
 /** HOST:PORT/DATABASE as a node's address. */
 function address(text: string, role: "primary" | "replica"): ShardNodeAddress {
   const m = /^(.+):(\d{1,5})\/(.+)$/.exec(text);
@@ -80,8 +88,7 @@ async function main(): Promise<number> {
       console.log(usage);
       return 2;
     }
-    const weight = values.weight === undefined ? 1 : Number(values.weight);
-    if (!Number.isInteger(weight) || weight < 1) throw new ConnectError(`--weight: "${values.weight}" must be a whole number >= 1`, Code.InvalidArgument);
+    const weight = weightFlag(values.weight) || 1;
     const nodes = [address(values.primary, "primary"), ...(values.replica ?? []).map((r) => address(r, "replica"))];
     const { shard } = await admin.addShard({ name: arg, nodes, weight });
     console.log(`${shard!.name}: registered (${shard!.state}, weight ${shard!.weight}): ${shard!.nodes.map((n) => `${n.name} ${n.address}`).join(", ")}`);
@@ -91,8 +98,7 @@ async function main(): Promise<number> {
   let job: Reshard | undefined;
   switch (verb) {
     case "add": {
-      const weight = values.weight === undefined ? 0 : Number(values.weight); // 0: the shard's own weight
-      if (values.weight !== undefined && (!Number.isInteger(weight) || weight < 1)) throw new ConnectError(`--weight: "${values.weight}" must be a whole number >= 1`, Code.InvalidArgument);
+      const weight = weightFlag(values.weight); // 0: the shard's own weight
       job = (await admin.startReshard({ jobId: values["job-id"], addShards: [{ name: need("a shard"), weight }], autoCutover: !values["no-cutover"] })).reshard;
       break;
     }

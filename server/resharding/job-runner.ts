@@ -183,11 +183,7 @@ export class JobRunner {
           await sleep(1000);
           continue;
         }
-        await job.cleanUp();
-        await deps.fences.remove(stored.id).catch(() => {});
-        // The job it undoes first: whoever sees this one done sees that one reversed.
-        if (stored.target.reverses) await deps.jobs.markReversed(stored.target.reverses);
-        await report({ phase: "done", error: undefined });
+        await this.cleanUpAndFinish(job, stored, report);
         return;
       }
     } catch (err) {
@@ -237,6 +233,15 @@ export class JobRunner {
     return out;
   }
 
+  /** After a committed cutover: the sources' moved rows and slots go, then the job is done. */
+  private async cleanUpAndFinish(job: ReshardJob, stored: StoredJob, report: (f: Parameters<ReshardJobStore["report"]>[2]) => Promise<void>, toVersion?: number): Promise<void> {
+    await job.cleanUp();
+    await this.deps.fences.remove(stored.id).catch(() => {});
+    // The job it undoes first: whoever sees this one done sees that one reversed.
+    if (stored.target.reverses) await this.deps.jobs.markReversed(stored.target.reverses);
+    await report({ phase: "done", error: undefined, ...(toVersion !== undefined ? { toVersion } : {}) });
+  }
+
   /**
    * A job whose runner died mid-cutover: if the new map was committed, the sources take only its
    * epoch from now on and the job cleans up; if not, the fence is aborted and the job goes on.
@@ -256,10 +261,7 @@ export class JobRunner {
         const sql = nodeClient(primary(plan.source), { max: 1 });
         try { await setMinimumEpoch(sql, latest.epoch ?? 0); } finally { await sql.end({ timeout: 1 }); }
       }
-      await job.cleanUp();
-      await deps.fences.remove(stored.id).catch(() => {});
-      if (stored.target.reverses) await deps.jobs.markReversed(stored.target.reverses);
-      await report({ phase: "done", toVersion: latest.version, error: undefined });
+      await this.cleanUpAndFinish(job, stored, report, latest.version);
       return true;
     }
     // Not committed: undo the fence; the sources' epoch goes back to the map in force.

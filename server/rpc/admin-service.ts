@@ -148,7 +148,6 @@ function targetOf(req: StartReshardRequest, current: StoredShardMap, knownShards
   const known = (name: string, field: string) => {
     if (!knownShards.has(name)) throw new ConnectError(`${field}: shard "${name}" is unknown here: register it with AddShard (or add its nodes to every router's config)`, Code.InvalidArgument);
   };
-  known.weight = (name: string) => knownShards.shard(name).weight;
   const weight = (w: number, field: string) => {
     if (w > 1000) throw new ConnectError(`${field}: weight ${w} must be 1..1000`, Code.InvalidArgument);
     return w || 1;
@@ -175,7 +174,7 @@ function targetOf(req: StartReshardRequest, current: StoredShardMap, knownShards
     const had = shards.get(s.name);
     if (had && (had.state === "active" || had.state === "draining")) throw new ConnectError(`add_shards[${i}]: shard "${s.name}" owns keys already`, Code.InvalidArgument);
     // Weight 0: the weight it was registered (or configured) with.
-    shards.set(s.name, { name: s.name, weight: weight(s.weight || known.weight(s.name), `add_shards[${i}]`), state: "active" });
+    shards.set(s.name, { name: s.name, weight: weight(s.weight || knownShards.shard(s.name).weight, `add_shards[${i}]`), state: "active" });
   });
   req.drainShards.forEach((name, i) => {
     const had = shards.get(name);
