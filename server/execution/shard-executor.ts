@@ -54,16 +54,11 @@ async function pooled(s: ShardStatement): Promise<ResultSet> {
   try {
     if (s.signal.aborted) throw abortError(s.signal);
     return await run(s, (onRow) => s.pool.start(s.sql, s.params, onRow), (settled) => {
-      // The caller is answered at once; the slot comes back when Postgres confirms the cancel,
-      // so the connection is never handed to someone else while still busy. A statement on a node
-      // that hung and came back can stay unsettled inside postgres.js (seen in test/resilience/
-      // hung-node.test.ts), so the slot is returned after abandonAfterMs at the latest.
+      // The caller is answered at once; the slot comes back when the statement has ended and the
+      // cancel request is out, so the connection is never handed to someone else while still busy.
+      // It always ends: a statement that ignores its cancel has its connection closed (NodePool.cancelOn).
       releaseNow = false;
-      let released = false;
-      const release = () => { if (!released) { released = true; clearTimeout(timer); s.pool.admission.release(); } };
-      const timer = setTimeout(release, s.pool.abandonAfterMs);
-      timer.unref();
-      settled.then(release);
+      settled.then(() => s.pool.admission.release());
     });
   } finally {
     if (releaseNow) s.pool.admission.release();
