@@ -70,13 +70,13 @@ test("after setEpoch new connections carry the new epoch, and a busy old one clo
 
 test("statements pipelined on a reserved connection all settle when the connection is lost", async () => {
   const conn = await pool.reserve(new AbortController().signal);
-  const sent = ["begin", "select pg_sleep(20)", "select 1", "commit"].map((sql) => conn.start(sql, [], () => {}).done);
+  const sent = Promise.allSettled(["begin", "select pg_sleep(20)", "select 1", "commit"].map((sql) => conn.start(sql, [], () => {}).done));
   await waitFor("the sleep to run", async () => {
     const rows = await pool.probe`select pid from pg_stat_activity where query = 'select pg_sleep(20)' and state = 'active'`;
     return rows.length ? true : undefined;
   });
   await pool.probe`select pg_terminate_backend(pid) from pg_stat_activity where query = 'select pg_sleep(20)'`;
-  const outcomes = await Promise.allSettled(sent);
+  const outcomes = await sent;
   assert.is(outcomes[0].status, "fulfilled", "begin was answered before the loss");
   assert.is(outcomes[1].status, "rejected", "the sleep was terminated (57P01)");
   for (const o of outcomes.slice(2)) {
