@@ -28,6 +28,8 @@ export interface ShardStatement {
   budget: Budget;
   /** Run on a connection of its own, closed afterwards (the statement guard's "isolated"). */
   isolated?: boolean;
+  /** On a reserved connection: a text used once (it names a transaction), so never a prepared statement. */
+  once?: boolean;
 }
 
 /** A statement on the node's pool, under its circuit breaker and admission control. */
@@ -107,7 +109,7 @@ export async function reserveOn(pool: NodePool, shard: string, signal: AbortSign
 
 /** A statement inside a transaction: after an abort it waits for Postgres, so the caller can roll back. */
 export function executeOnReserved(conn: ReservedConnection, s: Omit<ShardStatement, "pool">): Promise<ResultSet> {
-  return run({ ...s, pool: conn.node }, (onRow) => conn.start(s.sql, s.params, onRow), undefined);
+  return run({ ...s, pool: conn.node }, (onRow) => conn.start(s.sql, s.params, onRow, { once: s.once }), undefined);
 }
 
 async function run(

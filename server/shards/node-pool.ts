@@ -35,6 +35,12 @@ export type { NodeStatus } from "./node-health.js";
 
 let preparedCount = 0;
 
+/** Postgres refused a prepared statement whose plan or result columns changed under it (ALTER TABLE). */
+function isStalePlan(err: unknown): boolean {
+  const routine = (err as { routine?: string }).routine;
+  return routine === "RevalidateCachedQuery" || routine === "FetchPreparedStatement";
+}
+
 export interface BreakerOptions { failureThreshold: number; halfOpenAfterMs: number }
 
 export interface RawParam { text: string | null; oid: number }
@@ -53,8 +59,11 @@ export type RowSink = (cells: unknown[], columns: RawColumn[]) => void;
 /** A connection reserved for one transaction. */
 export interface ReservedConnection {
   readonly node: NodePool;
-  /** Sends the statement at once: statements started in one tick go out in one write (pipelined). */
-  start(text: string, params: RawParam[], onRow: RowSink): RunningStatement;
+  /**
+   * Sends the statement at once: statements started in one tick go out in one write (pipelined).
+   * It runs as the node's prepared statement for its text, unless `once` (a text used once).
+   */
+  start(text: string, params: RawParam[], onRow: RowSink, opts?: { once?: boolean }): RunningStatement;
   /**
    * Returns the connection to the pool, or closes it when it is not clean (still in a transaction,
    * cancelled, or isolated): Postgres then rolls back whatever was left open.
@@ -186,11 +195,14 @@ export class NodePool {
       return await conn.run(text, params, onRow, name).done;
     } catch (err) {
       // The statement's result columns or plan changed under it (ALTER TABLE): prepare it anew, once.
-      const routine = (err as { routine?: string }).routine;
-      if (!name || conn.transactionStatus !== "I" || (routine !== "RevalidateCachedQuery" && routine !== "FetchPreparedStatement")) throw err;
-      this.prepared.delete(text);
+      if (!name || conn.transactionStatus !== "I" || !isStalePlan(err)) throw err;
+      this.forget(text, name);
       return await conn.run(text, params, onRow, this.preparedName(text)).done;
     }
+  }
+
+  private forget(text: string, name: string): void {
+    if (this.prepared.get(text) === name) this.prepared.delete(text);
   }
 
   private preparedName(text: string): string | undefined {
@@ -238,8 +250,11 @@ export class NodePool {
     const cancels: Promise<void>[] = [];
     return {
       node: this,
-      start: (text, params, onRow) => {
-        const { done } = conn.run(text, params, onRow);
+      start: (text, params, onRow, { once = false } = {}) => {
+        const name = once ? undefined : this.preparedName(text);
+        const { done } = conn.run(text, params, onRow, name);
+        // Its plan went stale (ALTER TABLE): the next transaction prepares the text anew, under a new name.
+        if (name) done.catch((err) => { if (isStalePlan(err)) this.forget(text, name); });
         return { done, cancel: () => { const sent = this.cancelOn(conn, done); cancels.push(sent); return sent; } };
       },
       release: () => {

@@ -13,7 +13,8 @@ import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 import type { DecisionLog } from "./decision-log.js";
 import type { Failpoints } from "./failpoints.js";
-import { bytes, ensureRequestLog, findRequest, insertRequest, needsRequestLog, type StoredRequest, storeResponse, text } from "./request-log.js";
+import { sqlstateOf } from "../execution/postgres-errors.js";
+import { bytes, ensureRequestLog, findInTransaction, findRequest, insertRequest, needsRequestLog, type StoredRequest, storeResponse, text } from "./request-log.js";
 import type { TransactionIds } from "./transaction-id.js";
 
 export interface TxStatement {
@@ -52,6 +53,12 @@ export interface CoordinatorDeps {
   decisions: DecisionLog | undefined;
   failpoints: Failpoints;
   lockTimeoutMs: number;
+  /**
+   * How long COMMIT, PREPARE's follow-ups and ROLLBACK may take once the caller's deadline no longer
+   * applies (they must finish even if the caller left): past it the connection is closed, and what
+   * was prepared is left to recovery, so a paused node never holds a transaction's slots for good.
+   */
+  settleTimeoutMs: number;
   /** Transactions this router is driving right now: recovery leaves them alone. */
   inflight: Set<string>;
   /** Told how each attempt ended (metrics, logs); it changes nothing here. */
@@ -73,8 +80,6 @@ interface Participant { shard: ShardNodes; conn: ReservedConnection; state: Stat
 
 class RequestAlreadyApplied extends Error {}
 
-/** Commit and rollback must finish even when the caller has gone away. */
-const noDeadline = new AbortController().signal;
 
 export class Coordinator {
   constructor(private readonly deps: CoordinatorDeps) {}
@@ -88,11 +93,8 @@ export class Coordinator {
       throw new ConnectError("a transaction over several shards needs a catalog database for its commit decisions (config field catalog)", Code.FailedPrecondition);
     }
     for (let attempt = 0; ; attempt++) {
-      // Again after the log was created or upgraded: a record of its first layout is found then.
-      const earlier = await findRequest(home, plan.home.key, plan.requestId, plan.signal);
-      if (earlier) return replay(earlier, plan);
       try {
-        return { replayed: false, outcome: await this.attempt(plan, participants) };
+        return await this.attempt(plan, participants);
       } catch (err) {
         if (err instanceof RequestAlreadyApplied) {
           const done = await findRequest(home, plan.home.key, plan.requestId, plan.signal);
@@ -100,65 +102,96 @@ export class Coordinator {
           // Committed a moment ago, gone now: a reshard moved it away under this attempt.
           throw new ConnectError(`request "${plan.requestId}" was applied, but its record has just moved: retry with the same request_id`, Code.Aborted);
         }
+        // Again after the log was created or upgraded: a record of its first layout is found then.
         if (needsRequestLog(err) && attempt === 0) {
           await ensureRequestLog(home, plan.signal);
           continue;
+        }
+        // A shard before the home one refused (say, insufficient funds) before the record was read:
+        // if this request was applied before, its answer is the replay, not today's refusal.
+        if (err instanceof ConnectError && !plan.signal.aborted) {
+          const earlier = await findRequest(home, plan.home.key, plan.requestId, plan.signal).catch(() => undefined);
+          if (earlier) return replay(earlier, plan);
         }
         throw err;
       }
     }
   }
 
-  private async attempt(plan: TxPlan, shards: ShardNodes[]): Promise<TxOutcome> {
+  /**
+   * One attempt, in as few round trips as the protocol allows. Each shard's work goes out in one
+   * write (BEGIN, lock_timeout, on the home shard the request record, then its statements), shard
+   * after shard in the global order, so row locks across shards are taken in one order too. Then
+   * one shard commits (with the response stored, in one write), or every shard prepares at once,
+   * the decision is recorded, and every shard commits.
+   */
+  private async attempt(plan: TxPlan, shards: ShardNodes[]): Promise<TxResult> {
     const { ids, failpoints, inflight } = this.deps;
     const gid = ids.next();
     const twoPhase = shards.length > 1;
     const participants: Participant[] = [];
     const isolated = new Set(plan.statements.filter((s) => s.isolated).map((s) => s.shard.name));
-    const exec = (p: Participant, sql: string, params: RawParam[] = [], signal = plan.signal) =>
-      executeOnReserved(p.conn, { shard: p.shard.name, sql, params, signal, budget: plan.budget });
+    const send = (p: Participant, sql: string, params: RawParam[] = [], opts: { once?: boolean; signal?: AbortSignal } = {}) =>
+      executeOnReserved(p.conn, { shard: p.shard.name, sql, params, signal: opts.signal ?? plan.signal, budget: plan.budget, once: opts.once });
     inflight.add(gid);
     try {
       for (const shard of shards) {
         const conn = await reserveOn(writerOf(shard), shard.name, plan.signal, { isolated: isolated.has(shard.name) });
-        const p: Participant = { shard, conn, state: "done" };
-        participants.push(p);
-        await exec(p, "begin");
-        p.state = "open";
-        await exec(p, "select set_config('lock_timeout', $1, true)", [text(`${this.deps.lockTimeoutMs}ms`)]);
+        participants.push({ shard, conn, state: "done" });
+      }
+      const recordKey = [text(plan.home.key), text(plan.requestId)];
+      const results = new Array<ResultSet>(plan.statements.length);
+      for (const p of participants) {
+        const isHome = p.shard.name === plan.home.shard.name;
+        const mine = plan.statements.map((st, i) => ({ st, i })).filter(({ st }) => st.shard.name === p.shard.name);
+        p.state = "open"; // from the BEGIN on: whatever happens next, it is rolled back on failure
+        const sent = [send(p, "begin"), send(p, "select set_config('lock_timeout', $1, true)", [text(`${this.deps.lockTimeoutMs}ms`)])];
+        const found = isHome ? send(p, findInTransaction, recordKey) : undefined;
+        const recorded = isHome ? send(p, insertRequest, [...recordKey, bytes(plan.requestHash), text(gid)]) : undefined;
+        const ran = mine.map(({ st }) => send(p, st.sql, st.params));
+        const { values: [, earlier, , ...outcomes], failed } = await settleInOrder<ResultSet | undefined>([Promise.all(sent).then(() => undefined), found, recorded, ...ran]);
+        if (failed) throw failed.index === 2 ? requestConflict(failed.reason, plan.requestId) : failed.reason;
+        const stored = earlier?.rows[0];
+        if (stored) {
+          // Applied before (a record of the log's first layout, which the insert cannot collide with).
+          await this.rollback(gid, participants);
+          return replay({ hash: stored.values[0].kind.value as Uint8Array, response: stored.values[1].kind.case === "bytesValue" ? stored.values[1].kind.value : undefined }, plan);
+        }
+        mine.forEach(({ st, i }, j) => {
+          st.check?.(outcomes[j]!);
+          results[i] = outcomes[j]!;
+        });
       }
       const home = participants.find((p) => p.shard.name === plan.home.shard.name)!;
-      const recordKey = [text(plan.home.key), text(plan.requestId)];
-      await exec(home, insertRequest, [...recordKey, bytes(plan.requestHash), text(gid)]).catch((err) => {
-        throw requestConflict(err, plan.requestId);
-      });
-      const byShard = new Map(participants.map((p) => [p.shard.name, p]));
-      const results: ResultSet[] = [];
-      for (const st of plan.statements) {
-        const result = await exec(byShard.get(st.shard.name)!, st.sql, st.params);
-        st.check?.(result);
-        results.push(result);
-      }
       const outcome: TxOutcome = { transactionId: gid, twoPhase, shards: shards.map((s) => s.name), results };
-      await exec(home, storeResponse, [...recordKey, bytes(plan.encodeResponse(outcome))]);
+      const response = send(home, storeResponse, [...recordKey, bytes(plan.encodeResponse(outcome))]);
 
       if (!twoPhase) {
-        await exec(home, "commit", [], noDeadline);
+        const commit = send(home, "commit", [], { signal: this.settling() });
+        const { values: [, committed], failed } = await settleInOrder([response, commit]);
+        if (failed?.index === 1) throw commitOutcomeUnknown(home, plan.requestId, failed.reason);
+        if (failed) throw failed.reason;
         home.state = "done";
+        expectTag(committed!, "COMMIT", home.shard.name);
         this.report(gid, outcome.shards, "committed_one_phase");
-        return outcome;
+        return { replayed: false, outcome };
       }
       failpoints.hit("before_prepare");
-      for (const p of participants) {
-        await exec(p, `prepare transaction '${gid}'`);
-        p.state = "prepared";
-      }
+      const prepares = participants.map((p) => send(p, `prepare transaction '${gid}'`, [], { once: true }));
+      const { values: [, ...prepared], failed } = await settleInOrder([response, ...prepares]);
+      participants.forEach((p, i) => {
+        // Answered PREPARE TRANSACTION: prepared. Answered ROLLBACK, or failed: nothing is left open.
+        // Unanswered (the connection was lost): maybe prepared; recovery finds it if so.
+        if (prepared[i]) p.state = prepared[i]!.command === "PREPARE TRANSACTION" ? "prepared" : "done";
+      });
+      if (failed) throw failed.reason;
+      participants.forEach((p, i) => expectTag(prepared[i]!, "PREPARE TRANSACTION", p.shard.name));
       failpoints.hit("after_prepare");
       await this.decideCommit(gid, participants);
       failpoints.hit("after_decision");
       await this.commitPrepared(gid, participants);
       this.report(gid, outcome.shards, "committed_two_phase");
-      return outcome;
+      return { replayed: false, outcome };
     } catch (err) {
       await this.rollback(gid, participants);
       this.report(gid, participants.map((p) => p.shard.name), participants.some((p) => p.state === "left-for-recovery") ? "in_doubt" : "rolled_back");
@@ -167,6 +200,11 @@ export class Coordinator {
       for (const p of participants) p.conn.release();
       inflight.delete(gid);
     }
+  }
+
+  /** The deadline of a statement that settles a transaction (see settleTimeoutMs). */
+  private settling(): AbortSignal {
+    return AbortSignal.timeout(this.deps.settleTimeoutMs);
   }
 
   /** Tells the observer; a failing observer never changes an outcome. */
@@ -197,18 +235,21 @@ export class Coordinator {
 
   /** After the decision: COMMIT PREPARED everywhere; what fails now, recovery finishes. */
   private async commitPrepared(gid: string, participants: Participant[]): Promise<void> {
-    let all = true;
-    for (const [i, p] of participants.entries()) {
+    const commit = async (p: Participant) => {
       try {
-        await executeOnReserved(p.conn, { shard: p.shard.name, sql: `commit prepared '${gid}'`, params: [], signal: noDeadline, budget: newBudget(1, 1024) });
+        const done = await executeOnReserved(p.conn, { shard: p.shard.name, sql: `commit prepared '${gid}'`, params: [], signal: this.settling(), budget: newBudget(1, 1024), once: true });
         p.state = "done";
+        expectTag(done, "COMMIT PREPARED", p.shard.name);
       } catch {
         p.state = "left-for-recovery";
-        all = false;
       }
-      if (i === 0) this.deps.failpoints.hit("after_first_commit");
-    }
-    if (all) await this.deps.decisions!.complete(gid).catch(() => {});
+    };
+    // The first alone, so the after_first_commit failpoint finds one committed and the rest prepared.
+    const [first, ...rest] = participants;
+    await commit(first);
+    this.deps.failpoints.hit("after_first_commit");
+    await Promise.all(rest.map(commit));
+    if (participants.every((p) => p.state === "done")) await this.deps.decisions!.complete(gid).catch(() => {});
   }
 
   private async rollback(gid: string, participants: Participant[]): Promise<void> {
@@ -216,7 +257,7 @@ export class Coordinator {
       const sql = p.state === "open" ? "rollback" : p.state === "prepared" ? `rollback prepared '${gid}'` : undefined;
       if (!sql) return;
       try {
-        await executeOnReserved(p.conn, { shard: p.shard.name, sql, params: [], signal: noDeadline, budget: newBudget(1, 1024) });
+        await executeOnReserved(p.conn, { shard: p.shard.name, sql, params: [], signal: this.settling(), budget: newBudget(1, 1024), once: p.state === "prepared" });
         p.state = "done";
       } catch {
         // Unreachable: an open transaction dies with its connection; a prepared one has no
@@ -224,6 +265,38 @@ export class Coordinator {
       }
     }));
   }
+}
+
+/** Awaits every promise (so none goes unhandled): the values, and the first failure in order. */
+async function settleInOrder<T>(steps: (Promise<T> | undefined)[]): Promise<{ values: (T | undefined)[]; failed?: { index: number; reason: unknown } }> {
+  const out = await Promise.allSettled(steps);
+  const values = out.map((r) => (r.status === "fulfilled" ? r.value : undefined));
+  const index = out.findIndex((r) => r.status === "rejected");
+  return index < 0 ? { values } : { values, failed: { index, reason: (out[index] as PromiseRejectedResult).reason } };
+}
+
+/**
+ * Postgres answers COMMIT or PREPARE TRANSACTION in a transaction that an earlier error aborted with
+ * the tag ROLLBACK, not an error: the work was not applied.
+ */
+function expectTag(result: ResultSet, tag: string, shard: string): void {
+  if (result.command !== tag) {
+    throw new ConnectError(`shard ${shard} rolled the transaction back (it answered ${result.command || "nothing"} to ${tag}); retry`, Code.Aborted);
+  }
+}
+
+/**
+ * A one-phase COMMIT that got no answer (the connection was lost, or it outlived settleTimeoutMs):
+ * it may have committed. The request record decides: a retry with the same request_id replays it
+ * if it did, applies it if it did not. A COMMIT that Postgres refused committed nothing.
+ */
+function commitOutcomeUnknown(p: Participant, requestId: string, reason: unknown): unknown {
+  p.state = "done"; // either way nothing is left open to roll back
+  if (sqlstateOf(reason)) return reason;
+  return new ConnectError(
+    `shard ${p.shard.name} did not answer the COMMIT of request "${requestId}", so whether it was applied is unknown: retry with the same request_id (it is applied at most once)`,
+    Code.Unavailable,
+  );
 }
 
 function replay(stored: StoredRequest, plan: TxPlan): TxResult {

@@ -34,6 +34,8 @@ const requestLogSchema = [
 export const requestLogTable = { name: "shardrouter.requests", keyColumn: "home_key" } as const;
 
 export const insertRequest = "insert into shardrouter.requests (home_key, request_id, request_hash, transaction_id) values ($1, $2, $3, $4)";
+/** The record of a request, kept under its home key or (written by the log's first layout) under ''. */
+export const findInTransaction = "select request_hash, response from shardrouter.requests where home_key in ($1, '') and request_id = $2 order by home_key desc limit 1";
 export const storeResponse = "update shardrouter.requests set response = $3 where home_key = $1 and request_id = $2";
 
 export const text = (s: string): RawParam => ({ text: s, oid: 0 });
@@ -59,7 +61,7 @@ export async function findRequest(shard: ShardNodes, homeKey: string, requestId:
   try {
     result = await executeStatement({
       shard: shard.name, pool: writerOf(shard), signal, budget: newBudget(2, 64 << 20),
-      sql: "select request_hash, response from shardrouter.requests where home_key in ($1, '') and request_id = $2 order by home_key desc limit 1",
+      sql: findInTransaction,
       params: [text(homeKey), text(requestId)],
     });
   } catch (err) {
