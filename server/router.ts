@@ -37,6 +37,7 @@ import { DecisionLog } from "./transactions/decision-log.js";
 import { Failpoints } from "./transactions/failpoints.js";
 import { Recovery } from "./transactions/recovery.js";
 import { ensureRequestLog } from "./transactions/request-log.js";
+import { type PruneRound, RequestPruning } from "./transactions/request-pruning.js";
 import { newRouterId, TransactionIds } from "./transactions/transaction-id.js";
 
 export interface RunningRouter {
@@ -44,6 +45,8 @@ export interface RunningRouter {
   readonly planner: Planner;
   /** This instance's id (transaction ids, fence acknowledgements). */
   readonly routerId: string;
+  /** One pass deleting expired idempotency records (it also runs by itself, see RequestPruning). */
+  pruneRequests(): Promise<PruneRound>;
   close(): Promise<void>;
 }
 
@@ -159,6 +162,8 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   // Best effort: a shard that is down now gets its table on its first transaction.
   await Promise.all(shards.shards.map((s) => ensureRequestLog(s, AbortSignal.timeout(10_000)).catch(() => {})));
   recovery.start();
+  const pruning = new RequestPruning(shards, { retentionMs: tx.requestRetentionMs, intervalMs: tx.requestPruneIntervalMs }, obs.transactions);
+  pruning.start();
 
   const health = new HealthMonitor(shards);
   const handlers = routerService({ planner, coordinator, recovery, config, fence, onStaleMap: async () => {
@@ -194,6 +199,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     obs.close();
     await healthChecker.stop();
     await recovery.stop();
+    await pruning.stop();
     await runner?.stop();
     await fenceFollower?.stop();
     await follower?.stop();
@@ -206,10 +212,12 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     url: `http://${config.listen.host}:${listener.port}`,
     planner,
     routerId: ids.routerId,
+    pruneRequests: () => pruning.runOnce(),
     async close() {
       health.close(); // ends Watch streams, which would otherwise hold the listener open
       await listener.close();
       await recovery.stop();
+      await pruning.stop();
       obs.close();
       await healthChecker.stop();
       await runner?.stop();

@@ -73,6 +73,10 @@ export const ConfigSchema = z.object({
     recoveryIntervalMs: z.number().int().min(10).default(5000),
     /** A prepared transaction without a decision younger than this may still be in flight: leave it. */
     inDoubtGraceMs: z.number().int().min(0).default(10_000),
+    /** Idempotency records are kept this long after their transaction began; a retry later than that runs again. */
+    requestRetentionMs: z.number().int().min(60_000).default(7 * 24 * 3600_000),
+    /** How often each router deletes expired idempotency records (small batches, never waiting on a lock). */
+    requestPruneIntervalMs: z.number().int().min(1000).default(600_000),
     /** Crash points for fault-injection tests, e.g. ["after_prepare@3"]; also SHARDROUTER_FAILPOINTS. */
     failpoints: z.array(z.string()).default([]),
   }).strict().prefault({}),

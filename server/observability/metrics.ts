@@ -33,6 +33,7 @@ export class RouterMetrics {
   readonly transactions: Counter<"outcome">;
   readonly recovered: Counter<"shard" | "decision">;
   readonly writerChanges: Counter<"shard">;
+  readonly requestsPruned: Counter<"shard">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -87,6 +88,11 @@ export class RouterMetrics {
       labelNames: ["shard"] as const, registers,
     });
     for (const shard of sources.shards.shards) this.writerChanges.inc({ shard: shard.name }, 0);
+    this.requestsPruned = new Counter({
+      name: "shardrouter_requests_pruned_total", help: "Idempotency records this router deleted from a shard because they were older than transactions.requestRetentionMs.",
+      labelNames: ["shard"] as const, registers,
+    });
+    for (const shard of sources.shards.shards) this.requestsPruned.inc({ shard: shard.name }, 0);
 
     const slots = sources.replicationSlots;
     if (slots) {

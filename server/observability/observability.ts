@@ -6,6 +6,7 @@ import type { ContextValues, Interceptor } from "@connectrpc/connect";
 import type { ShardSet } from "../shards/shard-set.js";
 import type { TransactionObserver } from "../transactions/coordinator.js";
 import type { RecoveryObserver } from "../transactions/recovery.js";
+import type { PruneObserver } from "../transactions/request-pruning.js";
 import { observeRpcs, type RpcObserver } from "./interceptor.js";
 import type { Logger } from "./logger.js";
 import { type MetricsSources, RouterMetrics } from "./metrics.js";
@@ -37,7 +38,7 @@ export interface Observability {
   readonly withRequestIds: RequestIds["wrap"];
   /** connectNodeAdapter's `contextValues`: carries the request id to the interceptor. */
   readonly contextValues: (req: Parameters<RequestIds["contextValues"]>[0]) => ContextValues;
-  readonly transactions: TransactionObserver & RecoveryObserver;
+  readonly transactions: TransactionObserver & RecoveryObserver & PruneObserver;
   /** Answers GET /metrics (true), or leaves the request to the RPC handler (false). */
   readonly http1: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** Starts watching node health and breakers (after the first health check). */
