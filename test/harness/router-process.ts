@@ -54,7 +54,10 @@ export async function startRouterProcess(cluster: LocalCluster, opts: RouterProc
   await Promise.race([
     waitFor("the router process to serve", () => (out.includes("is serving on") ? true : undefined), 60_000),
     exited.then((how) => { throw new Error(`router process ended (${how}) before serving:\n${out}`); }),
-  ]);
+  ]).catch((err) => {
+    child.kill("SIGKILL"); // a router that never served must not outlive the caller's failure
+    throw err;
+  });
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
