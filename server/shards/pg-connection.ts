@@ -62,8 +62,8 @@ export function normalizeError(err: unknown): Error {
 /** "INSERT 0 1" → INSERT, 1; "PREPARE TRANSACTION" → PREPARE TRANSACTION, 0 (postgres.js' reading). */
 function commandTag(tag: string): { command: string; count: number } {
   const words = tag.split(" ");
-  let count = 0;
-  while (words.length > 1 && /^\d+$/.test(words[words.length - 1])) count = Number(words.pop());
+  const count = words.length > 1 && /^\d+$/.test(words[words.length - 1]) ? Number(words[words.length - 1]) : 0;
+  while (words.length > 1 && /^\d+$/.test(words[words.length - 1])) words.pop();
   return { command: words.join(" "), count };
 }
 
