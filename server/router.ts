@@ -156,7 +156,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
 
   const decisions = catalog && new DecisionLog(catalog);
   const inflight = new Set<string>();
-  const coordinator = new Coordinator({ ids, decisions, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs,
+  const coordinator = new Coordinator({ ids, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs,
     settleTimeoutMs: (config.pool.statementTimeoutMs || 30_000) + config.pool.connectTimeoutMs, inflight, observer: obs.transactions });
   const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, obs.transactions);
   // Best effort: a shard that is down now gets its table on its first transaction.

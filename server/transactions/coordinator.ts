@@ -1,20 +1,21 @@
-// Runs one atomic transaction over one or more shards.
-//   one shard:  BEGIN … COMMIT, nothing more.
-//   several:    BEGIN … on each → PREPARE TRANSACTION on each → durable "commit" decision in the
-//               catalog → COMMIT PREPARED on each. A crash anywhere leaves either no decision
-//               (recovery rolls back: presumed abort) or a commit decision (recovery commits).
-// Shards are locked (connections reserved, transactions begun) in one global order, shard name,
-// and every lock wait is bounded by lock_timeout, so opposite transfers fail cleanly, never hang.
+// Runs one atomic transaction over one or more shards, in as few round trips as Postgres allows.
+//   one shard:  BEGIN, the request record, the statements (one write) … the response and COMMIT (one write).
+//   several:    the same on each shard, then PREPARE TRANSACTION on every shard but the home one, then
+//               the home shard commits in one phase with the decision recorded in its own transaction
+//               (shardrouter.commit_decisions), then COMMIT PREPARED on the others. A crash anywhere
+//               leaves either no decision (recovery rolls back: presumed abort) or a committed one
+//               (recovery commits). The transaction id names the home, so recovery knows where to ask.
+// Shards are locked (connections reserved, statements run) in one global order, shard name, and
+// every lock wait is bounded by lock_timeout, so opposite transfers fail cleanly, never hang.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
 import { type Budget, executeOnReserved, newBudget, reserveOn } from "../execution/shard-executor.js";
 import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
-import type { DecisionLog } from "./decision-log.js";
 import type { Failpoints } from "./failpoints.js";
 import { sqlstateOf } from "../execution/postgres-errors.js";
-import { bytes, ensureRequestLog, findInTransaction, findRequest, insertRequest, needsRequestLog, type StoredRequest, storeResponse, text } from "./request-log.js";
+import { bytes, ensureRequestLog, findInTransaction, findRequest, insertRequest, needsRequestLog, recordCommit, type StoredRequest, storeResponse, text } from "./request-log.js";
 import type { TransactionIds } from "./transaction-id.js";
 
 export interface TxStatement {
@@ -50,7 +51,6 @@ export type TxResult = { replayed: false; outcome: TxOutcome } | { replayed: tru
 
 export interface CoordinatorDeps {
   ids: TransactionIds;
-  decisions: DecisionLog | undefined;
   failpoints: Failpoints;
   lockTimeoutMs: number;
   /**
@@ -89,9 +89,6 @@ export class Coordinator {
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const home = plan.home.shard;
     if (!participants.some((p) => p.name === home.name)) throw new Error(`the request record's shard ${home.name} is not a participant`);
-    if (participants.length > 1 && !this.deps.decisions) {
-      throw new ConnectError("a transaction over several shards needs a catalog database for its commit decisions (config field catalog)", Code.FailedPrecondition);
-    }
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.attempt(plan, participants);
@@ -127,8 +124,8 @@ export class Coordinator {
    */
   private async attempt(plan: TxPlan, shards: ShardNodes[]): Promise<TxResult> {
     const { ids, failpoints, inflight } = this.deps;
-    const gid = ids.next();
     const twoPhase = shards.length > 1;
+    const gid = twoPhase ? ids.next(plan.home.shard.name) : ids.next();
     const participants: Participant[] = [];
     const isolated = new Set(plan.statements.filter((s) => s.isolated).map((s) => s.shard.name));
     const send = (p: Participant, sql: string, params: RawParam[] = [], opts: { once?: boolean; signal?: AbortSignal } = {}) =>
@@ -176,20 +173,24 @@ export class Coordinator {
         this.report(gid, outcome.shards, "committed_one_phase");
         return { replayed: false, outcome };
       }
+      // Every shard but the home prepares; the home stores the response meanwhile. Then the home
+      // commits in one phase with the decision in its own transaction: that COMMIT is the commit
+      // point, and no catalog is asked. Recovery reads the decision where the id says (homeOf).
+      const others = participants.filter((p) => p !== home);
       failpoints.hit("before_prepare");
-      const prepares = participants.map((p) => send(p, `prepare transaction '${gid}'`, [], { once: true }));
+      const prepares = others.map((p) => send(p, `prepare transaction '${gid}'`, [], { once: true }));
       const { values: [, ...prepared], failed } = await settleInOrder([response, ...prepares]);
-      participants.forEach((p, i) => {
+      others.forEach((p, i) => {
         // Answered PREPARE TRANSACTION: prepared. Answered ROLLBACK, or failed: nothing is left open.
         // Unanswered (the connection was lost): maybe prepared; recovery finds it if so.
         if (prepared[i]) p.state = prepared[i]!.command === "PREPARE TRANSACTION" ? "prepared" : "done";
       });
       if (failed) throw failed.reason;
-      participants.forEach((p, i) => expectTag(prepared[i]!, "PREPARE TRANSACTION", p.shard.name));
+      others.forEach((p, i) => expectTag(prepared[i]!, "PREPARE TRANSACTION", p.shard.name));
       failpoints.hit("after_prepare");
-      await this.decideCommit(gid, participants);
+      await this.commitHome(gid, home, others, plan.requestId);
       failpoints.hit("after_decision");
-      await this.commitPrepared(gid, participants);
+      await this.commitPrepared(gid, others);
       this.report(gid, outcome.shards, "committed_two_phase");
       return { replayed: false, outcome };
     } catch (err) {
@@ -216,21 +217,26 @@ export class Coordinator {
     }
   }
 
-  /** The commit point. If the catalog's answer is lost, the outcome is left to recovery, never guessed. */
-  private async decideCommit(gid: string, participants: Participant[]): Promise<void> {
-    let decision;
-    try {
-      decision = await this.deps.decisions!.decide(gid, "commit", participants.map((p) => p.shard.name), this.deps.ids.routerId);
-    } catch {
-      for (const p of participants) p.state = "left-for-recovery";
-      throw new ConnectError(
-        `the commit decision of ${gid} could not be recorded (catalog unreachable); recovery will settle it: retry with the same request_id`,
-        Code.Unavailable,
-      );
+  /**
+   * The commit point: the home shard records "commit" and commits, in one write. Refused (recovery
+   * presumed an abort first, or the COMMIT failed), the prepared shards are rolled back. Unanswered,
+   * the outcome is unknown here: the prepared shards are left for recovery, which asks the home.
+   */
+  private async commitHome(gid: string, home: Participant, others: Participant[], requestId: string): Promise<void> {
+    const send = (sql: string, params: RawParam[]) =>
+      executeOnReserved(home.conn, { shard: home.shard.name, sql, params, signal: this.settling(), budget: newBudget(1, 1024) });
+    const { values: [, committed], failed } = await settleInOrder([send(recordCommit, [text(gid)]), send("commit", [])]);
+    if (failed && !sqlstateOf(failed.reason)) {
+      home.state = "done";
+      for (const p of others) if (p.state === "prepared") p.state = "left-for-recovery";
+      throw commitOutcomeUnknown(home, requestId, failed.reason);
     }
-    if (decision === "abort") {
+    if (failed?.index === 0 && sqlstateOf(failed.reason) === "23505") {
       throw new ConnectError(`${gid} was rolled back by recovery while it waited to commit; retry`, Code.Aborted);
     }
+    if (failed) throw failed.reason;
+    home.state = "done";
+    expectTag(committed!, "COMMIT", home.shard.name);
   }
 
   /** After the decision: COMMIT PREPARED everywhere; what fails now, recovery finishes. */
@@ -249,7 +255,6 @@ export class Coordinator {
     await commit(first);
     this.deps.failpoints.hit("after_first_commit");
     await Promise.all(rest.map(commit));
-    if (participants.every((p) => p.state === "done")) await this.deps.decisions!.complete(gid).catch(() => {});
   }
 
   private async rollback(gid: string, participants: Participant[]): Promise<void> {

@@ -1,13 +1,15 @@
-// Finds prepared transactions of our prefix on every shard and settles them from the decision log:
-// commit where the log says commit; where it says nothing and the transaction is older than the
-// grace period, record "abort" first (insert-if-absent, racing the coordinator fairly) and roll back.
-// Transactions this router is driving are never touched. Several routers may recover at once: the
-// decision row serialises them, and a COMMIT/ROLLBACK PREPARED that finds nothing was done by another.
+// Finds prepared transactions of our prefix on every shard and settles them from their decision:
+// the one recorded on the transaction's home shard (its id names it, see transaction-id.ts), or, for
+// ids of routers before home decisions, the catalog's decision log. Where there is no decision and the
+// transaction is older than the grace period, "abort" is recorded first (insert-if-absent, racing the
+// coordinator fairly) and it is rolled back. Transactions this router is driving are never touched.
+// Several routers may recover at once: the decision row serialises them, and a COMMIT/ROLLBACK
+// PREPARED that finds nothing was done by another.
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import { type ShardNodes, type ShardSet, writerOf } from "../shards/shard-set.js";
 import type { Decision, DecisionLog } from "./decision-log.js";
-import { text } from "./request-log.js";
-import { assertSafeGid, type TransactionIds } from "./transaction-id.js";
+import { ensureRequestLog, needsRequestLog, readDecision, recordAbort, text } from "./request-log.js";
+import { assertSafeGid, homeOf, type TransactionIds } from "./transaction-id.js";
 
 export interface RecoveryOptions { graceMs: number; intervalMs: number }
 export interface RecoveryRound { committed: number; rolledBack: number; inDoubt: number }
@@ -106,8 +108,13 @@ export class Recovery {
   /** Settles one prepared transaction; undefined when it must be left alone for now. */
   private async settle(shard: ShardNodes, gid: string, ageMs: number): Promise<Decision | undefined> {
     // Young ones are left to their coordinator, which may still be deciding or committing them.
-    if (this.inflight.has(gid) || !this.decisions || ageMs < this.options.graceMs) return undefined;
-    const decision = (await this.decisions.get(gid)) ?? (await this.decisions.decide(gid, "abort", [], this.ids.routerId));
+    if (this.inflight.has(gid) || ageMs < this.options.graceMs) return undefined;
+    const homeName = homeOf(gid);
+    const home = homeName !== undefined && homeName !== shard.name && this.shards.has(homeName) ? this.shards.shard(homeName) : undefined;
+    let decision: Decision | undefined;
+    if (home) decision = await this.decideOnHome(home, gid);
+    else if (this.decisions) decision = (await this.decisions.get(gid)) ?? (await this.decisions.decide(gid, "abort", [], this.ids.routerId));
+    if (!decision) return undefined; // an id of a router before home decisions, and no catalog to ask
     const sql = `${decision === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
     try {
       await executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024) });
@@ -116,6 +123,28 @@ export class Recovery {
       if (!/does not exist/.test((err as Error).message)) throw err;
     }
     return decision;
+  }
+
+  /**
+   * The decision on the transaction's home shard: "commit" if the home committed it; otherwise
+   * "abort", recorded there first so the home can no longer commit it (its insert of "commit" then
+   * fails). The insert waits while a home transaction that wrote the same id is still open.
+   */
+  private async decideOnHome(home: ShardNodes, gid: string): Promise<Decision> {
+    const run = (sql: string) => executeStatement({
+      shard: home.name, pool: writerOf(home), sql, params: [text(gid)], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024),
+    });
+    let recorded;
+    try {
+      recorded = await run(recordAbort);
+    } catch (err) {
+      if (!needsRequestLog(err)) throw err;
+      await ensureRequestLog(home, AbortSignal.timeout(30_000)); // no table: the home never committed it
+      recorded = await run(recordAbort);
+    }
+    if (recorded.rows.length) return "abort";
+    const stands = await run(readDecision);
+    return String(stands.rows[0]?.values[0].kind.value) === "commit" ? "commit" : "abort";
   }
 
   /** Decisions whose participants no longer hold the transaction are finished. */

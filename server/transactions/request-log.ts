@@ -45,7 +45,30 @@ const requestLogSchema = [
      exception when lock_not_available then null;
      end;
    end if`,
+  // The commit decisions of the transactions over several shards whose home is this shard: "commit",
+  // written in the home's own local transaction, or "abort", written by recovery (see recovery.ts).
+  // Never moved by a reshard: a decision belongs to a transaction, not to a key. BRIN on the time:
+  // appended in order, pruned by age, and nearly free to maintain.
+  `create table if not exists shardrouter.commit_decisions (
+     gid text primary key,
+     decision text not null check (decision in ('commit', 'abort')),
+     decided_at timestamptz not null default now())`,
+  "create index if not exists commit_decisions_decided_at on shardrouter.commit_decisions using brin (decided_at)",
 ];
+
+/** The commit point of a transaction over several shards: in the home shard's transaction, just before its COMMIT. */
+export const recordCommit = "insert into shardrouter.commit_decisions (gid, decision) values ($1, 'commit')";
+/**
+ * Recovery's presumed abort, unless the home decided first: the insert waits for a home transaction
+ * that wrote the same gid to end. No row back: a decision exists (read it with readDecision, in a
+ * new statement, which sees a commit made after this one began).
+ */
+export const recordAbort = "insert into shardrouter.commit_decisions (gid, decision) values ($1, 'abort') on conflict (gid) do nothing returning decision";
+export const readDecision = "select decision from shardrouter.commit_decisions where gid = $1";
+/** One batch of the decisions' prune: up to $2 older than $1 ms, skipping any a transaction holds. */
+export const deleteExpiredDecisions = `delete from shardrouter.commit_decisions where ctid = any (array(
+    select ctid from shardrouter.commit_decisions where decided_at < now() - $1::int8 * interval '1 millisecond'
+     limit $2::int4 for update skip locked))`;
 
 /** Whether a shard has the request log, and the index of the expiry scan (ensureRequestLog's, or an operator's). */
 export const requestLogState = `select to_regclass('shardrouter.requests') is not null as present,
@@ -82,7 +105,7 @@ export interface StoredRequest { hash: Uint8Array; response: Uint8Array | undefi
 export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): Promise<void> {
   const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
   const exists = await run(`select exists (select 1 from pg_attribute where attrelid = to_regclass('shardrouter.requests') and attname = 'home_key' and not attisdropped)
-    and to_regclass('shardrouter.requests_created_at') is not null as present`);
+    and to_regclass('shardrouter.requests_created_at') is not null and to_regclass('shardrouter.commit_decisions_decided_at') is not null as present`);
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
@@ -113,7 +136,7 @@ export async function findRequest(shard: ShardNodes, homeKey: string, requestId:
 /** The request log is missing on a shard, or has its first layout: ensureRequestLog, then again. */
 export function needsRequestLog(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.InvalidArgument &&
-    /relation "shardrouter\.requests" does not exist|schema "shardrouter" does not exist|column "home_key"( of relation "requests")? does not exist/.test(err.rawMessage);
+    /relation "shardrouter\.(requests|commit_decisions)" does not exist|schema "shardrouter" does not exist|column "home_key"( of relation "requests")? does not exist/.test(err.rawMessage);
 }
 
 function quote(s: string): string {

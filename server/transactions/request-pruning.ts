@@ -9,7 +9,7 @@
 import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import { type ShardNodes, type ShardSet, writerOf } from "../shards/shard-set.js";
-import { deleteExpiredRequests, needsRequestLog, requestLogState, text } from "./request-log.js";
+import { deleteExpiredDecisions, deleteExpiredRequests, needsRequestLog, requestLogState, text } from "./request-log.js";
 
 export interface PruneOptions {
   retentionMs: number;
@@ -120,9 +120,20 @@ export class RequestPruning {
       const batch = await run(deleteExpiredRequests, [String(this.options.retentionMs), from, String(this.batchSize)]);
       const deleted = Number(cell(batch, 0));
       pruned += deleted;
-      if (deleted < this.batchSize || this.stopping.signal.aborted) return pruned;
+      if (deleted < this.batchSize || this.stopping.signal.aborted) break;
       from = String(cell(batch, 1));
     }
+    // The commit decisions kept on this shard as a home (coordinator.ts) go after the same retention:
+    // recovery needs one only while a participant is still prepared, seconds in practice.
+    try {
+      for (;;) {
+        const batch = await run(deleteExpiredDecisions, [String(this.options.retentionMs), String(this.batchSize)]);
+        if (Number(batch.rowsAffected) < this.batchSize || this.stopping.signal.aborted) break;
+      }
+    } catch (err) {
+      if (!needsRequestLog(err)) throw err; // a log of an older router, without decisions yet
+    }
+    return pruned;
   }
 
   /** A failing observer never stops a pass. */

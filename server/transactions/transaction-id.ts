@@ -21,14 +21,29 @@ export class TransactionIds {
     assertSafeGid(`${prefix}_${routerId}_${this.run}_0`);
   }
 
-  next(): string {
-    return `${this.prefix}_${this.routerId}_${this.run}_${(this.sequence++).toString(36)}`;
+  /**
+   * A new id. With `home` (a transaction over several shards), the id names the shard whose local
+   * commit decides the transaction, hex-encoded (shard names may hold '.', '-' and capitals):
+   * recovery, finding the id prepared on another shard, asks that one (see homeOf).
+   */
+  next(home?: string): string {
+    const id = `${this.prefix}_${this.routerId}_${this.run}_${(this.sequence++).toString(36)}`;
+    return home === undefined ? id : assertSafeGid(`${id}_h${Buffer.from(home).toString("hex")}`);
   }
 
   /** The LIKE pattern matching every id of this prefix (any router). */
   get pattern(): string {
     return `${this.prefix}\\_%`;
   }
+}
+
+/**
+ * The home shard a transaction id names, if it names one (ids of routers before home decisions do not:
+ * their decision is in the catalog). The caller checks the name against the shards it knows.
+ */
+export function homeOf(gid: string): string | undefined {
+  const m = /_h((?:[0-9a-f]{2})+)$/.exec(gid);
+  return m ? Buffer.from(m[1], "hex").toString() : undefined;
 }
 
 /** Throws unless the gid is safe to write into SQL text. */
