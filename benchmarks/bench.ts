@@ -32,7 +32,7 @@ import { startPgBouncer } from "./pgbouncer.js";
 import { type ServerProcess, spawnReference } from "./router-process.js";
 import { processCpuUs, treeCpuUs } from "./process-cpu.js";
 import { type Row, Rows, markdownTable, runMetadata, writeResults } from "./rows.js";
-import { measureTransfers, transferGroup, transferRowNames } from "./transfer-rows.js";
+import { measureTransfers, transferTargets } from "./transfer-rows.js";
 import { which } from "./which.js";
 import { measureReshard } from "./reshard-rows.js";
 
@@ -294,15 +294,7 @@ function targets(all: readonly Row[]): Check[] {
   check("ExecuteOnAll over 4 shards: p50 ≤ 1.2× the single-database query (1 in flight)", scatterQueries.map((q) => ({
     label: `${q.name} ×`, value: find(scatterGroup, `${q.name}: ExecuteOnAll over 4 shards, merged (SDK gRPC)`, 1)?.p50Ratio, ok: (v: number) => v <= 1.2,
   })));
-  const same = find(transferGroup, transferRowNames.sameShard);
-  const cross = find(transferGroup, transferRowNames.crossShard);
-  check("cross-shard Transfer ≥ 0.5× the single-shard local transaction", [
-    { label: "× direct local transaction", value: cross?.opsRatio, ok: (v) => v >= 0.5 },
-    { label: "× same-shard Transfer", value: cross && same ? cross.opsPerSec! / same.opsPerSec! : undefined },
-  ]);
-  check("same-shard Transfer ≥ 0.9× the local transaction", [
-    { label: "× direct local transaction", value: same?.opsRatio, ok: (v) => v >= 0.9 },
-  ]);
+  checks.push(...transferTargets(all));
   return checks;
 }
 

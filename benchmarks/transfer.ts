@@ -6,7 +6,7 @@ import { createClient } from "../sdk/src/node.js";
 import { startBenchCluster } from "./bench-cluster.js";
 import { processCpuUs, treeCpuUs } from "./process-cpu.js";
 import { Rows, markdownTable, runMetadata, writeResults } from "./rows.js";
-import { measureTransfers } from "./transfer-rows.js";
+import { measureTransfers, transferTargets } from "./transfer-rows.js";
 
 const { values: args } = parseArgs({ options: { seconds: { type: "string" }, concurrency: { type: "string" } } });
 const seconds = Number(args.seconds ?? 10);
@@ -21,7 +21,8 @@ try {
   client.close();
 
   const meta = runMetadata({ seconds, concurrency });
-  const table = markdownTable(rows.rows);
+  const table = markdownTable(rows.rows) + "\n\n## Targets (issue 12)\n\n" +
+    transferTargets(rows.rows).map((c) => `- ${c.met === undefined ? "n/a" : c.met ? "met" : "**missed**"}: ${c.target} — measured ${c.measured}`).join("\n");
   const files = writeResults("transfer", { meta, rows: rows.rows }, `# Transfer benchmark ${meta.date}\n\n${seconds} s per row, ${concurrency} in flight, ` +
     `Node ${meta.node}, ${meta.cpus} cores (client, router and Postgres share them); router calls through the SDK over gRPC (h2c).\n\n${table}\n`);
   console.log(`\n${table}\n\n${files.join("\n")}`);
