@@ -162,6 +162,7 @@ export class PgConnection {
     this.closed = new Promise((resolve) => { onEnd = resolve; });
     client.on("end", () => { this.gone = true; onEnd(); });
     client.on("error", () => { this.gone = true; }); // each statement gets the error; a client error event must not crash the process
+    this.gatherWrites();
   }
 
   /** Opens and authenticates a connection; refused, timed out or aborted, it rejects (and leaves nothing open). */
@@ -217,6 +218,27 @@ export class PgConnection {
     }
     this.client.query(new Statement(text, params, name, onRow, (err, result) => settle(err, result)) as never);
     return { done };
+  }
+
+  /**
+   * node-postgres writes each protocol message on its own (a statement is five, flushed as one
+   * writev per statement). On these machines a writev of many small buffers costs far more than one
+   * write of their sum (measured: about 50 µs of router CPU per statement, most of a Transfer's). So
+   * every message sent in one tick is gathered and written once, at the end of the tick.
+   */
+  private gatherWrites(): void {
+    const con = (this.client as unknown as { connection: WireConnection & { _send(buffer: Buffer): boolean } }).connection;
+    const gathered: Buffer[] = [];
+    const flush = () => {
+      const all = gathered.length === 1 ? gathered[0] : Buffer.concat(gathered);
+      gathered.length = 0;
+      if (con.stream.writable) con.stream.write(all);
+    };
+    con._send = (buffer: Buffer) => {
+      if (!con.stream.writable) return false;
+      if (gathered.push(buffer) === 1) process.nextTick(flush);
+      return true;
+    };
   }
 
   /**
