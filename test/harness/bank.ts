@@ -52,7 +52,7 @@ export async function transferWithRetries(req: TransferRequest, opts: RetryOptio
         entry.lastError = `${Code[e.code]}: ${e.rawMessage}`;
         entry.codes.push(e.code);
         opts.onError?.(req, e);
-        if (!retryableCodes.has(e.code)) throw e;
+        if (!retryableCodes.has(e.code) && !noAnswer(e)) throw e;
         if (entry.attempts >= maxAttempts || Date.now() - entry.startedAt >= giveUpAfterMs) {
           throw new Error(`transfer ${req.requestId}: no definite answer after ${entry.attempts} attempts in ${Date.now() - entry.startedAt} ms; last: ${entry.lastError}`);
         }
@@ -64,6 +64,19 @@ export async function transferWithRetries(req: TransferRequest, opts: RetryOptio
   } finally {
     opts.inFlight?.delete(token);
   }
+}
+
+/**
+ * The call never reached an answer: the client's socket failed under it (the router was SIGKILLed
+ * while the request was being written). connect-node reports a write EPIPE as Internal, though no
+ * router said anything; like unavailable, it is retried with the same request_id.
+ */
+function noAnswer(err: ConnectError): boolean {
+  const socketCodes = new Set(["EPIPE", "ECONNRESET", "ECONNREFUSED", "ERR_STREAM_DESTROYED", "ERR_HTTP2_INVALID_STREAM", "ERR_HTTP2_STREAM_CANCEL"]);
+  for (let cause: unknown = err.cause, depth = 0; cause && depth < 5; cause = (cause as { cause?: unknown }).cause, depth++) {
+    if (socketCodes.has(String((cause as { code?: unknown }).code))) return true;
+  }
+  return false;
 }
 
 /** What the router answered, transfer by transfer. */

@@ -6,6 +6,7 @@ import * as assert from "uvu/assert";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { homeOf } from "../../server/transactions/transaction-id.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { startRouterProcess } from "../harness/router-process.js";
 import { hook, test } from "../harness/uvu.js";
 
 let t: TestRouter;
@@ -85,6 +86,36 @@ test("recovery waits for a home transaction still deciding, and obeys its commit
   await waitFor("recovery to commit it", () => settled(gid));
   assert.is(await balanceOf(participant, key), before + 17n);
   assert.is(await decisionOnHome(gid), "commit");
+});
+
+test("three routers recovering at once settle each transaction once, as its home decided", async () => {
+  const key = await someKeyOn(participant);
+  const before = await balanceOf(participant, key);
+  const homeName = t.cluster.shards[home].name;
+  let expected = before;
+  const gids: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const gid = gidFor(100 + i, homeName);
+    gids.push(gid);
+    if (i % 2 === 0) {
+      await t.asRouter(t.cluster.shards[home].nodes[0])`insert into shardrouter.commit_decisions (gid, decision) values (${gid}, 'commit')`;
+      expected += BigInt(i + 1);
+    }
+    await prepareAsDeadRouter(gid, key, i + 1);
+  }
+  // The in-process router recovers too (every 100 ms): three routers race for every transaction.
+  const transactions = { inDoubtGraceMs: 200, recoveryIntervalMs: 50, lockTimeoutMs: 500 };
+  const others = await Promise.all([startRouterProcess(t.cluster, { transactions }), startRouterProcess(t.cluster, { transactions })]);
+  try {
+    await waitFor("every transaction settled", async () => {
+      for (const gid of gids) if (!(await settled(gid))) return undefined;
+      return true;
+    }, 20_000);
+  } finally {
+    await Promise.all(others.map((r) => r.kill("SIGINT")));
+  }
+  assert.is(await balanceOf(participant, key), expected, "the committed half applied once each, the rest rolled back");
+  for (const [i, gid] of gids.entries()) assert.is(await decisionOnHome(gid), i % 2 === 0 ? "commit" : "abort", gid);
 });
 
 test.run();
