@@ -80,6 +80,9 @@ interface Participant { shard: ShardNodes; conn: ReservedConnection; state: Stat
 
 class RequestAlreadyApplied extends Error {}
 
+/** Codes a caller retries with the same request_id anyway: no need to look for an earlier attempt. */
+const retryLater = new Set([Code.Unavailable, Code.Aborted, Code.DeadlineExceeded, Code.Canceled, Code.ResourceExhausted]);
+
 
 export class Coordinator {
   constructor(private readonly deps: CoordinatorDeps) {}
@@ -104,10 +107,16 @@ export class Coordinator {
           await ensureRequestLog(home, plan.signal);
           continue;
         }
-        // A shard before the home one refused (say, insufficient funds) before the record was read:
-        // if this request was applied before, its answer is the replay, not today's refusal.
-        if (err instanceof ConnectError && !plan.signal.aborted) {
-          const earlier = await findRequest(home, plan.home.key, plan.requestId, plan.signal).catch(() => undefined);
+        // A definite refusal (say, insufficient funds, from a shard before the home one, so before the
+        // record was read) is the answer only if this request was not applied before: then its answer
+        // is the replay. Unable to ask, the router cannot tell which, so the caller retries.
+        if (err instanceof ConnectError && !retryLater.has(err.code)) {
+          const earlier = await findRequest(home, plan.home.key, plan.requestId, plan.signal).catch(() => {
+            throw new ConnectError(
+              `shard ${home.name} could not be asked whether request "${plan.requestId}" was applied before, so its refusal (${err.rawMessage}) is not final: retry with the same request_id`,
+              Code.Unavailable,
+            );
+          });
           if (earlier) return replay(earlier, plan);
         }
         throw err;

@@ -7,6 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
+import { ROUTER_ROLE } from "../../server/dev-cluster/router-role.js";
 import { failure } from "../harness/failure.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { startRouterProcess } from "../harness/router-process.js";
@@ -128,6 +129,36 @@ test("a retry while the first attempt is in doubt gets ABORTED; after recovery i
   const retry = await t.grpc.transfer({ fromKey: from, toKey: to, amount: 10n, requestId });
   assert.is(retry.replayed, false, "rolled back by recovery, so the retry runs");
   assert.equal([await balance(from), await balance(to)], [before[0] - 10n, before[1] + 10n], "moved exactly once");
+});
+
+test("a late duplicate that another shard now refuses is a replay, or unavailable while its record cannot be read", async () => {
+  // From a key on the shard that goes first (by name) to a lesser key: the debit runs before the home
+  // shard (the lesser key's) reads the request record.
+  const names = t.cluster.shards.map((s) => s.name).sort();
+  let pair: [string, string] | undefined;
+  for (let a = 100; !pair; a++) {
+    for (let b = 100; b < a; b++) {
+      const [sa, sb] = [(await t.router.planner.route(`acct-${a}`)).shard.name, (await t.router.planner.route(`acct-${b}`)).shard.name];
+      if (sa === names[0] && sb === names[1] && `acct-${b}` < `acct-${a}`) { pair = [`acct-${a}`, `acct-${b}`]; break; }
+    }
+  }
+  const [from, to] = pair;
+  const request = { fromKey: from, toKey: to, amount: 5n, requestId: randomUUID() };
+  const first = await t.grpc.transfer(request);
+  await (await primaryOf(from))`update accounts set balance = 0 where id = ${from}`; // the debit would now fail
+  // The home shard answers, but cannot show the record (as when it fails right then).
+  const home = t.direct(t.cluster.shards.find((s) => s.name === names[1])!.nodes[0]);
+  await home.unsafe(`revoke select on shardrouter.requests from ${ROUTER_ROLE}`);
+  try {
+    const unknown = await failure(t.grpc.transfer(request));
+    assert.is(unknown.code, Code.Unavailable, `${Code[unknown.code]}: ${unknown.rawMessage}`);
+    assert.match(unknown.rawMessage, "retry with the same request_id");
+  } finally {
+    await home.unsafe(`grant select on shardrouter.requests to ${ROUTER_ROLE}`);
+  }
+  const again = await t.grpc.transfer(request);
+  assert.is(again.replayed, true, "a replay, not insufficient funds");
+  assert.is(again.transactionId, first.transactionId);
 });
 
 test("two routers given the same requests at once apply each exactly once", async () => {
