@@ -227,24 +227,27 @@ export class Coordinator {
   }
 
   /**
-   * The commit point: the home shard records "commit" and commits, in one write. Refused (recovery
-   * presumed an abort first, or the COMMIT failed), the prepared shards are rolled back. Unanswered,
-   * the outcome is unknown here: the prepared shards are left for recovery, which asks the home.
+   * The commit point: the home shard records "commit" and commits, in one write. A COMMIT answered
+   * ROLLBACK, or a decision refused because recovery recorded "abort" first, committed nothing: the
+   * prepared shards are rolled back. Any other failure leaves the outcome unknown here (a FATAL such
+   * as 57P01 at a shutdown can follow a COMMIT that is already durable), so the prepared shards are
+   * left to recovery, which asks the home what stands.
    */
   private async commitHome(gid: string, home: Participant, others: Participant[], requestId: string): Promise<void> {
     const send = (sql: string, params: RawParam[]) =>
       executeOnReserved(home.conn, { shard: home.shard.name, sql, params, signal: this.settling(), budget: newBudget(1, 1024) });
     const { values: [, committed], failed } = await settleInOrder([send(recordCommit, [text(gid)]), send("commit", [])]);
-    if (failed && !sqlstateOf(failed.reason)) {
-      home.state = "done";
-      for (const p of others) if (p.state === "prepared") p.state = "left-for-recovery";
-      throw commitOutcomeUnknown(home, requestId, failed.reason);
-    }
-    if (failed?.index === 0 && sqlstateOf(failed.reason) === "23505") {
+    home.state = "done"; // committed, rolled back, or gone with its connection: nothing to roll back
+    if (failed?.index === 0 && sqlstateOf(failed.reason) === "23505" && committed?.command === "ROLLBACK") {
       throw new ConnectError(`${gid} was rolled back by recovery while it waited to commit; retry`, Code.Aborted);
     }
-    if (failed) throw failed.reason;
-    home.state = "done";
+    if (failed) {
+      for (const p of others) if (p.state === "prepared") p.state = "left-for-recovery";
+      throw new ConnectError(
+        `shard ${home.shard.name} did not confirm the commit of request "${requestId}" (${failed.reason instanceof ConnectError ? failed.reason.rawMessage : String(failed.reason)}), so whether it was applied is unknown; recovery settles it: retry with the same request_id (it is applied at most once)`,
+        Code.Unavailable,
+      );
+    }
     expectTag(committed!, "COMMIT", home.shard.name);
   }
 

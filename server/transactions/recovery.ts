@@ -110,7 +110,10 @@ export class Recovery {
     // Young ones are left to their coordinator, which may still be deciding or committing them.
     if (this.inflight.has(gid) || ageMs < this.options.graceMs) return undefined;
     const homeName = homeOf(gid);
-    const home = homeName !== undefined && homeName !== shard.name && this.shards.has(homeName) ? this.shards.shard(homeName) : undefined;
+    // A home this router does not serve (not configured here, or removed) may have committed it:
+    // never presume an abort without asking it. It stays in doubt, and shows in GetTopology.
+    if (homeName !== undefined && homeName !== shard.name && !this.shards.has(homeName)) return undefined;
+    const home = homeName !== undefined && homeName !== shard.name ? this.shards.shard(homeName) : undefined;
     let decision: Decision | undefined;
     if (home) decision = await this.decideOnHome(home, gid);
     else if (this.decisions) decision = (await this.decisions.get(gid)) ?? (await this.decisions.decide(gid, "abort", [], this.ids.routerId));

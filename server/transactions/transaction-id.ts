@@ -43,7 +43,9 @@ export class TransactionIds {
  */
 export function homeOf(gid: string): string | undefined {
   const m = /_h((?:[0-9a-f]{2})+)$/.exec(gid);
-  return m ? Buffer.from(m[1], "hex").toString() : undefined;
+  const name = m ? Buffer.from(m[1], "hex").toString() : undefined;
+  // An older id can end in "_h" and hex by chance (its counter is base 36): no shard name, then.
+  return name !== undefined && /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name) ? name : undefined;
 }
 
 /** Throws unless the gid is safe to write into SQL text. */

@@ -48,6 +48,7 @@ const decisionOnHome = async (gid: string) =>
 test("a transaction id names its home shard, whatever characters the shard's name has", () => {
   assert.is(homeOf(gidFor(1, "Shard-7.eu")), "Shard-7.eu");
   assert.is(homeOf("sr_0a1b2c3d4e_deadbeef_h5"), undefined, "an id of a router before home decisions names none");
+  assert.is(homeOf("sr_0a1b2c3d4e_deadbeef_h1a"), undefined, "nor one whose counter happens to read as hex");
 });
 
 test("committed on its home: recovery commits it; undecided: recovery records abort on the home and rolls it back", async () => {
