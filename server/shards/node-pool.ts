@@ -35,6 +35,11 @@ export type { NodeStatus } from "./node-health.js";
 
 let preparedCount = 0;
 
+/** A statement whose caller gave up while it waited for its connection: it never reached Postgres. */
+function cancelledBeforeSent(): Error {
+  return Object.assign(new Error("statement cancelled before it was sent"), { code: "CANCELLED" });
+}
+
 /** Postgres refused a prepared statement whose plan or result columns changed under it (ALTER TABLE). */
 function isStalePlan(err: unknown): boolean {
   const routine = (err as { routine?: string }).routine;
@@ -168,7 +173,7 @@ export class NodePool {
       conn = await pool.acquire();
       if (cancelled) {
         pool.release(conn);
-        throw Object.assign(new Error("statement cancelled before it was sent"), { code: "CANCELLED" });
+        throw cancelledBeforeSent();
       }
       try {
         return await this.runPrepared(conn, text, params, onRow);
@@ -285,7 +290,7 @@ export class NodePool {
     let cancelled = false;
     const done = (async () => {
       conn = await PgConnection.open(this.connectOptions);
-      if (cancelled) throw Object.assign(new Error("statement cancelled before it was sent"), { code: "CANCELLED" });
+      if (cancelled) throw cancelledBeforeSent();
       return await conn.run(text, params, onRow).done;
     })();
     const closed = done.then(() => undefined, () => undefined).then(() => {

@@ -45,7 +45,7 @@ interface DatabaseError extends Error {
 }
 
 /** The shape execution/postgres-errors.ts maps to Connect codes (postgres.js' names, used across the router). */
-export function normalizeError(err: unknown): Error {
+function normalizeError(err: unknown): Error {
   const e = err as DatabaseError;
   if (e && typeof e.code === "string" && e.code.length === 5 && "severity" in e) {
     return Object.assign(new Error(e.message), {
@@ -222,9 +222,9 @@ export class PgConnection {
 
   /**
    * node-postgres writes each protocol message on its own (a statement is five, flushed as one
-   * writev per statement). On these machines a writev of many small buffers costs far more than one
-   * write of their sum (measured: about 50 µs of router CPU per statement, most of a Transfer's). So
-   * every message sent in one tick is gathered and written once, at the end of the tick.
+   * writev per statement). Every message sent in one tick is gathered and written once, at the end of
+   * the tick, so a shard's pipeline is one write (one syscall). Its CPU gain was below this machine's
+   * noise in the bench (README, "What each change bought").
    */
   private gatherWrites(): void {
     const con = (this.client as unknown as { connection: WireConnection & { _send(buffer: Buffer): boolean } }).connection;

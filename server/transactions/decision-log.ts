@@ -1,7 +1,8 @@
-// The durable commit decision of each two-phase transaction, in the catalog. The coordinator writes
-// "commit" after every participant has prepared and before any COMMIT PREPARED; recovery writes
-// "abort" for an old in-doubt transaction with no decision (presumed abort). Both are
-// insert-if-absent on the same row, so whichever comes first decides, and both then obey it.
+// The catalog's commit decisions, kept for transactions prepared by routers before home decisions
+// (their ids name no home shard; today's are decided on their home shard, see coordinator.ts). Such
+// a router wrote "commit" after every participant had prepared; recovery writes "abort" for an old
+// in-doubt transaction with no decision (presumed abort). Both are insert-if-absent on the same row,
+// so whichever comes first decides, and both then obey it.
 import type { Catalog } from "../catalog/catalog.js";
 
 export type Decision = "commit" | "abort";
