@@ -57,7 +57,8 @@ export async function spawnRouter(config: { listen: { port: number } }, opts: { 
   const configFile = join(dir, "router.json");
   writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
   try {
-    const server = await spawnServer(["server/main.ts", "--config", configFile], "is serving on", config.listen.port, opts);
+    const insecure = (config as { auth?: unknown }).auth === undefined ? ["--insecure"] : [];
+    const server = await spawnServer(["server/main.ts", "--config", configFile, ...insecure], "is serving on", config.listen.port, opts);
     return { ...server, stop: () => server.stop().finally(() => rmSync(dir, { recursive: true, force: true })) };
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,8 @@
 //   npm run shardrouter -- reshard status [JOB]
 //   npm run shardrouter -- reshard cutover JOB [--wait]
 //   npm run shardrouter -- reshard cancel JOB [--wait]
-// --url (default http://127.0.0.1:8080, or SHARDROUTER_URL) names the router. Flags are read with
+// --url (default http://127.0.0.1:8080, or SHARDROUTER_URL) names the router; --token (or
+// SHARDROUTER_TOKEN) is the bearer token of an identity with the AdminService right. Flags are read with
 // node:util parseArgs: the commands are few, a CLI framework would not pay for itself.
 import { parseArgs } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -14,7 +15,8 @@ import { create } from "@bufbuild/protobuf";
 import { AdminService, type Reshard, ReshardPhase, type ShardNodeAddress, ShardNodeAddressSchema } from "../gen/shardrouter/v1/admin_pb.js";
 
 const usage = `usage: shardrouter shard add SHARD --primary HOST:PORT/DB [--replica HOST:PORT/DB …] [--weight N] [--url URL]
-       shardrouter reshard <add SHARD | drain SHARD | status [JOB] | cutover JOB | cancel JOB> [--url URL] [--wait]
+       shardrouter reshard <add SHARD | drain SHARD | status [JOB] | cutover JOB | cancel JOB> [--url URL] [--token TOKEN] [--wait]
+  --token TOKEN   bearer token (JWT or API key) of an identity allowed AdminService; or SHARDROUTER_TOKEN
   shard add SHARD register an empty shard (its server running, its tables created): every router
                   connects to it with its own shard login; then \`reshard add SHARD\` gives it keys
   add SHARD       SHARD (registered with shard add, or configured on every router; owning no keys)
@@ -67,7 +69,7 @@ async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true, strict: true,
     options: {
-      url: { type: "string" }, wait: { type: "boolean" }, weight: { type: "string" }, "no-cutover": { type: "boolean" },
+      url: { type: "string" }, token: { type: "string" }, wait: { type: "boolean" }, weight: { type: "string" }, "no-cutover": { type: "boolean" },
       "job-id": { type: "string" }, help: { type: "boolean", short: "h" },
       primary: { type: "string" }, replica: { type: "string", multiple: true },
     },
@@ -78,7 +80,11 @@ async function main(): Promise<number> {
     return values.help ? 0 : 2;
   }
   const url = values.url ?? process.env.SHARDROUTER_URL ?? "http://127.0.0.1:8080";
-  const admin = createClient(AdminService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" }));
+  const token = values.token ?? process.env.SHARDROUTER_TOKEN;
+  const admin = createClient(AdminService, createConnectTransport({
+    baseUrl: url, httpVersion: "1.1",
+    interceptors: token ? [(next) => (req) => { req.header.set("authorization", `Bearer ${token}`); return next(req); }] : [],
+  }));
   const need = (what: string) => {
     if (!arg) throw new ConnectError(`reshard ${verb} needs ${what}`, Code.InvalidArgument);
     return arg;

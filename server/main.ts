@@ -4,14 +4,18 @@
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile, parseConfig, type Config } from "./config/config.js";
 import { seedDemoAccounts } from "./dev-cluster/demo-accounts.js";
+import { type DevAuth, ensureDevAuth, READER_ROLE } from "./dev-cluster/dev-auth.js";
 import { devConfig } from "./dev-cluster/dev-config.js";
 import { type LocalCluster, startLocalCluster } from "./dev-cluster/local-cluster.js";
 import { createLogger, defaultLogLevel, isLogLevel, type Logger, logLevels } from "./observability/logger.js";
 import { type RunningRouter, startRouter } from "./router.js";
 
-const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--shards N] [--spare-shards N] [--replicas N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME] [--log-level LEVEL]
+const usage = `usage: shardrouter [--config FILE] [--dev] [--fresh] [--insecure] [--shards N] [--spare-shards N] [--replicas N] [--data-dir DIR] [--host HOST] [--port PORT] [--strategy NAME] [--log-level LEVEL]
   --config FILE   router configuration (JSON); without it, --dev is implied
-  --dev           start a local PostgreSQL cluster (embedded) and serve it
+  --dev           start a local PostgreSQL cluster (embedded) and serve it, with development
+                  API keys (kept in the data dir, printed at start)
+  --insecure      serve without auth: anyone who reaches the port runs SQL as the router's login.
+                  Without it, a config with no "auth" section is refused
   --fresh         (dev) wipe the local cluster's data first
   --shards N      (dev) number of shards, default 4
   --spare-shards N  (dev) N more shards, empty and outside the shard map (own no keys), default 0
@@ -28,7 +32,7 @@ let logger: Logger | undefined;
 async function main(): Promise<void> {
   const { values: args } = parseArgs({
     options: {
-      config: { type: "string" }, dev: { type: "boolean" }, fresh: { type: "boolean" },
+      config: { type: "string" }, dev: { type: "boolean" }, fresh: { type: "boolean" }, insecure: { type: "boolean" },
       shards: { type: "string" }, "spare-shards": { type: "string" }, replicas: { type: "string" }, "data-dir": { type: "string" }, host: { type: "string" },
       port: { type: "string" }, strategy: { type: "string" }, "log-level": { type: "string" }, help: { type: "boolean", short: "h" },
     },
@@ -49,6 +53,7 @@ async function main(): Promise<void> {
 
   let cluster: LocalCluster | undefined;
   let router: RunningRouter | undefined;
+  let devAuth: DevAuth | undefined;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) { log.warn({ signal }, `${signal} again: exiting now`); process.exit(130); }
@@ -66,34 +71,63 @@ async function main(): Promise<void> {
   if (args.config && !args.dev) {
     const fileConfig = loadConfigFile(args.config);
     config = parseConfig({ ...fileConfig, listen: { ...fileConfig.listen, ...(args.host ? { host: args.host } : {}), ...(port ? { port } : {}) } }, args.config);
+    if (!config.auth && !args.insecure) {
+      throw new ConfigError(`${args.config} has no "auth" section: the router would let anyone who reaches its port run any SQL as its own login. ` +
+        "Add one (README › Authentication), or start with --insecure to serve without auth on purpose.");
+    }
+    if (config.auth && args.insecure) throw new ConfigError(`--insecure: ${args.config} has an "auth" section; remove one or the other`);
   } else {
     const dataDir = args["data-dir"] ?? ".data/dev-cluster";
     log.notice({ shards: shardCount, spareShards: spareCount, replicas: replicaCount, dataDir, fresh: !!args.fresh }, "starting local cluster");
     cluster = startedCluster = await startLocalCluster({
       dataDir, shards: shardCount + spareCount, replicas: replicaCount, fresh: args.fresh, log: (line) => log.notice({ component: "dev-cluster" }, line),
     });
-    config = parseConfig(devConfig(cluster, {
-      host: args.host, port, spareShards: spareCount, placement: args.strategy ? { strategy: args.strategy } : undefined,
-    }), "local cluster config");
+    devAuth = args.insecure ? undefined : await ensureDevAuth(cluster, dataDir);
+    config = parseConfig({
+      ...(devConfig(cluster, { host: args.host, port, spareShards: spareCount, placement: args.strategy ? { strategy: args.strategy } : undefined }) as object),
+      ...(devAuth ? { auth: devAuth.config } : {}),
+    }, "local cluster config");
   }
 
   router = await startRouter(config, { logger: log });
+  // SIGHUP re-reads the config file's auth section: revoked keys and identities stop working at once.
+  if (args.config && !args.dev && config.auth) {
+    const file = args.config;
+    process.on("SIGHUP", () => {
+      try {
+        const next = loadConfigFile(file).auth;
+        if (!next) throw new ConfigError(`${file} no longer has an "auth" section; keeping the one in force`);
+        router!.reloadAuth(next);
+        log.notice({ identities: next.identities.length }, `SIGHUP: auth reloaded from ${file}`);
+      } catch (err) {
+        log.error({ err: { message: (err as Error).message } }, `SIGHUP: auth not reloaded, the one in force stays: ${(err as Error).message}`);
+      }
+    });
+  }
   if (cluster) {
     const { created } = await seedDemoAccounts(router.planner);
     log.notice(created ? "seeded accounts: acct-0 … acct-999, balance 1000 each" : "accounts table already seeded (use --fresh to reset)");
     const spare = router.planner.shards.shards.map((sh) => sh.name).filter((name) => !(name in router!.planner.map.states));
-    printReady(router.url, spare); // the dev command's banner, for a person at a terminal
+    printReady(router.url, spare, devAuth); // the dev command's banner, for a person at a terminal
   } else {
     log.notice({ url: router.url, metrics: `${router.url}/metrics` }, `shardrouter is serving on ${router.url}`);
   }
 }
 
-function printReady(url: string, spare: string[]): void {
+function printReady(url: string, spare: string[], auth: DevAuth | undefined): void {
   const svc = `${url}/shardrouter.v1.RouterService`;
-  const curl = "npx buf curl --http2-prior-knowledge";
+  const curl = `npx buf curl --http2-prior-knowledge${auth ? ` -H "authorization: Bearer ${auth.devToken}"` : ""}`;
   console.log(`
 shardrouter is serving on ${url} (Connect/gRPC-Web over HTTP/1.1, gRPC over h2c). Ctrl-C stops everything.
-
+${auth ? `
+Every call needs a bearer token (they are kept in the data dir; --fresh makes new ones):
+  dev     ${auth.devToken}
+          every RPC, as the router's own login
+  reader  ${auth.readerToken}
+          Route, ExecuteOnShard, ExecuteOnAll, GetTopology, as ${READER_ROLE}: SELECT only
+` : `
+No auth (--insecure): anyone who reaches this port runs any SQL as the router's login.
+`}
 Try it (the router answers gRPC reflection, so no .proto files are needed):
   ${curl} --protocol grpc -d '{"key":"acct-1"}' ${svc}/Route
   ${curl} -d '{"key":"acct-1","sql":"select id, balance from accounts where id = $1","params":[{"stringValue":"acct-1"}]}' ${svc}/ExecuteOnShard
@@ -106,7 +140,7 @@ Try it (the router answers gRPC reflection, so no .proto files are needed):
 ${spare.length ? `
 Spare shards (their nodes are configured, the shard map in the catalog does not name them, so they own
 no keys): ${spare.join(", ")}. Move keys onto one online (copy, stream, verify, fenced cutover):
-  npm run shardrouter -- reshard add ${spare[0]} --wait --url ${url}
+  npm run shardrouter -- reshard add ${spare[0]} --wait --url ${url}${auth ? ` --token ${auth.devToken}` : ""}
 ` : ""}`);
 }
 

@@ -4,6 +4,11 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { RouterService } from "../gen/shardrouter/v1/router_pb.js";
+import { readFileSync } from "node:fs";
+import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { type AuthConfig, AuthConfigSchema } from "./auth/auth-config.js";
+import { Authenticator } from "./auth/authenticator.js";
+import { authInterceptor, withCaller, withPeer } from "./rpc/auth-interceptor.js";
 import { Catalog } from "./catalog/catalog.js";
 import { CatalogDirectoryStore } from "./catalog/directory-store.js";
 import { ShardMapFollower } from "./catalog/shard-map-follower.js";
@@ -17,7 +22,7 @@ import { replicationSlots } from "./resharding/slot-lag.js";
 import { ReshardJobStore } from "./catalog/reshard-job-store.js";
 import { AdminService } from "../gen/shardrouter/v1/admin_pb.js";
 import { adminService } from "./rpc/admin-service.js";
-import { type Config, shardLoginOf } from "./config/config.js";
+import { type Config, ConfigError, shardLoginOf } from "./config/config.js";
 import { Planner } from "./execution/planner.js";
 import { buildShardMap } from "./placement/shard-map.js";
 import { loadParser } from "./sql/parser.js";
@@ -45,6 +50,11 @@ export interface RunningRouter {
   readonly planner: Planner;
   /** This instance's id (transaction ids, fence acknowledgements). */
   readonly routerId: string;
+  /**
+   * Takes a new auth section (SIGHUP): keys, identities, rights and JWT keys, for every call from now
+   * on. A section that fails validation throws and leaves the one in force. Without auth at start: throws.
+   */
+  reloadAuth(auth: unknown): void;
   /** One pass deleting expired idempotency records (it also runs by itself, see RequestPruning). */
   pruneRequests(): Promise<PruneRound>;
   close(): Promise<void>;
@@ -59,6 +69,10 @@ export interface RouterOptions {
 
 export async function startRouter(config: Config, options: RouterOptions = {}): Promise<RunningRouter> {
   const logger = options.logger ?? (options.log ? lineLogger(options.log) : silentLogger());
+  // Every service a right may name (AdminService too: a router without a catalog just does not serve it).
+  const services = [RouterService, AdminService, Health, reflectionV1.ServerReflection];
+  const auth = config.auth && authenticatorFor(config.auth, services);
+  const tls = config.listen.tls && readTls(config.listen.tls);
   await loadParser(); // every statement is read with it: without it the router must not serve
   const catalog = config.catalog ? await Catalog.open(config.catalog) : undefined;
   if (config.placement.strategy === "directory" && !catalog) {
@@ -158,7 +172,8 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   const inflight = new Set<string>();
   const coordinator = new Coordinator({ ids, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs,
     settleTimeoutMs: (config.pool.statementTimeoutMs || 30_000) + config.pool.connectTimeoutMs, inflight, observer: obs.transactions });
-  const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, obs.transactions);
+  const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, obs.transactions,
+    (role) => auth?.logins.find((l) => l.user === role));
   // Best effort: a shard that is down now gets its table on its first transaction.
   await Promise.all(shards.shards.map((s) => ensureRequestLog(s, AbortSignal.timeout(10_000)).catch(() => {})));
   recovery.start();
@@ -175,26 +190,27 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   const readMaxBytes = 16 * 1024 * 1024;
   const connectAdapter = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
-      router.service(RouterService, handlers);
+      router.service(RouterService, withCaller(handlers));
       // Health and reflection (buf curl without --schema); reflection needs HTTP/2 (bidi stream).
       if (admin) router.service(AdminService, admin);
       router.service(Health, healthService(health, [RouterService.typeName, ...(admin ? [AdminService.typeName] : [])]));
       registerReflection(router, [RouterService, ...(admin ? [AdminService] : []), Health]);
     },
-    interceptors: [obs.interceptor, rejectUnknownFields], // observing first: it sees every outcome
-    contextValues: obs.contextValues, // the request id
+    // Observing first: it sees every outcome, refusals of auth included.
+    interceptors: [obs.interceptor, ...(auth ? [authInterceptor(auth)] : []), rejectUnknownFields],
+    contextValues: withPeer(obs.contextValues), // the request id, and the socket (client certificates)
     jsonOptions: { ignoreUnknownFields: false },
     readMaxBytes,
   });
   // Binary unary RouterService calls take the fast path; everything else goes to connect-node.
   const unary = unaryHandler({
     service: RouterService, handlers, observer: obs.rpcs, requestIdOf: obs.requestIdOf, requestIdFrom: obs.requestIdFrom,
-    readMaxBytes, fallback: connectAdapter,
+    readMaxBytes, fallback: connectAdapter, admit: auth && ((method, authorization, socket) => auth.admit(method, authorization, socket)),
   });
   const handler = obs.withRequestIds(unary.http1);
   let listener: Listener;
   try {
-    listener = await listen(handler, config.listen.host, config.listen.port, { http1: obs.http1, http2Stream: unary.http2 }); // GET /metrics
+    listener = await listen(handler, config.listen.host, config.listen.port, { http1: obs.http1, http2Stream: unary.http2, tls }); // GET /metrics
   } catch (err) {
     obs.close();
     await healthChecker.stop();
@@ -209,7 +225,17 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as NodeJS.ErrnoException).code ?? err}`);
   }
   return {
-    url: `http://${config.listen.host}:${listener.port}`,
+    url: `${tls ? "https" : "http"}://${config.listen.host}:${listener.port}`,
+    reloadAuth(next) {
+      if (!auth) throw new ConfigError("this router was started without auth (--insecure): restart it to turn auth on");
+      const parsed = AuthConfigSchema.safeParse(next);
+      if (!parsed.success) throw new ConfigError(`auth is invalid:\n${parsed.error.issues.map((i) => `  auth.${i.path.join(".")}: ${i.message}`).join("\n")}`);
+      try {
+        auth.reload(parsed.data);
+      } catch (err) {
+        throw new ConfigError((err as Error).message);
+      }
+    },
     planner,
     routerId: ids.routerId,
     pruneRequests: () => pruning.runOnce(),
@@ -224,9 +250,27 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       await fenceFollower?.stop();
       await follower?.stop();
       await registered?.stop();
-    await registered?.stop();
       await shards.close();
       await catalog?.close();
     },
   };
+}
+
+function authenticatorFor(config: AuthConfig, services: Parameters<typeof Authenticator.create>[1]): Authenticator {
+  try {
+    return Authenticator.create(config, services);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+}
+
+function readTls(files: NonNullable<Config["listen"]["tls"]>): { cert: Buffer; key: Buffer; ca?: Buffer } {
+  const read = (what: string, path: string) => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`listen.tls.${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+  };
+  return { cert: read("certFile", files.certFile), key: read("keyFile", files.keyFile), ca: files.clientCaFile ? read("clientCaFile", files.clientCaFile) : undefined };
 }

@@ -2,6 +2,7 @@
 // errors that name the bad field. Passwords may come from the environment and are never printed.
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { AuthConfigSchema } from "../auth/auth-config.js";
 import { PlacementConfigSchema } from "../placement/placement-config.js";
 
 const port = z.number().int().min(0).max(65535); // 0: any free port (tests)
@@ -31,7 +32,17 @@ const ShardSchema = z.object({
 }).strict();
 
 export const ConfigSchema = z.object({
-  listen: z.object({ host: z.string().default("127.0.0.1"), port: port.default(8080) }).strict().prefault({}),
+  listen: z.object({
+    host: z.string().default("127.0.0.1"),
+    port: port.default(8080),
+    /**
+     * Serve TLS only (gRPC over HTTP/2 and Connect over HTTP/1.1 on the one port, by ALPN). With
+     * clientCaFile, clients may present certificates signed by it (mTLS identities, see auth).
+     */
+    tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1), clientCaFile: z.string().min(1).optional() }).strict().optional(),
+  }).strict().prefault({}),
+  /** Who may call and as which Postgres login (server/auth). Without it the router starts only with --insecure. */
+  auth: AuthConfigSchema.optional(),
   placement: PlacementConfigSchema.prefault({ strategy: "hash_ring" }),
   shards: z.array(ShardSchema).min(1),
   catalog: ConnectionSchema.optional(),
@@ -169,7 +180,7 @@ export function loadConfigFile(path: string): Config {
 }
 
 /** The password of a node or catalog: inline, or from the named environment variable. */
-export function passwordOf(c: ConnectionConfig): string | undefined {
+export function passwordOf(c: { password?: string; passwordEnv?: string }): string | undefined {
   return c.passwordEnv ? process.env[c.passwordEnv] : c.password;
 }
 

@@ -7,7 +7,7 @@ import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js
 import type { MergeSpec, ReadPreference, ShardOutcome } from "../../gen/shardrouter/v1/router_pb.js";
 import { ShardOutcomeSchema } from "../../gen/shardrouter/v1/router_pb.js";
 import { type Column, type ResultSet, ResultSetSchema } from "../../gen/shardrouter/v1/value_pb.js";
-import type { RawParam } from "../shards/node-pool.js";
+import type { LoginFor, RawParam } from "../shards/node-pool.js";
 import type { ShardSet } from "../shards/shard-set.js";
 import { planMerge, runMerge } from "./merge/plan.js";
 import { onFirstAnswering } from "./read-failover.js";
@@ -29,6 +29,8 @@ export interface ScatterRequest {
    * shard receiving a reshard's copy holds rows its source still owns.
    */
   only?: ReadonlySet<string>;
+  /** The caller's login on each shard (auth); default: the router's own. */
+  loginFor?: LoginFor;
 }
 
 export interface ScatterResult { result: ResultSet; shards: ShardOutcome[] }
@@ -45,6 +47,7 @@ export async function scatterGather(shards: ShardSet, req: ScatterRequest): Prom
         const candidates = shards.candidates(shard, req.readPreference, req.maxReplicaLagMs);
         const result = await onFirstAnswering(candidates, siblings.signal, (pool) => executeStatement({
           shard: shard.name, pool, sql: req.sql, params: req.params, signal: siblings.signal, budget: req.budget, isolated: req.isolated,
+          login: req.loginFor?.(shard.name),
         }));
         return { shard: shard.name, elapsed: performance.now() - started, result };
       } catch (err) {

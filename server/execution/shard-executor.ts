@@ -7,7 +7,7 @@ import { type Column, ColumnSchema, type ResultSet, ResultSetSchema, type Row, R
 import { isBrokenCircuitError } from "cockatiel";
 import { abortError } from "../shards/admission.js";
 import { NodeUnreachableError } from "../shards/node-unreachable.js";
-import type { IsolatedStatement, NodePool, RawColumn, RawParam, RawResult, ReservedConnection, RowSink, RunningStatement } from "../shards/node-pool.js";
+import type { IsolatedStatement, Login, NodePool, RawColumn, RawParam, RawResult, ReservedConnection, RowSink, RunningStatement } from "../shards/node-pool.js";
 import { knownTypeName } from "./pg-types.js";
 import { type Where, isConnectionError, toConnectError } from "./postgres-errors.js";
 import { type CellDecoder, decoderFor } from "./value-codec.js";
@@ -30,6 +30,8 @@ export interface ShardStatement {
   isolated?: boolean;
   /** On a reserved connection: a text used once (it names a transaction), so never a prepared statement. */
   once?: boolean;
+  /** The caller's login on this shard (auth); default: the router's own. */
+  login?: Login;
 }
 
 /** A statement on the node's pool, under its circuit breaker and admission control. */
@@ -55,7 +57,7 @@ async function pooled(s: ShardStatement): Promise<ResultSet> {
   let releaseNow = true;
   try {
     if (s.signal.aborted) throw abortError(s.signal);
-    return await run(s, (onRow) => s.pool.start(s.sql, s.params, onRow), (settled) => {
+    return await run(s, (onRow) => s.pool.start(s.sql, s.params, onRow, s.login), (settled) => {
       // The caller is answered at once; the slot comes back when the statement has ended and the
       // cancel request is out, so the connection is never handed to someone else while still busy.
       // It always ends: a statement that ignores its cancel has its connection closed (NodePool.cancelOn).
@@ -78,7 +80,7 @@ async function isolated(s: ShardStatement): Promise<ResultSet> {
   let statement: IsolatedStatement | undefined;
   try {
     if (s.signal.aborted) throw abortError(s.signal);
-    return await run(s, (onRow) => (statement = s.pool.startIsolated(s.sql, s.params, onRow)), () => {});
+    return await run(s, (onRow) => (statement = s.pool.startIsolated(s.sql, s.params, onRow, s.login)), () => {});
   } finally {
     const release = () => s.pool.isolation.release();
     if (statement) statement.closed.then(release, release);
@@ -91,7 +93,7 @@ async function isolated(s: ShardStatement): Promise<ResultSet> {
  * connection when none is idle, so it fails as a statement does when the node is gone: UNAVAILABLE
  * naming the shard and node, never a raw driver error (which a caller would see as INTERNAL).
  */
-export async function reserveOn(pool: NodePool, shard: string, signal: AbortSignal, opts: { isolated?: boolean } = {}): Promise<ReservedConnection> {
+export async function reserveOn(pool: NodePool, shard: string, signal: AbortSignal, opts: { isolated?: boolean; login?: Login } = {}): Promise<ReservedConnection> {
   try {
     return await pool.breaker.execute(async () => {
       try {

@@ -4,6 +4,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import * as tls from "node:tls";
 
 type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
 
@@ -22,6 +23,12 @@ export interface ListenOptions {
    * Node's compatibility request and response, built here, and go to the handler.
    */
   http2Stream?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+  /**
+   * Serve TLS instead of plaintext: ALPN picks HTTP/2 (gRPC) or HTTP/1.1 (Connect, fetch). With `ca`,
+   * clients are asked for a certificate; an unverified or missing one is not refused here but left
+   * to the authenticator, which answers `unauthenticated` in the caller's protocol.
+   */
+  tls?: { cert: Buffer; key: Buffer; ca?: Buffer };
 }
 
 export async function listen(handler: Handler, host: string, port: number, options: ListenOptions = {}): Promise<Listener> {
@@ -53,7 +60,7 @@ export async function listen(handler: Handler, host: string, port: number, optio
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => { sessions.add(s); s.once("close", () => sessions.delete(s)); });
 
-  const server = net.createServer((socket) => {
+  const plaintext = (socket: net.Socket) => {
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -71,7 +78,18 @@ export async function listen(handler: Handler, host: string, port: number, optio
     };
     socket.on("data", onData);
     socket.on("error", () => socket.destroy());
-  });
+  };
+  const server = options.tls
+    ? tls.createServer({
+      cert: options.tls.cert, key: options.tls.key, ca: options.tls.ca, requestCert: options.tls.ca !== undefined,
+      rejectUnauthorized: false, ALPNProtocols: ["h2", "http/1.1"],
+    }, (socket) => {
+      socket.on("error", () => socket.destroy());
+      if (socket.alpnProtocol === "h2") h2.emit("connection", socket);
+      else h1.emit("connection", socket);
+    })
+    : net.createServer(plaintext);
+  server.on("tlsClientError", () => {}); // a failed handshake is the client's problem, not a crash
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -4,6 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { ReplicationSlotSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
+import type { Caller } from "../auth/caller.js";
 import type { Config } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
 import { scatterGather } from "../execution/scatter-gather.js";
@@ -34,7 +35,11 @@ export interface RouterServiceDeps {
 }
 
 /** All a handler reads of its call: the signal that ends it (deadline, caller gone). */
-export interface CallContext { readonly signal: AbortSignal }
+export interface CallContext {
+  readonly signal: AbortSignal;
+  /** Who called (auth); undefined when the router serves without auth (--insecure): its own login. */
+  readonly caller?: Caller;
+}
 
 type Impl = ServiceImpl<typeof RouterService>;
 /**
@@ -99,6 +104,7 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
         const candidates = planner.candidates(shard, req.readPreference, req.maxReplicaLagMs);
         const result = await onFirstAnswering(candidates, ctx.signal, (pool) => executeStatement({
           shard: shard.name, pool, sql: req.sql, params, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes), isolated,
+          login: ctx.caller?.loginFor(shard.name),
         }));
         return { shard: shard.name, result };
       });
@@ -114,17 +120,17 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
       return write(fence && !readOnly ? "all" : undefined, ctx.signal, () => scatterGather(planner.shards, {
         sql: req.sql, isolated, params: encodeParams(req.params), merge: req.merge, allowPartial: req.allowPartial,
         readPreference: req.readPreference, maxReplicaLagMs: req.maxReplicaLagMs, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
-        only: readOnly ? new Set(map.shards.map((s) => s.name)) : undefined,
+        only: readOnly ? new Set(map.shards.map((s) => s.name)) : undefined, loginFor: ctx.caller?.loginFor,
       }));
     },
 
     async transfer(req, ctx) {
-      return write([req.fromKey, req.toKey], ctx.signal, () => transfer(req, { planner, coordinator, table: config.transfer }, ctx.signal));
+      return write([req.fromKey, req.toKey], ctx.signal, () => transfer(req, { planner, coordinator, table: config.transfer }, ctx.signal, ctx.caller));
     },
 
     async executeTransaction(req, ctx) {
       for (const s of req.statements) refuseSchemaChange(s.sql);
-      return write(req.statements.map((s) => s.key), ctx.signal, () => executeTransaction(req, { planner, coordinator, limits }, ctx.signal));
+      return write(req.statements.map((s) => s.key), ctx.signal, () => executeTransaction(req, { planner, coordinator, limits }, ctx.signal, ctx.caller));
     },
 
     async getTopology() {

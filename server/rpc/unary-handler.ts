@@ -10,6 +10,7 @@ import type * as http2 from "node:http2";
 import type { Readable } from "node:stream";
 import { type DescMethod, type DescService, create, fromBinary, isMessage, type Message, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { Admitted, Authenticator } from "../auth/authenticator.js";
 import type { RpcObserver } from "../observability/interceptor.js";
 import { requestIdHeader } from "../observability/request-id.js";
 import type { CallContext } from "./router-service.js";
@@ -33,6 +34,8 @@ export interface UnaryHandlerOptions {
   readMaxBytes: number;
   /** Serves every HTTP/1.1 request this does not: connect-node's adapter. */
   fallback: NodeHandler;
+  /** Lets a call in or refuses it (auth); without it, every call is let in as the router (--insecure). */
+  admit?: Authenticator["admit"];
 }
 
 export interface UnaryHandler {
@@ -55,6 +58,8 @@ interface Exchange {
   /** Emits "close" when the exchange ends (answered, or the caller went away). */
   closing: EventEmitter;
   requestId: string;
+  /** The connection's socket (a TLSSocket under TLS: client certificates). */
+  socket: unknown;
   /** False once the caller is gone. */
   writable(): boolean;
   send(answer: Answer): void;
@@ -77,7 +82,7 @@ export function unaryHandler(opts: UnaryHandlerOptions): UnaryHandler {
       const wire = route && wireOf(req.headers, req.httpVersionMajor === 2);
       if (!route || !wire) return opts.fallback(req, res);
       serve(route, wire, {
-        headers: req.headers, body: req, closing: res, requestId: opts.requestIdOf(req),
+        headers: req.headers, body: req, closing: res, requestId: opts.requestIdOf(req), socket: req.socket,
         writable: () => !res.destroyed,
         send(a) {
           (res as http.ServerResponse).writeHead(a.status, a.headers);
@@ -93,7 +98,7 @@ export function unaryHandler(opts: UnaryHandlerOptions): UnaryHandler {
       stream.on("error", () => {}); // a reset by the caller; "close" handles it
       const requestId = opts.requestIdFrom(headers);
       serve(route, wire, {
-        headers, body: stream, closing: stream, requestId,
+        headers, body: stream, closing: stream, requestId, socket: stream.session?.socket,
         writable: () => !stream.destroyed && !stream.closed,
         send(a) {
           stream.respond({ ":status": a.status, [requestIdHeader]: requestId, ...a.headers }, { waitForTrailers: a.trailers !== undefined });
@@ -111,12 +116,14 @@ function serve(route: Route, wire: UnaryWire, x: Exchange, opts: UnaryHandlerOpt
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   let done = false;
+  let admitted: Admitted | undefined;
   // The caller went away (connection closed, stream reset): cancel its statement.
   x.closing.once("close", () => {
     if (!done) controller.abort(new ConnectError("the caller cancelled the request", Code.Canceled));
   });
   const finish = () => {
     done = true;
+    admitted?.release();
     clearTimeout(timer);
     controller.abort(callEnded); // anything still listening (a straggling shard) stops
   };
@@ -133,9 +140,13 @@ function serve(route: Route, wire: UnaryWire, x: Exchange, opts: UnaryHandlerOpt
   } catch (e) {
     return fail(e);
   }
-  readBody(x.body, opts.readMaxBytes).then((body) => {
+  // The body is read at once (its listeners must be on the stream before it ends), but nothing of it
+  // is decoded or run before the caller is let in: an unidentified one gets nothing but the refusal.
+  const body = readBody(x.body, opts.readMaxBytes);
+  const admission = opts.admit ? opts.admit(route.method, x.headers.authorization, x.socket) : undefined;
+  (admission ? admission.then((a) => { admitted = a; return body; }, (e) => { body.catch(() => {}); throw e; }) : body).then((body) => {
     const input = decode(route.method, wire.unwrap(body));
-    return route.impl(input, { signal: controller.signal });
+    return route.impl(input, { signal: controller.signal, caller: admitted?.caller });
   }).then((output) => {
     const schema = route.method.output;
     const message = isMessage(output, schema) ? output : create(schema, output as never);

@@ -19,6 +19,12 @@ export interface NodeConfig {
   role: "primary" | "replica";
 }
 
+/** A Postgres login: the router's own (the node's configured user), or a caller identity's (auth). */
+export interface Login { user: string; password?: string }
+
+/** The login for a shard's nodes; undefined means the router's own. */
+export type LoginFor = (shard: string) => Login | undefined;
+
 export interface PoolOptions {
   max: number;
   maxWaiting: number;
@@ -82,6 +88,8 @@ export interface IsolatedStatement extends RunningStatement { closed: Promise<vo
 export class NodePool {
   readonly name: string;
   readonly address: string;
+  /** The router's own login on this node. */
+  readonly user: string;
   /** The configured role; the node's own view is in `health` (see NodeHealth). */
   readonly role: NodeConfig["role"];
   readonly admission: Admission;
@@ -90,8 +98,10 @@ export class NodePool {
   readonly breaker: CircuitBreakerPolicy;
   /** Slots for connections opened for one statement or transaction and closed after it (see isolated()). */
   readonly isolation: Admission;
-  /** The current generation of connections (a new one at each shard map version, see setEpoch). */
+  /** The current generation of connections as the router's own login (a new one at each shard map version, see setEpoch). */
   private pool: ConnectionPool;
+  /** The current generation for each caller login (auth: one pool per role and node), by loginKey. */
+  private loginPools = new Map<string, ConnectionPool>();
   private connectOptions: ConnectOptions;
   /** The shard map version this pool's connections carry (see resharding/epoch-guard.ts). */
   private epoch = 0;
@@ -106,6 +116,7 @@ export class NodePool {
   constructor(config: NodeConfig, private readonly options: PoolOptions, breaker: BreakerOptions = { failureThreshold: 5, halfOpenAfterMs: 5000 }) {
     this.name = config.name;
     this.address = `${config.host}:${config.port}`;
+    this.user = config.user;
     this.role = config.role;
     this.health = initialHealth(config.role);
     this.admission = new Admission(options.max, options.maxWaiting, `node ${config.name} (${this.address})`);
@@ -148,24 +159,42 @@ export class NodePool {
     if (version === this.epoch) return;
     this.epoch = version;
     this.connectOptions = { ...this.connectOptions, parameters: { ...this.connectOptions.parameters, "shardrouter.epoch": String(version) } };
-    const old = this.pool;
+    const old = [this.pool, ...this.loginPools.values()];
     this.pool = new ConnectionPool(this.connectOptions, this.options.idleTimeoutMs);
+    this.loginPools = new Map();
     const grace = (this.options.statementTimeoutMs || 30_000) + this.options.connectTimeoutMs;
-    const ending: Promise<void> = old.retire(grace).finally(() => this.retiring.delete(ending));
-    this.retiring.add(ending);
+    for (const pool of old) {
+      const ending: Promise<void> = pool.retire(grace).finally(() => this.retiring.delete(ending));
+      this.retiring.add(ending);
+    }
+  }
+
+  /** The pool of `login` (undefined: the router's own), opened on first use. */
+  private poolFor(login: Login | undefined): ConnectionPool {
+    if (!login) return this.pool;
+    const key = `${login.user}\u0000${login.password ?? ""}`;
+    let pool = this.loginPools.get(key);
+    if (!pool) this.loginPools.set(key, (pool = new ConnectionPool(this.optionsFor(login), this.options.idleTimeoutMs)));
+    return pool;
+  }
+
+  private optionsFor(login: Login | undefined): ConnectOptions {
+    return login ? { ...this.connectOptions, user: login.user, password: login.password } : this.connectOptions;
   }
 
   /** Connections open to the node now, every generation (for tests). */
   get openConnections(): number {
-    return this.pool.size;
+    let open = this.pool.size;
+    for (const pool of this.loginPools.values()) open += pool.size;
+    return open;
   }
 
   /**
    * Starts one statement (the caller holds an admission slot) on an idle connection, or a new one.
    * Rows are handed to onRow as they arrive, as arrays of text cells, so nothing is buffered here.
    */
-  start(text: string, params: RawParam[], onRow: RowSink): RunningStatement {
-    const pool = this.pool;
+  start(text: string, params: RawParam[], onRow: RowSink, login?: Login): RunningStatement {
+    const pool = this.poolFor(login);
     let conn: PgConnection | undefined;
     let cancelled = false;
     let cancelling: Promise<void> | undefined;
@@ -237,16 +266,16 @@ export class NodePool {
    * Callers reserving on several nodes must do so in one global order (shard name), or two
    * transactions could each hold a slot the other waits for.
    */
-  async reserve(signal: AbortSignal, opts: { isolated?: boolean } = {}): Promise<ReservedConnection> {
+  async reserve(signal: AbortSignal, opts: { isolated?: boolean; login?: Login } = {}): Promise<ReservedConnection> {
     const slots = opts.isolated ? this.isolation : this.admission;
     const waiting = slots.acquire(signal);
     if (waiting) await waiting;
-    const pool = this.pool;
+    const pool = this.poolFor(opts.login);
     let conn: PgConnection;
     try {
       if (signal.aborted) throw abortError(signal);
       // An isolated transaction (see startIsolated) gets a connection of its own, closed on release.
-      conn = opts.isolated ? await PgConnection.open(this.connectOptions, signal) : await pool.acquire(signal);
+      conn = opts.isolated ? await PgConnection.open(this.optionsFor(opts.login), signal) : await pool.acquire(signal);
     } catch (err) {
       slots.release();
       throw err;
@@ -285,11 +314,11 @@ export class NodePool {
    * isolation slot and gives it back when `closed` settles. A cancelled statement that does not end
    * within connectTimeoutMs has its connection closed under it, so its slot never hangs.
    */
-  startIsolated(text: string, params: RawParam[], onRow: RowSink): IsolatedStatement {
+  startIsolated(text: string, params: RawParam[], onRow: RowSink, login?: Login): IsolatedStatement {
     let conn: PgConnection | undefined;
     let cancelled = false;
     const done = (async () => {
-      conn = await PgConnection.open(this.connectOptions);
+      conn = await PgConnection.open(this.optionsFor(login));
       if (cancelled) throw cancelledBeforeSent();
       return await conn.run(text, params, onRow).done;
     })();
@@ -327,6 +356,6 @@ export class NodePool {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.pool.retire(5000), this.probe.end({ timeout: 1 }), ...this.retiring]);
+    await Promise.all([this.pool.retire(5000), ...[...this.loginPools.values()].map((p) => p.retire(5000)), this.probe.end({ timeout: 1 }), ...this.retiring]);
   }
 }

@@ -7,11 +7,12 @@
 //               (recovery commits). The transaction id names the home, so recovery knows where to ask.
 // Shards are locked (connections reserved, statements run) in one global order, shard name, and
 // every lock wait is bounded by lock_timeout, so opposite transfers fail cleanly, never hang.
+import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
 import { type Budget, executeOnReserved, newBudget, reserveOn } from "../execution/shard-executor.js";
-import type { RawParam, ReservedConnection } from "../shards/node-pool.js";
+import type { LoginFor, RawParam, ReservedConnection } from "../shards/node-pool.js";
 import { type ShardNodes, writerOf } from "../shards/shard-set.js";
 import type { Failpoints } from "./failpoints.js";
 import { sqlstateOf } from "../execution/postgres-errors.js";
@@ -43,6 +44,21 @@ export interface TxPlan {
   encodeResponse(outcome: TxOutcome): Uint8Array;
   signal: AbortSignal;
   budget: Budget;
+  /** The caller's login on each shard (auth): its transaction runs, and is prepared, under that role. */
+  loginFor?: LoginFor;
+}
+
+/** Who runs a transaction (auth): its identity and its login on each shard. */
+export interface TxCaller { readonly identity: string; readonly loginFor: LoginFor }
+
+/**
+ * The request's fingerprint: another identity's request under the same id is another request
+ * (refused as a reused id, never answered with the first one's stored response).
+ */
+export function requestFingerprint(body: Uint8Array, caller: TxCaller | undefined): Uint8Array {
+  const hash = createHash("sha256");
+  if (caller) hash.update(`identity:${caller.identity}\u0000`);
+  return hash.update(body).digest();
 }
 
 export interface TxOutcome { transactionId: string; twoPhase: boolean; shards: string[]; results: ResultSet[] }
@@ -142,7 +158,7 @@ export class Coordinator {
     inflight.add(gid);
     try {
       for (const shard of shards) {
-        const conn = await reserveOn(writerOf(shard), shard.name, plan.signal, { isolated: isolated.has(shard.name) });
+        const conn = await reserveOn(writerOf(shard), shard.name, plan.signal, { isolated: isolated.has(shard.name), login: plan.loginFor?.(shard.name) });
         participants.push({ shard, conn, state: "done" });
       }
       const recordKey = [text(plan.home.key), text(plan.requestId)];

@@ -1,5 +1,4 @@
 // ExecuteTransaction: statements routed by their keys, run in request order, all committed or none.
-import { createHash } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
@@ -10,13 +9,13 @@ import type { Planner } from "../execution/planner.js";
 import { newBudget } from "../execution/shard-executor.js";
 import { checkStatement } from "../sql/statement-guard.js";
 import { encodeParam } from "../execution/value-codec.js";
-import type { Coordinator, TxOutcome, TxStatement } from "./coordinator.js";
+import { type Coordinator, requestFingerprint, type TxCaller, type TxOutcome, type TxStatement } from "./coordinator.js";
 
 export const maxStatements = 1000;
 
 export interface TransactionDeps { planner: Planner; coordinator: Coordinator; limits: { maxRows: number; maxBytes: number } }
 
-export async function executeTransaction(req: ExecuteTransactionRequest, deps: TransactionDeps, signal: AbortSignal): Promise<ExecuteTransactionResponse> {
+export async function executeTransaction(req: ExecuteTransactionRequest, deps: TransactionDeps, signal: AbortSignal, caller?: TxCaller): Promise<ExecuteTransactionResponse> {
   if (!req.requestId) throw new ConnectError("request_id is required (it makes a retry safe)", Code.InvalidArgument);
   if (req.statements.length === 0) throw new ConnectError("statements must not be empty", Code.InvalidArgument);
   if (req.statements.length > maxStatements) throw new ConnectError(`at most ${maxStatements} statements per transaction`, Code.InvalidArgument);
@@ -43,7 +42,8 @@ export async function executeTransaction(req: ExecuteTransactionRequest, deps: T
   const result = await deps.coordinator.run({
     requestId: req.requestId,
     home: home!,
-    requestHash: createHash("sha256").update(toBinary(ExecuteTransactionRequestSchema, { ...req, requestId: "" })).digest(),
+    requestHash: requestFingerprint(toBinary(ExecuteTransactionRequestSchema, { ...req, requestId: "" }), caller),
+    loginFor: caller?.loginFor,
     statements,
     encodeResponse: (o) => toBinary(ExecuteTransactionResponseSchema, response(o)),
     signal,

@@ -6,6 +6,7 @@
 // Several routers may recover at once: the decision row serialises them, and a COMMIT/ROLLBACK
 // PREPARED that finds nothing was done by another.
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
+import type { Login } from "../shards/node-pool.js";
 import { type ShardNodes, type ShardSet, writerOf } from "../shards/shard-set.js";
 import type { Decision, DecisionLog } from "./decision-log.js";
 import { ensureRequestLog, needsRequestLog, readDecision, recordAbort, text } from "./request-log.js";
@@ -23,8 +24,14 @@ export interface RecoveryObserver {
 
 const unobserved: RecoveryObserver = { settled() {}, notSettled() {}, round() {} };
 
-const listPrepared = `select gid, (extract(epoch from now() - prepared) * 1000)::int8 as age_ms
+const listPrepared = `select gid, (extract(epoch from now() - prepared) * 1000)::int8 as age_ms, owner::text
   from pg_prepared_xacts where database = current_database() and gid like $1`;
+
+/**
+ * The login of a role that may have prepared transactions (auth: each identity's SQL runs as its
+ * own login). Only that role or a superuser may COMMIT or ROLLBACK PREPARED it.
+ */
+export type LoginOfRole = (role: string) => Login | undefined;
 
 export class Recovery {
   /** Prepared transactions of our prefix left unresolved by the last round. */
@@ -39,6 +46,7 @@ export class Recovery {
     private readonly inflight: ReadonlySet<string>,
     private readonly options: RecoveryOptions,
     private readonly observer: RecoveryObserver = unobserved,
+    private readonly loginOf: LoginOfRole = () => undefined,
   ) {}
 
   start(): void {
@@ -63,16 +71,16 @@ export class Recovery {
     const stillPrepared = new Set<string>();
     let everyShardAnswered = true;
     for (const shard of this.shards.shards) {
-      let prepared: { gid: string; ageMs: number }[];
+      let prepared: { gid: string; ageMs: number; owner: string }[];
       try {
         prepared = await this.prepared(shard);
       } catch {
         everyShardAnswered = false;
         continue;
       }
-      for (const { gid, ageMs } of prepared) {
+      for (const { gid, ageMs, owner } of prepared) {
         stillPrepared.add(gid);
-        const settled = await this.settle(shard, gid, ageMs).catch((err) => {
+        const settled = await this.settle(shard, gid, ageMs, owner).catch((err) => {
           this.report(() => this.observer.notSettled({ shard: shard.name, gid, error: err }));
           return undefined;
         });
@@ -97,16 +105,16 @@ export class Recovery {
     }
   }
 
-  private async prepared(shard: ShardNodes): Promise<{ gid: string; ageMs: number }[]> {
+  private async prepared(shard: ShardNodes): Promise<{ gid: string; ageMs: number; owner: string }[]> {
     const result = await executeStatement({
       shard: shard.name, pool: writerOf(shard), sql: listPrepared, params: [text(this.ids.pattern)],
       signal: AbortSignal.timeout(10_000), budget: newBudget(100_000, 64 << 20),
     });
-    return result.rows.map((r) => ({ gid: String(r.values[0].kind.value), ageMs: Number(r.values[1].kind.value) }));
+    return result.rows.map((r) => ({ gid: String(r.values[0].kind.value), ageMs: Number(r.values[1].kind.value), owner: String(r.values[2].kind.value) }));
   }
 
   /** Settles one prepared transaction; undefined when it must be left alone for now. */
-  private async settle(shard: ShardNodes, gid: string, ageMs: number): Promise<Decision | undefined> {
+  private async settle(shard: ShardNodes, gid: string, ageMs: number, owner: string): Promise<Decision | undefined> {
     // Young ones are left to their coordinator, which may still be deciding or committing them.
     if (this.inflight.has(gid) || ageMs < this.options.graceMs) return undefined;
     const homeName = homeOf(gid);
@@ -119,8 +127,11 @@ export class Recovery {
     else if (this.decisions) decision = (await this.decisions.get(gid)) ?? (await this.decisions.decide(gid, "abort", [], this.ids.routerId));
     if (!decision) return undefined; // an id of a router before home decisions, and no catalog to ask
     const sql = `${decision === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
+    // As the role that prepared it (a caller identity's login), or the router's own.
+    const writer = writerOf(shard);
+    const login = owner === writer.user ? undefined : this.loginOf(owner);
     try {
-      await executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024) });
+      await executeStatement({ shard: shard.name, pool: writer, sql, params: [], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024), login });
     } catch (err) {
       // Another router (or the coordinator) finished it between our listing and now.
       if (!/does not exist/.test((err as Error).message)) throw err;

@@ -54,10 +54,12 @@ const requestLogSchema = [
      decision text not null check (decision in ('commit', 'abort')),
      decided_at timestamptz not null default now())`,
   "create index if not exists commit_decisions_decided_at on shardrouter.commit_decisions using brin (decided_at)",
+  // Who committed it (the caller's login under auth): the role that prepared it on the home shard.
+  "alter table shardrouter.commit_decisions add column if not exists prepared_by text",
 ];
 
 /** The commit point of a transaction over several shards: in the home shard's transaction, just before its COMMIT. */
-export const recordCommit = "insert into shardrouter.commit_decisions (gid, decision) values ($1, 'commit')";
+export const recordCommit = "insert into shardrouter.commit_decisions (gid, decision, prepared_by) values ($1, 'commit', current_user)";
 /**
  * Recovery's presumed abort, unless the home decided first: the insert waits for a home transaction
  * that wrote the same gid to end. No row back: a decision exists (read it with readDecision, in a
@@ -105,7 +107,8 @@ export interface StoredRequest { hash: Uint8Array; response: Uint8Array | undefi
 export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): Promise<void> {
   const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
   const exists = await run(`select exists (select 1 from pg_attribute where attrelid = to_regclass('shardrouter.requests') and attname = 'home_key' and not attisdropped)
-    and to_regclass('shardrouter.requests_created_at') is not null and to_regclass('shardrouter.commit_decisions_decided_at') is not null as present`);
+    and to_regclass('shardrouter.requests_created_at') is not null and to_regclass('shardrouter.commit_decisions_decided_at') is not null
+    and exists (select 1 from pg_attribute where attrelid = to_regclass('shardrouter.commit_decisions') and attname = 'prepared_by' and not attisdropped) as present`);
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
@@ -136,7 +139,7 @@ export async function findRequest(shard: ShardNodes, homeKey: string, requestId:
 /** The request log is missing on a shard, or has its first layout: ensureRequestLog, then again. */
 export function needsRequestLog(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.InvalidArgument &&
-    /relation "shardrouter\.(requests|commit_decisions)" does not exist|schema "shardrouter" does not exist|column "home_key"( of relation "requests")? does not exist/.test(err.rawMessage);
+    /relation "shardrouter\.(requests|commit_decisions)" does not exist|schema "shardrouter" does not exist|column "(home_key|prepared_by)"( of relation "(requests|commit_decisions)")? does not exist/.test(err.rawMessage);
 }
 
 function quote(s: string): string {

@@ -1,7 +1,6 @@
 // Transfer: debit one account, credit another, atomically. A thin case of a transaction: two
 // UPDATE … RETURNING statements whose rows are locked in one global order, (shard, key), so
 // transfers in opposite directions queue behind each other instead of deadlocking.
-import { createHash } from "node:crypto";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
@@ -13,12 +12,12 @@ import type { Config } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
 import { Oid } from "../execution/pg-types.js";
 import { newBudget } from "../execution/shard-executor.js";
-import type { Coordinator, TxOutcome, TxStatement } from "./coordinator.js";
+import { type Coordinator, requestFingerprint, type TxCaller, type TxOutcome, type TxStatement } from "./coordinator.js";
 import { text } from "./request-log.js";
 
 export interface TransferDeps { planner: Planner; coordinator: Coordinator; table: Config["transfer"] }
 
-export async function transfer(req: TransferRequest, deps: TransferDeps, signal: AbortSignal): Promise<TransferResponse> {
+export async function transfer(req: TransferRequest, deps: TransferDeps, signal: AbortSignal, caller?: TxCaller): Promise<TransferResponse> {
   validate(req);
   const map = deps.planner.map; // both keys on one shard map version
   const [from, to] = await Promise.all([deps.planner.route(req.fromKey, map), deps.planner.route(req.toKey, map)]);
@@ -47,7 +46,8 @@ export async function transfer(req: TransferRequest, deps: TransferDeps, signal:
     const result = await deps.coordinator.run({
       requestId: req.requestId,
       home: req.fromKey < req.toKey ? { key: req.fromKey, shard: from.shard } : { key: req.toKey, shard: to.shard },
-      requestHash: createHash("sha256").update(toBinary(TransferRequestSchema, { ...req, requestId: "" })).digest(),
+      requestHash: requestFingerprint(toBinary(TransferRequestSchema, { ...req, requestId: "" }), caller),
+      loginFor: caller?.loginFor,
       statements,
       encodeResponse: (o) => toBinary(TransferResponseSchema, response(o)),
       signal,

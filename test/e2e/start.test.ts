@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as assert from "uvu/assert";
 import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
@@ -38,6 +38,12 @@ function exited(p: ChildProcess): Promise<number | null> {
   return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((resolve) => p.once("exit", (code) => resolve(code)));
 }
 
+async function assertCode(call: Promise<unknown>, code: Code): Promise<void> {
+  const err = await call.then(() => undefined, (e) => e);
+  assert.ok(err instanceof ConnectError, `expected a ConnectError ${Code[code]}, got ${err}`);
+  assert.is(Code[err.code], Code[code], err.message);
+}
+
 test.after(async () => {
   if (child && child.exitCode === null) { child.kill("SIGKILL"); await exited(child); }
   rmSync(dataDir, { recursive: true, force: true });
@@ -49,9 +55,22 @@ test("the dev command serves the demo accounts, stops cleanly on SIGINT, and res
   await waitFor("the router to say it is serving", () => (output.includes("is serving on") ? true : undefined), 90_000);
   assert.match(output, "seeded accounts");
   assert.match(output, "buf curl");
-  const client = createClient(RouterService, createConnectTransport({ baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1" }));
-  const res = await client.executeOnShard({ key: "acct-7", sql: "select balance from accounts where id = $1", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: "acct-7" } }] });
+  // The banner gives two tokens; every call needs one, and the reader's may only read.
+  const devToken = /dev +(sr_[\w-]+)/.exec(output)?.[1];
+  const readerToken = /reader +(sr_[\w-]+)/.exec(output)?.[1];
+  assert.ok(devToken && readerToken, "the banner prints a dev and a reader token");
+  assert.match(output, `-H "authorization: Bearer ${devToken}"`);
+  const clientWith = (token?: string) => createClient(RouterService, createConnectTransport({
+    baseUrl: `http://127.0.0.1:${port}`, httpVersion: "1.1",
+    interceptors: token ? [(next) => (req) => { req.header.set("authorization", `Bearer ${token}`); return next(req); }] : [],
+  }));
+  const select = { key: "acct-7", sql: "select balance from accounts where id = $1", params: [{ $typeName: "shardrouter.v1.Value" as const, kind: { case: "stringValue" as const, value: "acct-7" } }] };
+  const res = await clientWith(devToken).executeOnShard(select);
   assert.equal(plainRows(res.result), [[1000n]]);
+  await assertCode(clientWith(undefined).executeOnShard(select), Code.Unauthenticated);
+  assert.equal(plainRows((await clientWith(readerToken).executeOnShard(select)).result), [[1000n]]);
+  await assertCode(clientWith(readerToken).executeOnShard({ ...select, sql: "update accounts set balance = 0 where id = $1" }), Code.PermissionDenied);
+  await assertCode(clientWith(readerToken).transfer({ fromKey: "acct-1", toKey: "acct-2", amount: 1n, requestId: "r" }), Code.PermissionDenied);
   assert.ok((await postgresUnder(dataDir)).length > 0, "postgres runs under the data folder");
 
   child.kill("SIGINT");
@@ -62,6 +81,7 @@ test("the dev command serves the demo accounts, stops cleanly on SIGINT, and res
   child = start(port);
   await waitFor("the second start", () => (output.includes("is serving on") ? true : undefined), 90_000);
   assert.match(output, "already seeded");
+  assert.match(output, devToken, "the same token after a restart: scripts keep working");
   child.kill("SIGINT");
   assert.is(await exited(child), 0);
   assert.equal(await postgresUnder(dataDir), []);

@@ -46,6 +46,13 @@ export interface TestRouterOptions {
   health?: unknown;
   breaker?: unknown;
   resharding?: Record<string, unknown>;
+  /**
+   * The auth section, built once the cluster is up (its roles exist then); the harness clients
+   * (`connect`, `grpc`) send no credentials, so the test makes its own. Default: no auth.
+   */
+  auth?: (cluster: LocalCluster) => Promise<unknown> | unknown;
+  /** listen.tls (the URL becomes https://). */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
   /** Gets the router's JSON log lines (default level); without it the router logs nothing. */
   log?: (line: string) => void;
 }
@@ -68,7 +75,9 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   };
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0 });
-    const config = parseConfig(devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }));
+    const base = devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }) as { listen: object };
+    const auth = opts.auth && (await opts.auth(cluster));
+    const config = parseConfig({ ...base, ...(auth ? { auth } : {}), ...(opts.tls ? { listen: { ...base.listen, tls: opts.tls } } : {}) });
     router = await startRouter(config, { log: opts.log });
     const baseUrl = router.url;
     return {

@@ -39,7 +39,9 @@ export async function startRouterProcess(cluster: LocalCluster, opts: RouterProc
   const configFile = join(dir, "router.json");
   const config = opts.config ? { ...opts.config, listen: { host: "127.0.0.1", port } } : devConfig(cluster, { port, transactions: opts.transactions });
   writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts", "--config", configFile], {
+  // A config without auth is served only with --insecure (main.ts): most tests test other things.
+  const insecure = (config as { auth?: unknown }).auth === undefined ? ["--insecure"] : [];
+  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts", "--config", configFile, ...insecure], {
     cwd: root,
     env: { ...process.env, SHARDROUTER_FAILPOINTS: opts.failpoints ?? "", ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
