@@ -12,6 +12,7 @@ import { parseConfig, type Config } from "../../server/config/config.js";
 import { devConfig } from "../../server/dev-cluster/dev-config.js";
 import { type LocalCluster, type LocalNode, startLocalCluster } from "../../server/dev-cluster/local-cluster.js";
 import { type RunningRouter, startRouter } from "../../server/router.js";
+import { lineLogger, type LogLevel } from "../../server/observability/logger.js";
 
 export interface TestRouter {
   cluster: LocalCluster;
@@ -55,6 +56,8 @@ export interface TestRouterOptions {
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
   /** Gets the router's JSON log lines (default level); without it the router logs nothing. */
   log?: (line: string) => void;
+  /** The level of `log` (default: the router's default level). */
+  logLevel?: LogLevel;
 }
 
 export async function startTestRouter(opts: TestRouterOptions = {}): Promise<TestRouter> {
@@ -78,7 +81,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
     const base = devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }) as { listen: object };
     const auth = opts.auth && (await opts.auth(cluster));
     const config = parseConfig({ ...base, ...(auth ? { auth } : {}), ...(opts.tls ? { listen: { ...base.listen, tls: opts.tls } } : {}) });
-    router = await startRouter(config, { log: opts.log });
+    router = await startRouter(config, opts.log && opts.logLevel ? { logger: lineLogger(opts.log, opts.logLevel) } : { log: opts.log });
     const baseUrl = router.url;
     return {
       cluster,

@@ -1,0 +1,101 @@
+// Two-phase commit under roles: only the role that prepared a transaction (or a superuser) may COMMIT
+// or ROLLBACK PREPARED it, and the router's own login is neither. Two identities with their own roles
+// each leave a cross-shard transfer prepared (the router SIGKILLed right after the home committed, at
+// the failpoint after_decision); the next router settles both, each as its owner, and the home's
+// decision names the role that made it.
+import { randomUUID } from "node:crypto";
+import * as assert from "uvu/assert";
+import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
+import { devConfig } from "../../server/dev-cluster/dev-config.js";
+import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
+import { startRouterProcess } from "../harness/router-process.js";
+import { test } from "../harness/uvu.js";
+import { apiKey, clientFor, ensureRole } from "./fixtures.js";
+
+let t: TestRouter;
+const alpha = apiKey("alpha");
+const beta = apiKey("beta");
+const passwords = { alpha_rw: "alpha-Pa55-1", beta_rw: "beta-Pa55-2" };
+const idle = { recoveryIntervalMs: 600_000, inDoubtGraceMs: 600_000 };
+
+test.before(async () => {
+  t = await startTestRouter({ shards: 3, transactions: idle });
+  await seedDemoAccounts(t.router.planner);
+  for (const s of t.cluster.shards) {
+    for (const [role, password] of Object.entries(passwords)) await ensureRole(t.direct(s.nodes[0]), role, password, "select, update");
+  }
+});
+test.after(async () => { await t?.stop(); });
+
+const config = (transactions: object) => ({
+  ...(devConfig(t.cluster, { transactions }) as object),
+  auth: {
+    identities: [
+      { name: "alpha", apiKeys: [{ id: "a", sha256: alpha.sha256 }], login: { user: "alpha_rw", password: passwords.alpha_rw }, rpcs: ["RouterService/*"] },
+      { name: "beta", apiKeys: [{ id: "b", sha256: beta.sha256 }], login: { user: "beta_rw", password: passwords.beta_rw }, rpcs: ["RouterService/*"] },
+    ],
+  },
+});
+
+async function prepared(): Promise<{ gid: string; owner: string }[]> {
+  const all: { gid: string; owner: string }[] = [];
+  for (const s of t.cluster.shards) all.push(...await t.direct(s.nodes[0])<{ gid: string; owner: string }[]>`select gid, owner::text from pg_prepared_xacts`);
+  return all;
+}
+
+async function crossShardPair(from: number): Promise<[string, string]> {
+  const a = `acct-${from}`;
+  for (let k = from + 1; ; k++) if ((await t.connect.route({ key: `acct-${k}` })).shard !== (await t.connect.route({ key: a })).shard) return [a, `acct-${k}`];
+}
+
+async function balances(keys: string[]): Promise<bigint[]> {
+  return Promise.all(keys.map(async (key) => {
+    const { shard } = await t.connect.route({ key });
+    const node = t.cluster.shards.find((s) => s.name === shard)!.nodes[0];
+    return BigInt((await t.direct(node)`select balance::text as b from accounts where id = ${key}`)[0].b);
+  }));
+}
+
+test("transactions prepared under two roles are committed by recovery after a router crash, each as its owner", async () => {
+  const pairs = [await crossShardPair(10), await crossShardPair(40)];
+  const before = await Promise.all(pairs.map(balances));
+  for (const [i, token] of [alpha.key, beta.key].entries()) {
+    const doomed = await startRouterProcess(t.cluster, { config: config(idle), failpoints: "after_decision" });
+    const [from, to] = pairs[i];
+    const failed = await clientFor(RouterService, doomed.url, "connect-json", { token }).transfer({ fromKey: from, toKey: to, amount: 7n, requestId: randomUUID() }).then(() => undefined, (e) => e);
+    assert.ok(failed, "the caller saw the crash");
+    assert.is(await doomed.exited, "SIGKILL");
+  }
+  const left = await prepared();
+  assert.equal(left.map((p) => p.owner).sort(), ["alpha_rw", "beta_rw"], "one transaction prepared under each role");
+
+  const recovering = await startRouterProcess(t.cluster, { config: config({ recoveryIntervalMs: 100, inDoubtGraceMs: 0 }) });
+  try {
+    await waitFor("recovery to settle both", async () => ((await prepared()).length === 0 ? true : undefined), 20_000);
+  } finally {
+    await recovering.kill("SIGINT");
+  }
+  const after = await Promise.all(pairs.map(balances));
+  for (const i of [0, 1]) assert.equal(after[i], [before[i][0] - 7n, before[i][1] + 7n], `transfer ${i} committed everywhere`);
+  // Each home's decision records the role that committed it.
+  const decided: string[] = [];
+  for (const sh of t.cluster.shards) decided.push(...(await t.direct(sh.nodes[0])<{ r: string }[]>`select prepared_by as r from shardrouter.commit_decisions where decision = 'commit'`).map((x) => x.r));
+  assert.equal(decided.sort(), ["alpha_rw", "beta_rw"]);
+});
+
+test("the router's own login cannot finish another role's prepared transaction (why recovery logs in as the owner)", async () => {
+  const node = t.cluster.shards[0].nodes[0];
+  const gid = "sr_owner_check_h736861726430";
+  const asAlpha = (await import("postgres")).default({ host: node.host, port: node.port, database: node.database, user: "alpha_rw", password: passwords.alpha_rw, max: 1, onnotice: () => {} });
+  try {
+    await asAlpha.begin(async (tx) => { await tx`update accounts set balance = balance where id = 'acct-1'`; await tx.unsafe(`prepare transaction '${gid}'`); });
+  } finally {
+    await asAlpha.end({ timeout: 5 });
+  }
+  const err = await t.asRouter(node).unsafe(`rollback prepared '${gid}'`).then(() => undefined, (e) => e);
+  assert.is(err?.code, "42501", "permission denied to finish prepared transaction");
+  await t.direct(node).unsafe(`rollback prepared '${gid}'`);
+});
+
+test.run();
