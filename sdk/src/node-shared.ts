@@ -41,7 +41,10 @@ export function webHeaders(h: NodeJS.Dict<string | string[] | number> | undefine
 }
 
 // connect-node's mapping of Node errors (node-error.js, not exported by the package), so an
-// unreachable server is Unavailable with the same message as with connect-node.
+// unreachable server is Unavailable with the same message as with connect-node. Two additions: a
+// write to a connection the server closed (EPIPE) and a TLS handshake that failed (a certificate not
+// trusted, expired, or for another name) are Unavailable too, as gRPC's core reports them, not Internal.
+const tlsFailure = /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT$|SELF_SIGNED_CERT_IN_CHAIN$|HOSTNAME_MISMATCH$)/;
 export function connectErrorFromNodeReason(reason: unknown): ConnectError {
   // A stream queued on a session that failed to connect: the cause is the connection's error.
   if (reason instanceof Error && (reason as { code?: string }).code === "ERR_HTTP2_STREAM_CANCEL" && reason.cause instanceof Error) reason = reason.cause;
@@ -54,7 +57,7 @@ export function connectErrorFromNodeReason(reason: unknown): ConnectError {
   let code = Code.Internal;
   if (codes.includes("ERR_STREAM_WRITE_AFTER_END")) code = Code.Aborted;
   else if (codes.some((c) => c === "ERR_STREAM_DESTROYED" || c === "ERR_HTTP2_INVALID_STREAM" || c === "ECONNRESET")) code = Code.Aborted;
-  else if (codes.some((c) => c === "ETIMEDOUT" || c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "ECONNREFUSED")) code = Code.Unavailable;
+  else if (codes.some((c) => c === "ETIMEDOUT" || c === "ENOTFOUND" || c === "EAI_AGAIN" || c === "ECONNREFUSED" || c === "EPIPE" || tlsFailure.test(c))) code = Code.Unavailable;
   const ce = ConnectError.from(reason, code);
   if (ce !== reason) ce.cause = reason;
   return ce;
