@@ -16,6 +16,8 @@ const root = new URL("../..", import.meta.url).pathname;
 
 export interface RouterProcess {
   readonly url: string;
+  /** The config file it was started with (a test may rewrite it and send SIGHUP). */
+  readonly configFile: string;
   readonly client: Client<typeof RouterService>;
   readonly process: ChildProcess;
   output(): string;
@@ -63,6 +65,7 @@ export async function startRouterProcess(cluster: LocalCluster, opts: RouterProc
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
+    configFile,
     client: createClient(RouterService, createConnectTransport({ baseUrl: url, httpVersion: "1.1" })),
     process: child,
     output: () => out,
