@@ -1,7 +1,7 @@
 // `npm run bench`: the router next to the database it fronts, side by side in one run on one local
 // cluster, each pair at the same concurrency and duration, with long-lived pools.
 //   npm run bench [-- --quick] [--seconds 10] [--sustained-seconds 60] [--rows 100000]
-//                 [--only point,sustained,scatter,transfer,pgbouncer,isolated,reshard] [--profile DIR]
+//                 [--only point,sustained,scatter,transfer,pgbouncer,isolated,auth,reshard] [--profile DIR]
 // Groups:
 //   point      point select by key: direct postgres.js to the owning shard vs ExecuteOnShard through the
 //              SDK (Connect over HTTP/1.1, gRPC over h2c) vs h2load sending gRPC frames, at 1/16/64 in flight;
@@ -11,6 +11,8 @@
 //   scatter    count(*) and ORDER BY … LIMIT 10 over 4 shards, merged, vs one database holding every row
 //   transfer   cross-shard Transfer (2PC) and same-shard Transfer vs one local transaction
 //   pgbouncer  PgBouncer (transaction pooling) in front of one shard vs direct, prepared statements off
+//   auth       point selects through the SDK (gRPC, 64 in flight) to the router without auth vs a second
+//              router process with auth on, called with an API key and with a JWT: router CPU per call
 //   isolated   a DO block (run on a connection of its own, closed after it) vs select 1, through the SDK
 //   reshard    8 writers with no reshard running, then while a job adds a fifth shard (copy rate, lag,
 //              the writes' p50/p99/max over the job and over the cutover window); runs last
@@ -33,10 +35,11 @@ import { type ServerProcess, spawnReference } from "./router-process.js";
 import { processCpuUs, treeCpuUs } from "./process-cpu.js";
 import { type Row, Rows, markdownTable, runMetadata, writeResults } from "./rows.js";
 import { measureTransfers, transferTargets } from "./transfer-rows.js";
+import { authTargets, measureAuth } from "./auth-rows.js";
 import { which } from "./which.js";
 import { measureReshard } from "./reshard-rows.js";
 
-const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer", "isolated", "reshard"] as const;
+const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer", "isolated", "auth", "reshard"] as const;
 const { values: args } = parseArgs({
   options: {
     quick: { type: "boolean" }, seconds: { type: "string" }, "sustained-seconds": { type: "string" },
@@ -295,6 +298,7 @@ function targets(all: readonly Row[]): Check[] {
     label: `${q.name} ×`, value: find(scatterGroup, `${q.name}: ExecuteOnAll over 4 shards, merged (SDK gRPC)`, 1)?.p50Ratio, ok: (v: number) => v <= 1.2,
   })));
   checks.push(...transferTargets(all));
+  checks.push(...authTargets(all));
   return checks;
 }
 
@@ -318,6 +322,7 @@ async function main(): Promise<void> {
     if (only.has("transfer")) await measureTransfers(rows, env, grpc, routerCpu, transferInFlight);
     if (only.has("pgbouncer")) await pgBouncerRows(rows, env);
     if (only.has("isolated")) await isolatedStatements(rows, env, grpc, routerCpu);
+    if (only.has("auth")) await measureAuth(rows, env, routerCpu, 64);
     if (only.has("reshard")) await measureReshard(rows, env, env.cluster.shards[env.cluster.shards.length - 1].name, seconds, log);
 
     const meta = runMetadata({
