@@ -56,6 +56,14 @@ export class Authenticator {
     return this.state.identities.flatMap((c) => c.logins);
   }
 
+  /** Whether two Postgres roles are logins of one identity (its login on one shard, and on another). */
+  sameCaller(a: string, b: string): boolean {
+    return this.state.identities.some((c) => {
+      const users = c.logins.map((l) => l.user);
+      return users.includes(a) && users.includes(b);
+    });
+  }
+
   private build(config: AuthConfig): State {
     const problems = [...authProblems(config), ...rightsProblems(config.identities, this.services)];
     if (problems.length) throw new Error(`auth config is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);

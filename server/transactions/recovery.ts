@@ -33,6 +33,9 @@ const listPrepared = `select gid, (extract(epoch from now() - prepared) * 1000):
  */
 export type LoginOfRole = (role: string) => Login | undefined;
 
+/** Whether two roles are logins of one caller identity (auth: its login differs per shard). */
+export type SameCaller = (a: string, b: string) => boolean;
+
 export class Recovery {
   /** Prepared transactions of our prefix left unresolved by the last round. */
   inDoubt = 0;
@@ -47,6 +50,7 @@ export class Recovery {
     private readonly options: RecoveryOptions,
     private readonly observer: RecoveryObserver = unobserved,
     private readonly loginOf: LoginOfRole = () => undefined,
+    private readonly sameCaller: SameCaller = () => false,
   ) {}
 
   start(): void {
@@ -123,7 +127,7 @@ export class Recovery {
     if (homeName !== undefined && homeName !== shard.name && !this.shards.has(homeName)) return undefined;
     const home = homeName !== undefined && homeName !== shard.name ? this.shards.shard(homeName) : undefined;
     let decision: Decision | undefined;
-    if (home) decision = await this.decideOnHome(home, gid);
+    if (home) decision = await this.decideOnHome(home, gid, owner);
     else if (this.decisions) decision = (await this.decisions.get(gid)) ?? (await this.decisions.decide(gid, "abort", [], this.ids.routerId));
     if (!decision) return undefined; // an id of a router before home decisions, and no catalog to ask
     const sql = `${decision === "commit" ? "commit" : "rollback"} prepared '${assertSafeGid(gid)}'`;
@@ -144,7 +148,7 @@ export class Recovery {
    * "abort", recorded there first so the home can no longer commit it (its insert of "commit" then
    * fails). The insert waits while a home transaction that wrote the same id is still open.
    */
-  private async decideOnHome(home: ShardNodes, gid: string): Promise<Decision> {
+  private async decideOnHome(home: ShardNodes, gid: string, owner: string): Promise<Decision> {
     const run = (sql: string) => executeStatement({
       shard: home.name, pool: writerOf(home), sql, params: [text(gid)], signal: AbortSignal.timeout(30_000), budget: newBudget(1, 1024),
     });
@@ -157,8 +161,17 @@ export class Recovery {
       recorded = await run(recordAbort);
     }
     if (recorded.rows.length) return "abort";
-    const stands = await run(readDecision);
-    return String(stands.rows[0]?.values[0].kind.value) === "commit" ? "commit" : "abort";
+    const stands = (await run(readDecision)).rows[0]?.values;
+    const decision: Decision = String(stands?.[0].kind.value) === "commit" ? "commit" : "abort";
+    // A decision counts only if it was recorded by the transaction's own caller (the role that
+    // prepared it, or another login of the same identity) or by a router: callers may insert
+    // decisions (their home commits write one), and one could otherwise decide another's transaction.
+    const by = stands?.[1].kind.case === "stringValue" ? stands[1].kind.value : undefined;
+    if (by !== undefined && by !== owner && by !== writerOf(home).user && !this.sameCaller(by, owner)) {
+      throw new Error(`the decision for ${gid} on its home ${home.name} was recorded by role ${by}, not by the role that prepared it (${owner}): ` +
+        "left in doubt for an operator");
+    }
+    return decision;
   }
 
   /** Decisions whose participants no longer hold the transaction are finished. */

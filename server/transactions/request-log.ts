@@ -54,19 +54,21 @@ const requestLogSchema = [
      decision text not null check (decision in ('commit', 'abort')),
      decided_at timestamptz not null default now())`,
   "create index if not exists commit_decisions_decided_at on shardrouter.commit_decisions using brin (decided_at)",
-  // Who committed it (the caller's login under auth): the role that prepared it on the home shard.
-  "alter table shardrouter.commit_decisions add column if not exists prepared_by text",
+  // Who decided: the role whose transaction wrote it (a caller's login under auth), or a router's.
+  // Always the default, never a value: grant callers INSERT (gid, decision) only, and no caller can
+  // write a decision in another role's name (recovery trusts only the transaction's own; recovery.ts).
+  "alter table shardrouter.commit_decisions add column if not exists prepared_by text default current_user",
 ];
 
 /** The commit point of a transaction over several shards: in the home shard's transaction, just before its COMMIT. */
-export const recordCommit = "insert into shardrouter.commit_decisions (gid, decision, prepared_by) values ($1, 'commit', current_user)";
+export const recordCommit = "insert into shardrouter.commit_decisions (gid, decision) values ($1, 'commit')";
 /**
  * Recovery's presumed abort, unless the home decided first: the insert waits for a home transaction
  * that wrote the same gid to end. No row back: a decision exists (read it with readDecision, in a
  * new statement, which sees a commit made after this one began).
  */
 export const recordAbort = "insert into shardrouter.commit_decisions (gid, decision) values ($1, 'abort') on conflict (gid) do nothing returning decision";
-export const readDecision = "select decision from shardrouter.commit_decisions where gid = $1";
+export const readDecision = "select decision, prepared_by from shardrouter.commit_decisions where gid = $1";
 /** One batch of the decisions' prune: up to $2 older than $1 ms, skipping any a transaction holds. */
 export const deleteExpiredDecisions = `delete from shardrouter.commit_decisions where ctid = any (array(
     select ctid from shardrouter.commit_decisions where decided_at < now() - $1::int8 * interval '1 millisecond'

@@ -128,7 +128,8 @@ export async function assertCode(call: Promise<unknown>, code: Code, what = ""):
 
 /**
  * A login role for an identity on a node: may use `accounts` as `privileges` says, and the router's
- * request log and commit decisions (what Transfer and ExecuteTransaction write). Idempotent.
+ * request log and commit decisions as README › Authentication grants them (what Transfer and
+ * ExecuteTransaction write). Idempotent.
  */
 export async function ensureRole(admin: postgres.Sql, role: string, password: string, privileges: string): Promise<void> {
   const q = `"${role}"`;
@@ -140,7 +141,9 @@ export async function ensureRole(admin: postgres.Sql, role: string, password: st
     const [{ log }] = await tx<{ log: boolean }[]>`select to_regclass('shardrouter.requests') is not null as log`;
     if (log) {
       await tx.unsafe(`grant usage on schema shardrouter to ${q}`);
-      await tx.unsafe(`grant select, insert, update on shardrouter.requests, shardrouter.commit_decisions to ${q}`);
+      await tx.unsafe(`grant select, insert, update on shardrouter.requests to ${q}`);
+      // Decisions: the two columns a home commit writes; prepared_by is always its default, the role.
+      await tx.unsafe(`grant insert (gid, decision) on shardrouter.commit_decisions to ${q}`);
     }
   });
 }

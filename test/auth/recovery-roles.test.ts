@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import * as assert from "uvu/assert";
 import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import { devConfig } from "../../server/dev-cluster/dev-config.js";
+import { homeOf } from "../../server/transactions/transaction-id.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { startRouterProcess } from "../harness/router-process.js";
@@ -96,6 +97,44 @@ test("the router's own login cannot finish another role's prepared transaction (
   const err = await t.asRouter(node).unsafe(`rollback prepared '${gid}'`).then(() => undefined, (e) => e);
   assert.is(err?.code, "42501", "permission denied to finish prepared transaction");
   await t.direct(node).unsafe(`rollback prepared '${gid}'`);
+});
+
+test("a decision recorded in another role's name is not trusted: the transaction stays in doubt, nothing is committed", async () => {
+  const [from, to] = await crossShardPair(70);
+  const before = await balances([from, to]);
+  const doomed = await startRouterProcess(t.cluster, { config: config(idle), failpoints: "after_prepare" });
+  await clientFor(RouterService, doomed.url, "connect-json", { token: alpha.key }).transfer({ fromKey: from, toKey: to, amount: 7n, requestId: randomUUID() }).catch(() => {});
+  assert.is(await doomed.exited, "SIGKILL");
+  const [victim] = await prepared();
+  assert.is(victim.owner, "alpha_rw");
+  const homeKey = [from, to].sort()[0]; // the home is the least key's shard
+  assert.is((await t.connect.route({ key: homeKey })).shard, homeOf(victim.gid));
+
+  const recovering = await startRouterProcess(t.cluster, { config: config({ recoveryIntervalMs: 100, inDoubtGraceMs: 600_000 }) });
+  try {
+    const asBeta = clientFor(RouterService, recovering.url, "connect-json", { token: beta.key });
+    // beta may insert decisions (its own home commits do), but never in another role's name …
+    const forged = await asBeta.executeOnShard({ key: homeKey, sql: "insert into shardrouter.commit_decisions (gid, decision, prepared_by) values ($1, 'commit', 'alpha_rw')", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: victim.gid } }] }).then(() => undefined, (e) => e);
+    assert.is(forged?.code, 7 /* PermissionDenied */, "prepared_by is not beta's to write");
+    // … and one in its own name does not decide alpha's transaction.
+    await asBeta.executeOnShard({ key: homeKey, sql: "insert into shardrouter.commit_decisions (gid, decision) values ($1, 'commit')", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: victim.gid } }] });
+  } finally {
+    await recovering.kill("SIGINT");
+  }
+  const judge = await startRouterProcess(t.cluster, { config: config({ recoveryIntervalMs: 100, inDoubtGraceMs: 0 }) });
+  try {
+    const topology = clientFor(RouterService, judge.url, "connect-json", { token: alpha.key });
+    await waitFor("recovery to report it in doubt", async () => ((await topology.getTopology({})).inDoubtTransactions >= 1 ? true : undefined), 20_000);
+    assert.equal((await prepared()).map((p) => p.gid), [victim.gid], "still prepared: not committed on a forged decision");
+    assert.equal(await balances([from, to]), before, "nothing moved");
+  } finally {
+    await judge.kill("SIGINT");
+  }
+  // The operator's way out: the home never committed it, so roll it back where it is prepared.
+  for (const sh of t.cluster.shards) {
+    const sql = t.direct(sh.nodes[0]);
+    if ((await sql`select 1 from pg_prepared_xacts where gid = ${victim.gid}`).length) await sql.unsafe(`rollback prepared '${victim.gid}'`);
+  }
 });
 
 test.run();
