@@ -322,7 +322,7 @@ async function main(): Promise<void> {
     if (only.has("transfer")) await measureTransfers(rows, env, grpc, routerCpu, transferInFlight);
     if (only.has("pgbouncer")) await pgBouncerRows(rows, env);
     if (only.has("isolated")) await isolatedStatements(rows, env, grpc, routerCpu);
-    if (only.has("auth")) await measureAuth(rows, env, routerCpu, 64);
+    if (only.has("auth")) await measureAuth(rows, env, routerCpu, 64, seconds * 3);
     if (only.has("reshard")) await measureReshard(rows, env, env.cluster.shards[env.cluster.shards.length - 1].name, seconds, log);
 
     const meta = runMetadata({
