@@ -3,6 +3,7 @@
 // reshard jobs. Its schema is created idempotently at start, so any router can be first.
 import postgres from "postgres";
 import { type ConnectionConfig, passwordOf } from "../config/config.js";
+import { postgresSsl } from "../config/postgres-tls.js";
 
 const tables = [
   `create table if not exists shardrouter.directory (
@@ -82,7 +83,7 @@ export class Catalog {
   static async open(config: ConnectionConfig): Promise<Catalog> {
     const sql = postgres({
       host: config.host, port: config.port, database: config.database, user: config.user,
-      password: passwordOf(config), max: 4, onnotice: () => {}, connect_timeout: 10,
+      password: passwordOf(config), ssl: postgresSsl(config.ssl, config.host), max: 4, onnotice: () => {}, connect_timeout: 10,
       connection: { application_name: "shardrouter-catalog" } as never,
     });
     // Two routers starting at once may race on "if not exists": serialize with an advisory lock.

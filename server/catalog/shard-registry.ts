@@ -4,6 +4,7 @@
 // shardLogin). A registration is a new row, never changed; it is announced on a channel, and
 // routers also poll, so a lost notification only delays them.
 import { z } from "zod";
+import type { ShardLogin } from "../config/config.js";
 import type { ShardDefinition } from "../shards/shard-set.js";
 import type { Catalog } from "./catalog.js";
 import { CatalogWatch } from "./catalog-watch.js";
@@ -63,7 +64,11 @@ export class ShardRegistry {
   }
 }
 
-/** A registered shard as a router builds its pools: its nodes' addresses with this router's shard login. */
-export function definitionOf(shard: RegisteredShard, login: { user: string; password?: string; passwordEnv?: string }): ShardDefinition {
+/**
+ * A registered shard as a router builds its pools: its nodes' addresses with this router's shard
+ * login, TLS included (config shardLogin.ssl, else the first configured primary's: see shardLoginOf).
+ * The catalog holds no TLS settings: what a router trusts is its own config's business.
+ */
+export function definitionOf(shard: RegisteredShard, login: ShardLogin): ShardDefinition {
   return { name: shard.name, weight: shard.weight, nodes: shard.nodes.map((n) => ({ ...n, ...login })) };
 }

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { AuthConfigSchema } from "../auth/auth-config.js";
 import { PlacementConfigSchema } from "../placement/placement-config.js";
+import { type PostgresTls, PostgresTlsSchema, SharedPostgresTlsSchema } from "./postgres-tls.js";
 
 const port = z.number().int().min(0).max(65535); // 0: any free port (tests)
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "use letters, digits, '_', '.', '-'");
@@ -16,6 +17,11 @@ const ConnectionSchema = z.object({
   password: z.string().optional(),
   /** Name of an environment variable holding the password. */
   passwordEnv: z.string().optional(),
+  /**
+   * TLS with the server's certificate verified: { caFile, serverName?, certFile?, keyFile? }
+   * (postgres-tls.ts). Every connection to this server uses it, whichever login it carries.
+   */
+  ssl: PostgresTlsSchema.optional(),
 }).strict();
 
 const NodeSchema = ConnectionSchema.extend({
@@ -49,8 +55,12 @@ export const ConfigSchema = z.object({
   /**
    * The login for the nodes of shards registered with AdminService.AddShard (their addresses live
    * in the catalog, never a password). Default: the login of the first configured shard's primary.
+   * `ssl` (no serverName: each node is checked against its own host) defaults to that primary's
+   * too, with or without a shardLogin, so shards added later never get less TLS than the first.
    */
-  shardLogin: z.object({ user: z.string().min(1), password: z.string().optional(), passwordEnv: z.string().optional() }).strict().optional(),
+  shardLogin: z.object({
+    user: z.string().min(1), password: z.string().optional(), passwordEnv: z.string().optional(), ssl: SharedPostgresTlsSchema.optional(),
+  }).strict().optional(),
   pool: z.object({
     max: z.number().int().min(1).max(1000).default(10),
     maxWaiting: z.number().int().min(0).default(1000),
@@ -125,11 +135,14 @@ export type Config = z.infer<typeof ConfigSchema>;
 export type ConnectionConfig = z.infer<typeof ConnectionSchema>;
 export type ShardConfig = z.infer<typeof ShardSchema>;
 
-/** The login for registered shards' nodes: shardLogin, or the first configured primary's. */
-export function shardLoginOf(config: Pick<Config, "shards" | "shardLogin">): { user: string; password?: string; passwordEnv?: string } {
-  if (config.shardLogin) return config.shardLogin;
+export interface ShardLogin { user: string; password?: string; passwordEnv?: string; ssl?: PostgresTls }
+
+/** The login for registered shards' nodes: shardLogin, or the first configured primary's; its TLS, or that primary's. */
+export function shardLoginOf(config: Pick<Config, "shards" | "shardLogin">): ShardLogin {
   const primary = config.shards[0].nodes.find((n) => n.role === "primary") ?? config.shards[0].nodes[0];
-  return { user: primary.user, password: primary.password, passwordEnv: primary.passwordEnv };
+  const ssl = config.shardLogin?.ssl ?? primary.ssl?.withoutServerName();
+  const login = config.shardLogin ?? { user: primary.user, password: primary.password, passwordEnv: primary.passwordEnv };
+  return { user: login.user, password: login.password, passwordEnv: login.passwordEnv, ...(ssl ? { ssl } : {}) };
 }
 
 export class ConfigError extends Error {}

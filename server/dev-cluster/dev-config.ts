@@ -11,11 +11,13 @@ export interface DevConfigOptions {
   spareShards?: number;
   /** The last N shards are left out altogether (servers running, unknown to the router: for AddShard). */
   unconfiguredShards?: number;
+  /** `ssl` of every node and the catalog (TLS to Postgres, see config/postgres-tls.ts). */
+  ssl?: unknown;
 }
 
 export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): unknown {
   const { user, password } = cluster.routerRole;
-  const connection = (n: LocalNode) => ({ host: n.host, port: n.port, database: n.database, user, password });
+  const connection = (n: LocalNode) => ({ host: n.host, port: n.port, database: n.database, user, password, ...(opts.ssl ? { ssl: opts.ssl } : {}) });
   const configured = cluster.shards.slice(0, cluster.shards.length - (opts.unconfiguredShards ?? 0));
   return {
     listen: { host: opts.host ?? "127.0.0.1", port: opts.port ?? 8080 },

@@ -61,6 +61,11 @@ export interface LocalClusterOptions {
   log?: (line: string) => void;  // progress lines; server logs go to <node>/postgres.log
   maxPreparedTransactions?: number; // default 64 (two-phase commit needs > 0); replicas: never less than any earlier start used
   maxConnections?: number;    // default 100; replicas: never less than any earlier start used
+  /**
+   * More server settings for every node, over the cluster's own (tests: ssl=on, hba_file …). On the
+   * command line, which anyone on the machine can read: paths, never secrets.
+   */
+  settings?: Record<string, string>;
 }
 export interface LocalCluster {
   shards: LocalShard[];
@@ -185,7 +190,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       port: n.port,
       maxConnections: replica ? state.replicaSettings.maxConnections : maxConnections,
       maxPreparedTransactions: replica ? state.replicaSettings.maxPreparedTransactions : maxPreparedTransactions,
-      settings: { ...nodeServerSettings, ...(replica ? replicaServerSettings : {}) },
+      settings: { ...nodeServerSettings, ...(replica ? replicaServerSettings : {}), ...opts.settings },
       runAs,
       log,
     }));

@@ -3,6 +3,7 @@
 // Messages name the shard and node by name and host:port only: never a DSN, user or password.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
+import { tlsFailure } from "../config/postgres-tls.js";
 import { NodeUnreachableError } from "../shards/node-unreachable.js";
 
 export interface Where { shard: string; node: string; address: string }
@@ -46,7 +47,7 @@ export function sqlstateOf(err: unknown): string | undefined {
 
 export function isConnectionError(err: unknown): boolean {
   const code = (err as PgError)?.code;
-  return typeof code === "string" && connectionCodes.has(code);
+  return (typeof code === "string" && connectionCodes.has(code)) || tlsFailure(err) !== undefined;
 }
 
 /** Maps any failure of a statement on a node to a ConnectError. */
@@ -67,7 +68,8 @@ export function toConnectError(err: unknown, where: Where): ConnectError {
     }]);
   }
   if (isConnectionError(err)) {
-    return new NodeUnreachableError(`${on} is unavailable: ${describeConnectionCode(e.code!)}`, where.node);
+    const tls = tlsFailure(err);
+    return new NodeUnreachableError(`${on} is unavailable: ${tls ? `TLS failed: ${tls}` : describeConnectionCode(e.code!)}`, where.node);
   }
   // postgres.js' own generic errors (e.g. MAX_PARAMETERS_EXCEEDED) carry no credentials, only a reason.
   if (typeof e.code === "string" && e.message) {

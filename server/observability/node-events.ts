@@ -30,7 +30,9 @@ export function watchNodes(shards: ShardSet, logger: Logger, metrics: RouterMetr
     for (const node of shard.nodes) {
       const now = snapshot(node);
       seen.set(node, now);
-      logger.info({ ...where(shard, node), status: now.status, role: now.writable ? "primary" : "replica", fenced: now.fenced, timeline: node.health.timeline }, when);
+      // A node down from the start is a warning, with the reason (a refused TLS certificate, say).
+      if (now.status === "down") logger.warn({ ...where(shard, node), status: now.status, reason: node.health.failure }, when);
+      else logger.info({ ...where(shard, node), status: now.status, role: now.writable ? "primary" : "replica", fenced: now.fenced, timeline: node.health.timeline }, when);
       subscriptions.push(node.breaker.onStateChange((state) => {
         if (state === CircuitState.Open || state === CircuitState.Isolated) logger.warn(where(shard, node), "circuit breaker opened: calls to the node fail fast");
         else if (state === CircuitState.HalfOpen) logger.info(where(shard, node), "circuit breaker half-open: probing the node");
@@ -51,7 +53,7 @@ export function watchNodes(shards: ShardSet, logger: Logger, metrics: RouterMetr
         const now = snapshot(node);
         const at = where(shard, node);
         if (now.status !== was.status) {
-          if (now.status === "down") logger.warn({ ...at, failedChecks: node.health.failedChecks }, "node down");
+          if (now.status === "down") logger.warn({ ...at, failedChecks: node.health.failedChecks, reason: node.health.failure }, "node down");
           else if (now.status === "up") logger.notice(at, "node up");
         }
         if (now.status === "up" && now.writable !== was.writable) {

@@ -33,14 +33,14 @@ export interface JobRunnerDeps {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The primary of `shard` as the resharder logs in to it (resharding.user, or the node's own login). */
+/** The primary of `shard` as the resharder logs in to it (resharding.user, or the node's own login; the node's TLS either way). */
 export function resharderNode(config: Pick<Config, "resharding">, shards: ShardSet, shard: string): NodeConfig {
   const s = shards.definition(shard);
   const node = s?.nodes.find((n) => n.role === "primary");
   if (!s || !node) throw new Error(`shard ${shard} is not known to this router (neither configured nor registered)`);
   const r = config.resharding;
   return {
-    name: node.name ?? `${shard}-primary`, host: node.host, port: node.port, database: node.database, role: "primary",
+    name: node.name ?? `${shard}-primary`, host: node.host, port: node.port, database: node.database, role: "primary", ssl: node.ssl,
     user: r.user ?? node.user, password: r.user ? passwordOf({ ...node, password: r.password, passwordEnv: r.passwordEnv }) : passwordOf(node),
   };
 }

@@ -4,6 +4,7 @@
 // primary that came back after a promotion). Checks go through the node's circuit breaker: a node
 // that fails or hangs repeatedly opens it, and a check is what probes it again when half-open.
 import { isBrokenCircuitError } from "cockatiel";
+import { tlsFailure } from "../config/postgres-tls.js";
 import { parseLsn } from "./node-health.js";
 import type { NodePool } from "./node-pool.js";
 import { NodeUnreachableError } from "./node-unreachable.js";
@@ -67,6 +68,7 @@ export class HealthChecker {
       h.failedChecks++;
       const slow = err instanceof NodeUnreachableError && err.rawMessage.endsWith("timed out");
       if (!slow || h.failedChecks >= 2 || isBrokenCircuitError(err)) h.status = "down";
+      if (err instanceof NodeUnreachableError) h.failure = err.rawMessage; // an open breaker keeps the cause it opened on
       h.checkedAt = Date.now();
     }
   }
@@ -78,10 +80,23 @@ export class HealthChecker {
       timer = setTimeout(() => reject(new NodeUnreachableError(`health check of ${node.name} timed out`, node.name)), this.options.timeoutMs);
     });
     const query = node.probe.unsafe(probeSql).then((rows) => rows[0] as never, (err) => {
-      throw new NodeUnreachableError(`health check of ${node.name} failed: ${(err as { code?: string }).code ?? "error"}`, node.name);
+      throw new NodeUnreachableError(`health check of ${node.name} failed: ${whyFailed(err)}`, node.name);
     });
     return Promise.race([query, timeout]).finally(() => clearTimeout(timer));
   }
+}
+
+/**
+ * A failed probe's reason: TLS's own words (a refused certificate is a configuration problem an
+ * operator must see), Postgres' message for a refused login (the probe's SQL has no parameters to
+ * quote), else the error code.
+ */
+function whyFailed(err: unknown): string {
+  const e = err as { name?: string; code?: string; message?: string };
+  const tls = tlsFailure(err);
+  if (tls) return `TLS failed: ${tls}`;
+  if (e.name === "PostgresError") return `${e.message} (SQLSTATE ${e.code})`;
+  return e.code ?? "error";
 }
 
 /** Fencing and lag, from what the shard's nodes just said. */

@@ -18,6 +18,8 @@ export interface NodeHealth {
   fenced: boolean;
   /** Health checks failed in a row. */
   failedChecks: number;
+  /** Why the last failed check failed (a TLS refusal, a login refused, …), for the log: no secrets. */
+  failure?: string;
   checkedAt: number;
 }
 

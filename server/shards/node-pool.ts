@@ -3,6 +3,7 @@
 // outcome, type names). Health checks and type lookups use a postgres.js connection of their own.
 import { CircuitBreakerPolicy, ConsecutiveBreaker, circuitBreaker, handleType } from "cockatiel";
 import postgres from "postgres";
+import { type PostgresTls, postgresSsl } from "../config/postgres-tls.js";
 import { Admission, abortError } from "./admission.js";
 import { ConnectionPool } from "./connection-pool.js";
 import { NodeUnreachableError } from "./node-unreachable.js";
@@ -16,6 +17,8 @@ export interface NodeConfig {
   database: string;
   user: string;
   password?: string;
+  /** Verified TLS for every connection to the node, whichever login it carries. */
+  ssl?: PostgresTls;
   role: "primary" | "replica";
 }
 
@@ -127,6 +130,7 @@ export class NodePool {
     });
     this.probe = postgres({
       host: config.host, port: config.port, database: config.database, user: config.user, password: config.password,
+      ssl: postgresSsl(config.ssl, config.host),
       max: 1, idle_timeout: 0, connect_timeout: Math.max(1, options.connectTimeoutMs / 1000), fetch_types: false,
       onnotice: () => {}, connection: { application_name: "shardrouter-health" } as never,
     });
@@ -136,6 +140,7 @@ export class NodePool {
       database: config.database,
       user: config.user,
       password: config.password,
+      ssl: postgresSsl(config.ssl, config.host),
       connectTimeoutMs: options.connectTimeoutMs,
       parameters: {
         application_name: "shardrouter",

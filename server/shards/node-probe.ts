@@ -3,13 +3,14 @@
 // router will ask of it: prepared transactions (two-phase commit) and logical decoding (resharding).
 // Problems are told as a person can act on them, naming the node by host:port, never a password.
 import postgres from "postgres";
+import { postgresSsl } from "../config/postgres-tls.js";
 import type { NodeConfig } from "./node-pool.js";
 
 /** The first reason the node cannot serve as a shard's primary, or undefined when it can. */
 export async function unfitPrimary(node: NodeConfig, connectTimeoutMs: number): Promise<string | undefined> {
   const where = `${node.name} (${node.host}:${node.port}, database ${node.database})`;
   const sql = postgres({
-    host: node.host, port: node.port, database: node.database, user: node.user, password: node.password,
+    host: node.host, port: node.port, database: node.database, user: node.user, password: node.password, ssl: postgresSsl(node.ssl, node.host),
     max: 1, idle_timeout: 0, fetch_types: false, onnotice: () => {}, connect_timeout: Math.max(1, connectTimeoutMs / 1000),
     connection: { application_name: "shardrouter-probe" } as never,
   });

@@ -11,8 +11,10 @@
 // statement settles" reduces to "a connection nobody can wait for any longer is destroyed", which the
 // pool does after a cancel that gets no answer within connectTimeoutMs (a paused node).
 import net from "node:net";
+import tls from "node:tls";
 import pg from "pg";
 import { serialize } from "pg-protocol";
+import { tlsFailure } from "../config/postgres-tls.js";
 import type { RawColumn, RawParam, RawResult, RowSink } from "./node-pool.js";
 
 export interface ConnectOptions {
@@ -21,6 +23,8 @@ export interface ConnectOptions {
   database: string;
   user: string;
   password?: string;
+  /** Verified TLS (config/postgres-tls.ts), or none: statements and cancel requests alike. */
+  ssl: tls.ConnectionOptions | false;
   connectTimeoutMs: number;
   /** Startup parameters: session defaults that DISCARD ALL and RESET keep (see resharding/epoch-guard.ts). */
   parameters: Record<string, string>;
@@ -54,6 +58,7 @@ function normalizeError(err: unknown): Error {
     });
   }
   if (e && typeof e.code === "string" && /^E[A-Z]+$/.test(e.code)) return e; // a socket error: ECONNREFUSED, ECONNRESET, ...
+  if (tlsFailure(e)) return e; // the certificate refused, or no TLS on the server: said as such (postgres-errors.ts)
   const message = e?.message ?? String(err);
   const code = /timeout/i.test(message) ? "CONNECT_TIMEOUT" : "CONNECTION_CLOSED";
   return Object.assign(new Error(`${code.toLowerCase().replace(/_/g, " ")}: ${message}`), { code });
@@ -169,7 +174,7 @@ export class PgConnection {
   static async open(options: ConnectOptions, signal?: AbortSignal): Promise<PgConnection> {
     const client = new RouterClient({
       host: options.host, port: options.port, database: options.database, user: options.user,
-      password: options.password ?? "", connectionTimeoutMillis: options.connectTimeoutMs, keepAlive: true, pipeline: true,
+      password: options.password ?? "", ssl: options.ssl, connectionTimeoutMillis: options.connectTimeoutMs, keepAlive: true, pipeline: true,
     }, options.parameters);
     const conn = new PgConnection(client, options);
     const abort = () => conn.destroy();
@@ -250,12 +255,27 @@ export class PgConnection {
     this.cancelled = true;
     const { processID, secretKey } = this.client as unknown as { processID: number | null; secretKey: number | null };
     if (this.gone || processID === null || secretKey === null) return Promise.resolve();
+    const { host, port, ssl, connectTimeoutMs } = this.options;
     return new Promise((resolve) => {
-      const socket = net.connect(this.options.port, this.options.host);
-      const timer = setTimeout(() => socket.destroy(), this.options.connectTimeoutMs);
-      socket.once("connect", () => socket.write(serialize.cancel(processID, secretKey)));
+      const socket = net.connect(port, host);
+      let current: net.Socket = socket;
+      const timer = setTimeout(() => current.destroy(), connectTimeoutMs);
+      const done = () => { clearTimeout(timer); resolve(); };
+      const request = serialize.cancel(processID, secretKey);
       socket.on("error", () => {});
-      socket.once("close", () => { clearTimeout(timer); resolve(); });
+      socket.once("close", done);
+      if (!ssl) return void socket.once("connect", () => socket.write(request));
+      // Over verified TLS like the connection itself (as libpq 17 does): the cancel key, which lets
+      // whoever has it cancel this backend's statements, never crosses in the clear.
+      socket.once("connect", () => socket.write(serialize.requestSsl()));
+      socket.once("data", (answer) => {
+        if (answer[0] !== 0x53) return void socket.destroy(); // not 'S': no TLS there, so no request either
+        const secure = tls.connect({ ...ssl, socket });
+        current = secure;
+        secure.on("error", () => {});
+        secure.once("secureConnect", () => secure.write(request));
+        secure.once("close", done);
+      });
     });
   }
 

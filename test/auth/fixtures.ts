@@ -61,14 +61,18 @@ export function apiKey(label: string): { key: string; sha256: string } {
 export interface Certificates {
   dir: string;
   ca: string; serverCert: string; serverKey: string;
+  /** A second CA's certificate, unrelated to the first. */
+  otherCa: string;
   /** Client key + certificate pairs (PEM text). */
   client(name: "orders" | "lookalike" | "expired" | "untrusted"): { cert: string; key: string };
+  /** The files of a client certificate (one of `clients`, CN = its name, signed by the CA). */
+  clientFiles(name: string): { certFile: string; keyFile: string };
   caPem: Buffer;
   cleanup(): void;
 }
 
-/** A CA, a server certificate for 127.0.0.1, and client certificates (one from another CA). */
-export function certificates(): Certificates {
+/** A CA, a server certificate for 127.0.0.1, and client certificates (one from another CA), plus `clients`. */
+export function certificates(clients: string[] = []): Certificates {
   const dir = mkdtempSync(join(tmpdir(), "shardrouter-tls-"));
   const at = (f: string) => join(dir, f);
   const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
@@ -87,8 +91,10 @@ export function certificates(): Certificates {
   issue("lookalike", "DNS:orders-evil");
   issue("expired", "DNS:orders", { days: "-1" });
   issue("untrusted", "DNS:orders", { ca: "other-ca" });
+  for (const name of clients) issue(name, `DNS:${name}`);
   return {
-    dir, ca: at("ca.crt"), serverCert: at("server.crt"), serverKey: at("server.key"),
+    dir, ca: at("ca.crt"), otherCa: at("other-ca.crt"), serverCert: at("server.crt"), serverKey: at("server.key"),
+    clientFiles: (name) => ({ certFile: at(`${name}.crt`), keyFile: at(`${name}.key`) }),
     caPem: readFileSync(at("ca.crt")),
     client: (name) => ({ cert: readFileSync(at(`${name}.crt`), "utf8"), key: readFileSync(at(`${name}.key`), "utf8") }),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),

@@ -40,6 +40,10 @@ export interface TestRouterOptions {
   unconfiguredShards?: number;
   /** Streaming replicas per shard (default 0). */
   replicas?: number;
+  /** More settings for every Postgres server (e.g. ssl=on and its files; see LocalClusterOptions.settings). */
+  serverSettings?: Record<string, string>;
+  /** `ssl` of every node and the catalog in the router's config (TLS to Postgres). */
+  ssl?: unknown;
   placement?: unknown;
   pool?: unknown;
   limits?: unknown;
@@ -77,8 +81,8 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
     rmSync(dataDir, { recursive: true, force: true });
   };
   try {
-    cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0 });
-    const base = devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding }) as { listen: object };
+    cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0, settings: opts.serverSettings });
+    const base = devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding, ssl: opts.ssl }) as { listen: object };
     const auth = opts.auth && (await opts.auth(cluster));
     const config = parseConfig({ ...base, ...(auth ? { auth } : {}), ...(opts.tls ? { listen: { ...base.listen, tls: opts.tls } } : {}) });
     router = await startRouter(config, opts.log && opts.logLevel ? { logger: lineLogger(opts.log, opts.logLevel) } : { log: opts.log });
