@@ -7,7 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { createClient } from "../sdk/src/node.js";
+import { RouterService } from "../gen/shardrouter/v1/router_pb.js";
 import { sha256Hex } from "../server/auth/api-keys.js";
+import { AuthConfigSchema } from "../server/auth/auth-config.js";
+import { Authenticator } from "../server/auth/authenticator.js";
 import { devConfig } from "../server/dev-cluster/dev-config.js";
 import { newToken } from "../server/dev-cluster/dev-auth.js";
 import { pickFreePorts } from "../server/dev-cluster/ports.js";
@@ -28,6 +31,26 @@ const sql = "select id, balance from accounts where id = $1";
 /** Rounds of the three rows, interleaved, so load that comes and goes on a shared box hits all three alike. */
 const rounds = 3;
 
+/**
+ * The check alone, in this process: Authenticator.admit (credential, rights, the cap's slot) and
+ * release, CPU µs per call, for an API key and for a JWT already verified once. The end-to-end rows
+ * carry the box's noise (tens of µs between rounds); this isolates what auth adds to a call.
+ */
+export async function admitCost(config: unknown, tokens: { apiKey: string; jwt: string }): Promise<{ apiKey: number; jwt: number }> {
+  const auth = Authenticator.create(AuthConfigSchema.parse(config), [RouterService]);
+  const method = RouterService.method.executeOnShard;
+  const per = async (token: string) => {
+    const header = `Bearer ${token}`;
+    for (let i = 0; i < 2000; i++) (await auth.admit(method, header, undefined))!.release(); // warm: JIT, the token cache
+    const n = 100_000;
+    const start = process.cpuUsage();
+    for (let i = 0; i < n; i++) (await auth.admit(method, header, undefined))!.release();
+    const used = process.cpuUsage(start);
+    return (used.user + used.system) / n;
+  };
+  return { apiKey: await per(tokens.apiKey), jwt: await per(tokens.jwt) };
+}
+
 export async function measureAuth(rows: Rows, env: BenchCluster, routerCpu: CpuProbe, inFlight: number, seconds: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "shardrouter-bench-auth-"));
   const { privateKey, publicKey } = await generateKeyPair("RS256");
@@ -47,6 +70,9 @@ export async function measureAuth(rows: Rows, env: BenchCluster, routerCpu: CpuP
       ],
     },
   };
+  const cost = await admitCost(config.auth, { apiKey: key, jwt });
+  rows.add({ group: authGroup, name: `Authenticator.admit + release in process, API key: ${cost.apiKey.toFixed(2)} µs CPU per call`, inFlight: 1, skipped: "a CPU figure, not a load row" });
+  rows.add({ group: authGroup, name: `Authenticator.admit + release in process, JWT (verified, then by hash): ${cost.jwt.toFixed(2)} µs CPU per call`, inFlight: 1, skipped: "a CPU figure, not a load row" });
   const authed = await spawnRouter(config);
   const clients = [
     createClient({ baseUrl: env.router.url, protocol: "grpc" }),

@@ -142,19 +142,21 @@ function serve(route: Route, wire: UnaryWire, x: Exchange, opts: UnaryHandlerOpt
   }
   // The body is read at once (its listeners must be on the stream before it ends), but nothing of it
   // is decoded or run before the caller is let in: an unidentified one gets nothing but the refusal.
+  // A body that fails while the caller is still being checked (it left) must not be an unhandled
+  // rejection, which would end the process: it is awaited below or, after a refusal, dropped here.
   const body = readBody(x.body, opts.readMaxBytes);
-  const admission = opts.admit ? opts.admit(route.method, x.headers.authorization, x.socket) : undefined;
-  (admission ? admission.then((a) => { admitted = a; return body; }, (e) => { body.catch(() => {}); throw e; }) : body).then((body) => {
-    const input = decode(route.method, wire.unwrap(body));
-    return route.impl(input, { signal: controller.signal, caller: admitted?.caller });
-  }).then((output) => {
+  body.catch(() => {});
+  (async () => {
+    if (opts.admit) admitted = await opts.admit(route.method, x.headers.authorization, x.socket);
+    const input = decode(route.method, wire.unwrap(await body));
+    const output = await route.impl(input, { signal: controller.signal, caller: admitted?.caller });
     const schema = route.method.output;
     const message = isMessage(output, schema) ? output : create(schema, output as never);
     const bytes = toBinary(schema, message);
     finish();
     opts.observer.succeeded(route.method, x.requestId, started, message);
     if (x.writable()) x.send(wire.answer(bytes));
-  }).catch(fail);
+  })().catch(fail);
 }
 
 function decode(method: DescMethod, bytes: Uint8Array): Message {

@@ -129,6 +129,33 @@ test("a reload that fails leaves the auth in force", async () => {
   await ok("grpc", { token: orders.key }, "after failed reloads");
 });
 
+test("a caller that leaves while its token is being verified: the router lives on and answers the next call", async () => {
+  const http2 = await import("node:http2");
+  // The same router config on h2c: no TLS handshake to slow the calls down, so the race is met.
+  const { startRouter } = await import("../../server/router.js");
+  const plain = await startRouter({ ...t.config, listen: { host: "127.0.0.1", port: 0 } });
+  const session = http2.connect(plain.url);
+  session.on("error", () => {});
+  try {
+    for (let i = 0; i < 20; i++) {
+      // A token never seen (so verified, not remembered), its body cut off, the stream reset at once.
+      const token = await keys.signWithStranger({ sub: `orders-${i}` });
+      const req = session.request({ ":method": "POST", ":path": "/shardrouter.v1.RouterService/ExecuteOnShard", "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${token}` }, { endStream: false });
+      req.on("error", () => {});
+      req.write(Buffer.from([0, 0, 0, 0, 10, 1, 2]));
+      req.close(http2.constants.NGHTTP2_CANCEL);
+    }
+    await new Promise((r) => session.ping(() => r(undefined))); // the server has read every frame
+    const res = await clientFor(RouterService, plain.url, "grpc", { token: orders.key }).executeOnShard(select);
+    assert.is(res.result!.rows.length, 1, "the plaintext twin still answers");
+  } finally {
+    session.close();
+    await plain.close();
+  }
+  await ok("grpc", { token: orders.key }, "after callers left mid-verification");
+  await ok("connect-json", { token: orders.key }, "after callers left mid-verification");
+});
+
 test("mTLS: a certificate of the CA with the identity's SAN is let in; none, another CA, expired, or a look-alike SAN are not", async () => {
   for (const protocol of protocols) {
     await ok(protocol, { tls: certs.client("orders") }, "client certificate");
