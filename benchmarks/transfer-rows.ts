@@ -58,9 +58,9 @@ export function transferTargets(all: readonly Row[]): { target: string; measured
   const perStatement = (r: Row | undefined, statements: number) => (r?.cpuUsPerOp?.proxy === undefined ? "–" : (r.cpuUsPerOp.proxy / statements).toFixed(0));
   return [
     judge("same-shard Transfer ≥ 0.9× the local transaction", "× direct local transaction", same?.opsRatio, (v) => v >= 0.9,
-      `; (router CPU ${f(same?.cpuUsPerOp?.proxy)} µs/op, ${perStatement(same, 8)} µs per statement of 8)`),
+      `; (router CPU ${f(same?.cpuUsPerOp?.proxy)} µs/op, ${perStatement(same, 9)} µs per statement of 9)`),
     judge("cross-shard Transfer ≥ 0.5× the single-shard local transaction", "× direct local transaction", cross?.opsRatio, (v) => v >= 0.5,
-      `; (× same-shard Transfer ${f(cross && same ? cross.opsPerSec! / same.opsPerSec! : undefined)}; router CPU ${f(cross?.cpuUsPerOp?.proxy)} µs/op, ${perStatement(cross, 13)} µs per statement of 13)`),
+      `; (× same-shard Transfer ${f(cross && same ? cross.opsPerSec! / same.opsPerSec! : undefined)}; router CPU ${f(cross?.cpuUsPerOp?.proxy)} µs/op, ${perStatement(cross, 15)} µs per statement of 15)`),
     judge("cross-shard Transfer p99 ≤ 3× the local transaction's p99", "p99 ×", p99, (v) => v <= 3),
   ];
 }

@@ -152,8 +152,30 @@ function funcCall(node: ParseNode): boolean {
   if (schema !== undefined && schema !== "pg_catalog") return true;
   if (!builtinFunctions.has(name) || sqlTextFunctions.has(name)) return true;
   const refused = refusedFunctions.get(name);
-  if (refused && !(name === "set_config" && isLocalSetConfig(node))) throw new Refusal(`${name}()`, refused);
+  if (name === "set_config") {
+    const setting = constantText((node.args as ParseNode[] | undefined)?.[0]);
+    // Who the session is, and the router's own settings (the write epoch), are never the caller's to
+    // change, not even for its transaction: a role switched before PREPARE TRANSACTION would own the
+    // prepared transaction, and neither its caller's login nor recovery could finish it.
+    if (setting === undefined) throw new Refusal("set_config() of a setting named by an expression", "session settings");
+    if (protectedSetting(setting)) throw new Refusal(`set_config('${setting}')`, "who the session is, or the router's own settings");
+    if (!isLocalSetConfig(node)) throw new Refusal(`${name}()`, refused!);
+    return false;
+  }
+  if (refused) throw new Refusal(`${name}()`, refused);
   return false;
+}
+
+/** Settings no caller may change, even for one transaction. */
+function protectedSetting(name: string): boolean {
+  const n = name.trim().toLowerCase();
+  return n === "role" || n === "session_authorization" || n.startsWith("shardrouter.");
+}
+
+/** A string constant's text; undefined for anything else. */
+function constantText(node: ParseNode | undefined): string | undefined {
+  const sval = ((node?.A_Const as ParseNode | undefined)?.sval as ParseNode | undefined)?.sval;
+  return typeof sval === "string" ? sval : undefined;
 }
 
 /** set_config(name, value, true) changes the setting for the current transaction only. */

@@ -171,7 +171,13 @@ export class Coordinator {
         const found = isHome ? send(p, findInTransaction, recordKey) : undefined;
         const recorded = isHome ? send(p, insertRequest, [...recordKey, bytes(plan.requestHash), text(gid)]) : undefined;
         const ran = mine.map(({ st }) => send(p, st.sql, st.params));
-        const { values: [, earlier, , ...outcomes], failed } = await settleInOrder<ResultSet | undefined>([Promise.all(sent).then(() => undefined), found, recorded, ...ran]);
+        // Back to the session's own login after the caller's statements, in the same write: a function
+        // of the caller's that switched roles (SET LOCAL ROLE) must not be who writes the response, the
+        // decision (prepared_by is current_user) or owns the prepared transaction, which only its owner
+        // (or a superuser) may finish: not the caller's login, not recovery.
+        const reset = send(p, "reset role");
+        const { values: [, earlier, , ...rest], failed } = await settleInOrder<ResultSet | undefined>([Promise.all(sent).then(() => undefined), found, recorded, ...ran, reset]);
+        const outcomes = rest.slice(0, ran.length);
         if (failed) throw failed.index === 2 ? requestConflict(failed.reason, plan.requestId) : failed.reason;
         const stored = earlier?.rows[0];
         if (stored) {

@@ -99,6 +99,37 @@ test("the router's own login cannot finish another role's prepared transaction (
   await t.direct(node).unsafe(`rollback prepared '${gid}'`);
 });
 
+test("a caller's function that switches role inside its transaction does not change who owns the prepared transaction", async () => {
+  // alpha_rw may become alpha_group; a function of the app does SET LOCAL ROLE (the guard refuses it
+  // written out, but not inside a function, which runs isolated). Without a RESET ROLE before PREPARE,
+  // alpha_group would own the prepared transaction, and only it (or a superuser) could finish it.
+  for (const s of t.cluster.shards) {
+    const sql = t.direct(s.nodes[0]);
+    await sql.unsafe("do $$ begin if not exists (select from pg_roles where rolname = 'alpha_group') then create role alpha_group; end if; end $$");
+    await sql.unsafe("grant alpha_group to alpha_rw");
+    await sql.unsafe("grant select, update on accounts to alpha_group");
+    await sql.unsafe("create or replace function public.become_group() returns text language plpgsql as $$ begin set local role alpha_group; return current_user; end $$");
+  }
+  const [from, to] = await crossShardPair(100);
+  const before = await balances([from, to]);
+  const router = await startRouterProcess(t.cluster, { config: config(idle) });
+  try {
+    const client = clientFor(RouterService, router.url, "connect-json", { token: alpha.key });
+    const res = await client.executeTransaction({ requestId: randomUUID(), statements: [
+      { key: from, sql: "select public.become_group()" },
+      { key: from, sql: "update accounts set balance = balance - 3 where id = $1", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: from } }] },
+      { key: to, sql: "select public.become_group()" },
+      { key: to, sql: "update accounts set balance = balance + 3 where id = $1", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: to } }] },
+    ] });
+    assert.ok(res.twoPhase);
+    assert.equal(res.results.filter((r) => r.result!.rows.length).map((r) => r.result!.rows[0].values[0].kind.value), ["alpha_group", "alpha_group"], "the function did switch");
+  } finally {
+    await router.kill("SIGINT");
+  }
+  assert.equal(await prepared(), [], "nothing left prepared: the caller's login committed it");
+  assert.equal(await balances([from, to]), [before[0] - 3n, before[1] + 3n]);
+});
+
 test("a decision recorded in another role's name is not trusted: the transaction stays in doubt, nothing is committed", async () => {
   const [from, to] = await crossShardPair(70);
   const before = await balances([from, to]);

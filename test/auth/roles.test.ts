@@ -106,6 +106,8 @@ test("every escalation the read-only identity tries fails on every shard, and no
     ["reset role", Code.InvalidArgument],
     ["set session authorization postgres", Code.InvalidArgument],
     ["select set_config('role', 'shardrouter_router', false)", Code.InvalidArgument],
+    ["select set_config('role', 'shardrouter_router', true)", Code.InvalidArgument],
+    ["select set_config('shardrouter.epoch', '999999', true)", Code.InvalidArgument],
     ["begin read write", Code.InvalidArgument],
     ["begin read write; insert into accounts values ('escalated', 1)", Code.InvalidArgument],
     ["insert into accounts values ('escalated', 1)", Code.PermissionDenied],

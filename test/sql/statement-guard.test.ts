@@ -96,6 +96,13 @@ test("session state is refused with INVALID_ARGUMENT and a reason, whatever the 
     ['select U&"\\0073et_config"(\'search_path\', \'x\', false)', "session settings"],
     ['select "set_config"(\'search_path\', \'x\', false)', "session settings"],
     ["select set_config('search_path', 'x', $1)", "session settings"], // not known to be local
+    // Who the session is and the router's own settings: not even for one transaction (auth, 2PC ownership).
+    ["select set_config('role', 'shardrouter_router', true)", "who the session is"],
+    ["select set_config('ROLE', 'x', true)", "who the session is"],
+    ["select set_config('session_authorization', 'postgres', true)", "who the session is"],
+    ["select set_config('shardrouter.epoch', '999', true)", "router's own settings"],
+    ["select set_config(lower('ROLE'), 'x', true)", "named by an expression"],
+    ["select set_config($1, 'x', true)", "named by an expression"],
     ["select setseed(0.5)", "session settings"],
     ["select pg_advisory_lock(42)", "session advisory locks"], ['select "pg_advisory_lock"(42)', "session advisory locks"],
     ["select /* odd */ pg_catalog . /* places */ pg_try_advisory_lock(1)", "session advisory locks"],
