@@ -162,12 +162,13 @@ export class Recovery {
     }
     if (recorded.rows.length) return "abort";
     const stands = (await run(readDecision)).rows[0]?.values;
-    const decision: Decision = String(stands?.[0].kind.value) === "commit" ? "commit" : "abort";
+    if (!stands) return "abort";
+    const decision: Decision = String(stands[0].kind.value) === "commit" ? "commit" : "abort";
     // A decision counts only if it was recorded by the transaction's own caller (the role that
     // prepared it, or another login of the same identity) or by a router: callers may insert
     // decisions (their home commits write one), and one could otherwise decide another's transaction.
-    const by = stands?.[1].kind.case === "stringValue" ? stands[1].kind.value : undefined;
-    if (by !== undefined && by !== owner && by !== writerOf(home).user && !this.sameCaller(by, owner)) {
+    const by = stands[1].kind.case === "stringValue" ? stands[1].kind.value : undefined;
+    if (by === undefined || (by !== owner && by !== writerOf(home).user && !this.sameCaller(by, owner))) {
       throw new Error(`the decision for ${gid} on its home ${home.name} was recorded by role ${by}, not by the role that prepared it (${owner}): ` +
         "left in doubt for an operator");
     }

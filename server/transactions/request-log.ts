@@ -57,7 +57,12 @@ const requestLogSchema = [
   // Who decided: the role whose transaction wrote it (a caller's login under auth), or a router's.
   // Always the default, never a value: grant callers INSERT (gid, decision) only, and no caller can
   // write a decision in another role's name (recovery trusts only the transaction's own; recovery.ts).
-  "alter table shardrouter.commit_decisions add column if not exists prepared_by text default current_user",
+  "alter table shardrouter.commit_decisions add column if not exists prepared_by text not null default current_user",
+  // And the database holds to it whatever a caller was granted: any value written is replaced.
+  `create or replace function shardrouter.decided_by_current_user() returns trigger language plpgsql as
+     'begin new.prepared_by := current_user; return new; end'`,
+  `create or replace trigger commit_decisions_decided_by before insert or update on shardrouter.commit_decisions
+     for each row execute function shardrouter.decided_by_current_user()`,
 ];
 
 /** The commit point of a transaction over several shards: in the home shard's transaction, just before its COMMIT. */
@@ -110,7 +115,7 @@ export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): 
   const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
   const exists = await run(`select exists (select 1 from pg_attribute where attrelid = to_regclass('shardrouter.requests') and attname = 'home_key' and not attisdropped)
     and to_regclass('shardrouter.requests_created_at') is not null and to_regclass('shardrouter.commit_decisions_decided_at') is not null
-    and exists (select 1 from pg_attribute where attrelid = to_regclass('shardrouter.commit_decisions') and attname = 'prepared_by' and not attisdropped) as present`);
+    and exists (select 1 from pg_trigger where tgrelid = to_regclass('shardrouter.commit_decisions') and tgname = 'commit_decisions_decided_by') as present`);
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.

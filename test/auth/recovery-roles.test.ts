@@ -147,8 +147,16 @@ test("a decision recorded in another role's name is not trusted: the transaction
     // beta may insert decisions (its own home commits do), but never in another role's name …
     const forged = await asBeta.executeOnShard({ key: homeKey, sql: "insert into shardrouter.commit_decisions (gid, decision, prepared_by) values ($1, 'commit', 'alpha_rw')", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: victim.gid } }] }).then(() => undefined, (e) => e);
     assert.is(forged?.code, 7 /* PermissionDenied */, "prepared_by is not beta's to write");
-    // … and one in its own name does not decide alpha's transaction.
-    await asBeta.executeOnShard({ key: homeKey, sql: "insert into shardrouter.commit_decisions (gid, decision) values ($1, 'commit')", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: victim.gid } }] });
+    // … not even where an operator granted it INSERT on the whole table: the database writes the
+    // role that inserted, whatever the statement says, and a decision in beta's name does not decide
+    // alpha's transaction.
+    const homeNode = t.cluster.shards.find((x) => x.name === homeOf(victim.gid))!.nodes[0];
+    await t.direct(homeNode).unsafe("grant insert on shardrouter.commit_decisions to beta_rw");
+    await asBeta.executeOnShard({ key: homeKey, sql: "insert into shardrouter.commit_decisions (gid, decision, prepared_by) values ($1, 'commit', 'alpha_rw')", params: [{ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: victim.gid } }] });
+    const [row] = await t.direct(homeNode)`select prepared_by from shardrouter.commit_decisions where gid = ${victim.gid}`;
+    assert.is(row.prepared_by, "beta_rw", "written as the role that inserted it");
+    await t.direct(homeNode).unsafe("revoke insert on shardrouter.commit_decisions from beta_rw");
+    await t.direct(homeNode).unsafe("grant insert (gid, decision) on shardrouter.commit_decisions to beta_rw");
   } finally {
     await recovering.kill("SIGINT");
   }
