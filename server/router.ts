@@ -173,7 +173,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   const coordinator = new Coordinator({ ids, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs,
     settleTimeoutMs: (config.pool.statementTimeoutMs || 30_000) + config.pool.connectTimeoutMs, inflight, observer: obs.transactions });
   const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, obs.transactions,
-    (role) => auth?.logins.find((l) => l.user === role), (a, b) => auth?.sameCaller(a, b) ?? false);
+    (role) => auth?.logins.find((l) => l.user === role), (a, b, routerUser) => auth?.sameCaller(a, b, routerUser) ?? false);
   // Best effort: a shard that is down now gets its table on its first transaction.
   await Promise.all(shards.shards.map((s) => ensureRequestLog(s, AbortSignal.timeout(10_000)).catch(() => {})));
   recovery.start();
@@ -223,6 +223,9 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     await shards.close();
     await catalog?.close();
     throw new Error(`cannot listen on ${config.listen.host}:${config.listen.port}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  if (auth && !tls && !/^(127\.|::1$|localhost$)/.test(config.listen.host)) {
+    logger.warn({ host: config.listen.host }, "auth is on without listen.tls: bearer tokens and API keys cross the network in clear; give listen.tls, or listen on 127.0.0.1 behind a TLS proxy");
   }
   return {
     url: `${tls ? "https" : "http"}://${config.listen.host}:${listener.port}`,

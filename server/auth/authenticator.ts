@@ -56,10 +56,13 @@ export class Authenticator {
     return this.state.identities.flatMap((c) => c.logins);
   }
 
-  /** Whether two Postgres roles are logins of one identity (its login on one shard, and on another). */
-  sameCaller(a: string, b: string): boolean {
+  /**
+   * Whether two Postgres roles are logins of one identity (its login on one shard, and on another);
+   * `routerUser` is the router's own, which an identity with login "router" uses where it has no other.
+   */
+  sameCaller(a: string, b: string, routerUser: string): boolean {
     return this.state.identities.some((c) => {
-      const users = c.logins.map((l) => l.user);
+      const users = [...c.logins.map((l) => l.user), ...(c.usesRouterLogin ? [routerUser] : [])];
       return users.includes(a) && users.includes(b);
     });
   }

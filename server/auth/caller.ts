@@ -10,6 +10,8 @@ import type { IdentityConfig } from "./auth-config.js";
 export class Caller {
   readonly identity: string;
   readonly maxConcurrent: number;
+  /** Runs as the router's own login on the shards without a login of their own (login "router"). */
+  readonly usesRouterLogin: boolean;
   private readonly login: Login | undefined;
   private readonly shardLogins: Map<string, Login>;
   /** "Service/Method", "Service/*" or "*" (Service: the short name, e.g. RouterService). */
@@ -18,6 +20,7 @@ export class Caller {
   constructor(config: IdentityConfig) {
     this.identity = config.name;
     this.maxConcurrent = config.maxConcurrent;
+    this.usesRouterLogin = config.login === "router";
     this.login = config.login === "router" ? undefined : { user: config.login.user, password: passwordOf(config.login) };
     this.shardLogins = new Map(Object.entries(config.shardLogins).map(([shard, l]) => [shard, { user: l.user, password: passwordOf(l) }]));
     this.rights = new Set(config.rpcs);

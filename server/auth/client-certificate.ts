@@ -11,8 +11,13 @@ export type CertificateCheck =
 
 export function clientCertificate(socket: unknown): CertificateCheck {
   const tls = socket as Partial<TLSSocket> | undefined;
-  if (!tls || typeof tls.getPeerCertificate !== "function") return undefined;
-  const cert = tls.getPeerCertificate();
+  let cert: ReturnType<TLSSocket["getPeerCertificate"]> | undefined;
+  try {
+    if (!tls || typeof tls.getPeerCertificate !== "function") return undefined;
+    cert = tls.getPeerCertificate();
+  } catch {
+    return undefined; // an HTTP/2 session already gone: no certificate to trust
+  }
   if (!cert || Object.keys(cert).length === 0) return undefined;
   if (!tls.authorized) return { ok: false, reason: `the client certificate was refused (${tls.authorizationError ?? "not verified"})` };
   return { ok: true, sans: subjectAltNames(cert.subjectaltname) };

@@ -187,7 +187,8 @@ export function loadConfigFile(path: string): Config {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+    // Not the parser's message: it quotes the text around the error, which may be a password.
+    throw new ConfigError(`config file ${path} is not valid JSON${jsonErrorLine(text, err)}`);
   }
   return parseConfig(raw, path);
 }
@@ -199,4 +200,11 @@ export function passwordOf(c: { password?: string; passwordEnv?: string }): stri
 
 function formatPath(path: PropertyKey[]): string {
   return path.reduce<string>((acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), "") || "(top level)";
+}
+
+/** " (line N)" where the parser stopped, when it says (a position), else "". */
+function jsonErrorLine(text: string, err: unknown): string {
+  const at = /position (\d+)/.exec((err as Error).message ?? "");
+  if (!at) return "";
+  return ` (line ${text.slice(0, Number(at[1])).split("\n").length})`;
 }

@@ -28,6 +28,9 @@ export function authInterceptor(auth: Authenticator): Interceptor {
       admitted.release();
       return res;
     }
+    // A stream's slot comes back when it ends, or when the call does (a generator never started
+    // never runs its finally).
+    req.signal.addEventListener("abort", () => admitted.release(), { once: true });
     return { ...res, message: releasedAtEnd(res.message, admitted) };
   };
 }

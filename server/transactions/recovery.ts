@@ -34,7 +34,7 @@ const listPrepared = `select gid, (extract(epoch from now() - prepared) * 1000):
 export type LoginOfRole = (role: string) => Login | undefined;
 
 /** Whether two roles are logins of one caller identity (auth: its login differs per shard). */
-export type SameCaller = (a: string, b: string) => boolean;
+export type SameCaller = (a: string, b: string, routerUser: string) => boolean;
 
 export class Recovery {
   /** Prepared transactions of our prefix left unresolved by the last round. */
@@ -168,7 +168,7 @@ export class Recovery {
     // prepared it, or another login of the same identity) or by a router: callers may insert
     // decisions (their home commits write one), and one could otherwise decide another's transaction.
     const by = stands[1].kind.case === "stringValue" ? stands[1].kind.value : undefined;
-    if (by === undefined || (by !== owner && by !== writerOf(home).user && !this.sameCaller(by, owner))) {
+    if (by === undefined || (by !== owner && by !== writerOf(home).user && !this.sameCaller(by, owner, writerOf(home).user))) {
       throw new Error(`the decision for ${gid} on its home ${home.name} was recorded by role ${by}, not by the role that prepared it (${owner}): ` +
         "left in doubt for an operator");
     }

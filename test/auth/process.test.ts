@@ -78,6 +78,14 @@ test("SIGHUP: a revoked key stops working without a restart; a broken auth secti
   await waitFor("the bad reload to be logged", () => (router!.output().includes("auth not reloaded") ? true : undefined));
   await call(kept.key);
   await assertCode(call(revoked.key), Code.Unauthenticated, "still revoked");
+  // A file that is not JSON at all: the parser's message would quote it, password included.
+  const secret = "s3cr3t-Pa55-unquoted";
+  writeFileSync(router.configFile, `{ "auth": { "identities": [ { "login": { "user": "x", "password": ${secret} } } ] } }`);
+  const lines = router.output().split("\n").length;
+  router.process.kill("SIGHUP");
+  await waitFor("the unreadable file to be logged", () => (router!.output().split("\n").slice(lines - 1).join("\n").includes("is not valid JSON") ? true : undefined));
+  assert.not.match(router.output(), secret);
+  await call(kept.key);
   assert.not.match(router.output(), kept.key);
   assert.not.match(router.output(), revoked.key);
 });
