@@ -54,6 +54,30 @@ const requestLogSchema = [
      decision text not null check (decision in ('commit', 'abort')),
      decided_at timestamptz not null default now())`,
   "create index if not exists commit_decisions_decided_at on shardrouter.commit_decisions using brin (decided_at)",
+  // Each record belongs to the login whose transaction wrote it (a caller identity's under auth). The
+  // column is added without a rewrite (a constant default), under a short lock wait like the index.
+  `if not exists (select 1 from pg_attribute where attrelid = 'shardrouter.requests'::regclass and attname = 'owner' and not attisdropped) then
+     perform set_config('lock_timeout', '200ms', true);
+     alter table shardrouter.requests add column owner text not null default session_user;
+   end if`,
+  // Callers reach the records only through these functions, which run as the table's owner and see,
+  // write and answer only the records of the calling login (session_user: a SECURITY DEFINER function
+  // does not change it). So a caller role needs no privilege on the table: it cannot read another
+  // identity's responses, nor change the record that makes another's retry a replay.
+  `create or replace function shardrouter.find_request(p_home_key text, p_request_id text)
+     returns table (request_hash bytea, response bytea) language sql stable security definer
+     set search_path = pg_catalog, pg_temp as $f$
+       select r.request_hash, r.response from shardrouter.requests r
+        where r.home_key in (p_home_key, '') and r.request_id = p_request_id and r.owner = session_user
+        order by r.home_key desc limit 1 $f$`,
+  `create or replace function shardrouter.insert_request(p_home_key text, p_request_id text, p_hash bytea, p_transaction_id text)
+     returns void language sql security definer set search_path = pg_catalog, pg_temp as $f$
+       insert into shardrouter.requests (home_key, request_id, request_hash, transaction_id, owner)
+       values (p_home_key, p_request_id, p_hash, p_transaction_id, session_user) $f$`,
+  `create or replace function shardrouter.store_response(p_home_key text, p_request_id text, p_response bytea)
+     returns void language sql security definer set search_path = pg_catalog, pg_temp as $f$
+       update shardrouter.requests set response = p_response
+        where home_key = p_home_key and request_id = p_request_id and owner = session_user $f$`,
   // Who decided: the role whose transaction wrote it (a caller's login under auth), or a router's.
   // Always the default, never a value: grant callers INSERT (gid, decision) only, and no caller can
   // write a decision in another role's name (recovery trusts only the transaction's own; recovery.ts).
@@ -100,10 +124,13 @@ export const deleteExpiredRequests = `with doomed as (
 /** The request log as the resharder moves it: with the key it is kept under. */
 export const requestLogTable = { name: "shardrouter.requests", keyColumn: "home_key" } as const;
 
-export const insertRequest = "insert into shardrouter.requests (home_key, request_id, request_hash, transaction_id) values ($1, $2, $3, $4)";
-/** The record of a request, kept under its home key or (written by the log's first layout) under ''. */
-export const findInTransaction = "select request_hash, response from shardrouter.requests where home_key in ($1, '') and request_id = $2 order by home_key desc limit 1";
-export const storeResponse = "update shardrouter.requests set response = $3 where home_key = $1 and request_id = $2";
+// Inside a caller's transaction, as its login: through the functions above, its own records only.
+export const insertRequest = "select shardrouter.insert_request($1, $2, $3, $4)";
+/** The caller's record of a request, kept under its home key or (written by the log's first layout) under ''. */
+export const findInTransaction = "select request_hash, response from shardrouter.find_request($1, $2)";
+export const storeResponse = "select shardrouter.store_response($1, $2, $3)";
+/** Any login's record (the router's own reads, outside a transaction). */
+const findAnyRecord = "select request_hash, response from shardrouter.requests where home_key in ($1, '') and request_id = $2 order by home_key desc limit 1";
 
 export const text = (s: string): RawParam => ({ text: s, oid: 0 });
 export const bytes = (b: Uint8Array): RawParam => ({ text: "\\x" + Buffer.from(b).toString("hex"), oid: Oid.bytea });
@@ -115,7 +142,8 @@ export async function ensureRequestLog(shard: ShardNodes, signal: AbortSignal): 
   const run = (sql: string) => executeStatement({ shard: shard.name, pool: writerOf(shard), sql, params: [], signal, budget: newBudget(10, 1 << 16) });
   const exists = await run(`select exists (select 1 from pg_attribute where attrelid = to_regclass('shardrouter.requests') and attname = 'home_key' and not attisdropped)
     and to_regclass('shardrouter.requests_created_at') is not null and to_regclass('shardrouter.commit_decisions_decided_at') is not null
-    and exists (select 1 from pg_trigger where tgrelid = to_regclass('shardrouter.commit_decisions') and tgname = 'commit_decisions_decided_by') as present`);
+    and exists (select 1 from pg_trigger where tgrelid = to_regclass('shardrouter.commit_decisions') and tgname = 'commit_decisions_decided_by')
+    and to_regprocedure('shardrouter.store_response(text,text,bytea)') is not null as present`);
   if (exists.rows[0].values[0].kind.value === true) return;
   for (const ddl of requestLogSchema) {
     // A single statement is its own transaction; the lock keeps concurrent CREATE ... IF NOT EXISTS apart.
@@ -130,7 +158,7 @@ export async function findRequest(shard: ShardNodes, homeKey: string, requestId:
   try {
     result = await executeStatement({
       shard: shard.name, pool: writerOf(shard), signal, budget: newBudget(2, 64 << 20),
-      sql: findInTransaction,
+      sql: findAnyRecord,
       params: [text(homeKey), text(requestId)],
     });
   } catch (err) {
@@ -146,7 +174,7 @@ export async function findRequest(shard: ShardNodes, homeKey: string, requestId:
 /** The request log is missing on a shard, or has its first layout: ensureRequestLog, then again. */
 export function needsRequestLog(err: unknown): boolean {
   return err instanceof ConnectError && err.code === Code.InvalidArgument &&
-    /relation "shardrouter\.(requests|commit_decisions)" does not exist|schema "shardrouter" does not exist|column "(home_key|prepared_by)"( of relation "(requests|commit_decisions)")? does not exist/.test(err.rawMessage);
+    /relation "shardrouter\.(requests|commit_decisions)" does not exist|schema "shardrouter" does not exist|column "?(r\.)?(home_key|prepared_by|owner)"?( of relation "(requests|commit_decisions)")? does not exist|function shardrouter\.(find_request|insert_request|store_response)\(/.test(err.rawMessage);
 }
 
 function quote(s: string): string {

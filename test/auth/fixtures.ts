@@ -147,7 +147,7 @@ export async function ensureRole(admin: postgres.Sql, role: string, password: st
     const [{ log }] = await tx<{ log: boolean }[]>`select to_regclass('shardrouter.requests') is not null as log`;
     if (log) {
       await tx.unsafe(`grant usage on schema shardrouter to ${q}`);
-      await tx.unsafe(`grant select, insert, update on shardrouter.requests to ${q}`);
+      // No privilege on shardrouter.requests: its records are reached through its functions only.
       // Decisions: the two columns a home commit writes; prepared_by is always its default, the role.
       await tx.unsafe(`grant insert (gid, decision) on shardrouter.commit_decisions to ${q}`);
     }

@@ -130,6 +130,30 @@ test("a caller's function that switches role inside its transaction does not cha
   assert.equal(await balances([from, to]), [before[0] - 3n, before[1] + 3n]);
 });
 
+test("an identity can neither read nor change another's idempotency records; the other's retry stays a replay", async () => {
+  const [from, to] = await crossShardPair(130);
+  const router = await startRouterProcess(t.cluster, { config: config(idle) });
+  const str = (value: string) => ({ $typeName: "shardrouter.v1.Value" as const, kind: { case: "stringValue" as const, value } });
+  try {
+    const asAlpha = clientFor(RouterService, router.url, "connect-json", { token: alpha.key });
+    const asBeta = clientFor(RouterService, router.url, "connect-json", { token: beta.key });
+    const req = { fromKey: from, toKey: to, amount: 2n, requestId: `alpha-${randomUUID()}` };
+    const first = await asAlpha.transfer(req);
+    const homeKey = [from, to].sort()[0];
+    const denied = await asBeta.executeOnShard({ key: homeKey, sql: "select response from shardrouter.requests" }).then(() => undefined, (e) => e);
+    assert.is(denied?.code, 7 /* PermissionDenied */, "no privilege on the table");
+    const seen = await asBeta.executeOnShard({ key: homeKey, sql: "select * from shardrouter.find_request($1, $2)", params: [str(homeKey), str(req.requestId)] });
+    assert.is(seen.result!.rows.length, 0, "another login's record is not found");
+    await asBeta.executeOnShard({ key: homeKey, sql: "select shardrouter.store_response($1, $2, '\\x00')", params: [str(homeKey), str(req.requestId)] });
+    const again = await asAlpha.transfer(req);
+    assert.ok(again.replayed, "still a replay");
+    assert.is(again.transactionId, first.transactionId);
+    assert.is(again.fromBalance, first.fromBalance, "the stored answer, untouched");
+  } finally {
+    await router.kill("SIGINT");
+  }
+});
+
 test("a decision recorded in another role's name is not trusted: the transaction stays in doubt, nothing is committed", async () => {
   const [from, to] = await crossShardPair(70);
   const before = await balances([from, to]);
