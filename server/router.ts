@@ -238,6 +238,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       } catch (err) {
         throw new ConfigError((err as Error).message);
       }
+      for (const shard of shards.shards) for (const node of shard.nodes) node.keepLogins(auth.logins);
     },
     planner,
     routerId: ids.routerId,

@@ -44,6 +44,11 @@ export type { NodeStatus } from "./node-health.js";
 
 let preparedCount = 0;
 
+/** Pools are per login and password: a changed password is another pool. */
+function loginKey(login: Login): string {
+  return `${login.user}\u0000${login.password ?? ""}`;
+}
+
 /** A statement whose caller gave up while it waited for its connection: it never reached Postgres. */
 function cancelledBeforeSent(): Error {
   return Object.assign(new Error("statement cancelled before it was sent"), { code: "CANCELLED" });
@@ -174,10 +179,25 @@ export class NodePool {
     }
   }
 
+  /**
+   * Closes the pools of logins no identity uses any more (an auth reload revoked it, or changed its
+   * password): idle connections now, busy ones when their statements are done.
+   */
+  keepLogins(logins: readonly Login[]): void {
+    const keep = new Set(logins.map(loginKey));
+    const grace = (this.options.statementTimeoutMs || 30_000) + this.options.connectTimeoutMs;
+    for (const [key, pool] of this.loginPools) {
+      if (keep.has(key)) continue;
+      this.loginPools.delete(key);
+      const ending: Promise<void> = pool.retire(grace).finally(() => this.retiring.delete(ending));
+      this.retiring.add(ending);
+    }
+  }
+
   /** The pool of `login` (undefined: the router's own), opened on first use. */
   private poolFor(login: Login | undefined): ConnectionPool {
     if (!login) return this.pool;
-    const key = `${login.user}\u0000${login.password ?? ""}`;
+    const key = loginKey(login);
     let pool = this.loginPools.get(key);
     if (!pool) this.loginPools.set(key, (pool = new ConnectionPool(this.optionsFor(login), this.options.idleTimeoutMs)));
     return pool;

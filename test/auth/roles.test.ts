@@ -27,6 +27,7 @@ const readerPassword = "reader-Pa55-0193";
 const ordersPassword = "orders-Pa55-7734";
 const badPassword = "not-the-Pa55-4410";
 const lines: string[] = [];
+let authConfig: { identities: { name: string; [k: string]: unknown }[]; [k: string]: unknown };
 const str = (value: string): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value } });
 const readRights = ["RouterService/Route", "RouterService/ExecuteOnShard", "RouterService/ExecuteOnAll", "RouterService/GetTopology"];
 
@@ -48,7 +49,7 @@ test.before(async () => {
           await sql.end({ timeout: 5 });
         }
       }
-      return {
+      return authConfig = {
         jwt: { issuer, audience, algorithms: ["RS256"], jwksFile: keys.jwksFile },
         identities: [
           { name: "ops", apiKeys: [{ id: "ops", sha256: ops.sha256 }], login: "router", rpcs: ["*"] },
@@ -196,6 +197,20 @@ test("no token, key or password in any log line", async () => {
   // Nor their JWT body (a token's middle part would be as telling).
   const jwt = await keys.sign({ sub: "orders" });
   assert.not.ok(all.includes(jwt.split(".")[1]), "a JWT body appears in the log");
+});
+
+test("revoking an identity on reload closes its login's connections, and its key stops working", async () => {
+  const readerSessions = async () => {
+    let n = 0;
+    for (const s of t.cluster.shards) n += (await t.direct(s.nodes[0])`select count(*)::int as n from pg_stat_activity where usename = ${READER_ROLE} and application_name = 'shardrouter'`)[0].n;
+    return n;
+  };
+  await as(reader.key).executeOnAll({ sql: "select 1" });
+  assert.ok((await readerSessions()) > 0, "the reader has pooled connections");
+  t.router.reloadAuth({ ...authConfig, identities: authConfig.identities.filter((i) => i.name !== "reader") });
+  await waitFor("the reader's connections to close", async () => ((await readerSessions()) === 0 ? true : undefined));
+  await assertCode(as(reader.key).executeOnAll({ sql: "select 1" }), Code.Unauthenticated, "revoked");
+  await as(orders.key).executeOnAll({ sql: "select 1" }); // the others are served as before
 });
 
 test.run();
