@@ -7,7 +7,6 @@
 //               (recovery commits). The transaction id names the home, so recovery knows where to ask.
 // Shards are locked (connections reserved, statements run) in one global order, shard name, and
 // every lock wait is bounded by lock_timeout, so opposite transfers fail cleanly, never hang.
-import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
@@ -51,15 +50,6 @@ export interface TxPlan {
 /** Who runs a transaction (auth): its identity and its login on each shard. */
 export interface TxCaller { readonly identity: string; readonly loginFor: LoginFor }
 
-/**
- * The request's fingerprint: another identity's request under the same id is another request
- * (refused as a reused id, never answered with the first one's stored response).
- */
-export function requestFingerprint(body: Uint8Array, caller: TxCaller | undefined): Uint8Array {
-  const hash = createHash("sha256");
-  if (caller) hash.update(`identity:${caller.identity}\u0000`);
-  return hash.update(body).digest();
-}
 
 export interface TxOutcome { transactionId: string; twoPhase: boolean; shards: string[]; results: ResultSet[] }
 

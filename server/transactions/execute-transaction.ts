@@ -9,7 +9,8 @@ import type { Planner } from "../execution/planner.js";
 import { newBudget } from "../execution/shard-executor.js";
 import { checkStatement } from "../sql/statement-guard.js";
 import { encodeParam } from "../execution/value-codec.js";
-import { type Coordinator, requestFingerprint, type TxCaller, type TxOutcome, type TxStatement } from "./coordinator.js";
+import type { Coordinator, TxCaller, TxOutcome, TxStatement } from "./coordinator.js";
+import { requestFingerprint } from "./request-log.js";
 
 export const maxStatements = 1000;
 

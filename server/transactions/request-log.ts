@@ -2,6 +2,7 @@
 // written INSIDE the transaction: the record commits or rolls back together with the work, with or
 // without two-phase commit, so "was this request applied?" always has an exact answer. A retry
 // while the first attempt is still prepared waits on the record's key (bounded by lock_timeout).
+import { createHash } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
 import { Oid } from "../execution/pg-types.js";
@@ -131,6 +132,16 @@ export const findInTransaction = "select request_hash, response from shardrouter
 export const storeResponse = "select shardrouter.store_response($1, $2, $3)";
 /** Any login's record (the router's own reads, outside a transaction). */
 const findAnyRecord = "select request_hash, response from shardrouter.requests where home_key in ($1, '') and request_id = $2 order by home_key desc limit 1";
+
+/**
+ * The request's fingerprint: another identity's request under the same id is another request
+ * (refused as a reused id, never answered with the first one's stored response).
+ */
+export function requestFingerprint(body: Uint8Array, caller: { readonly identity: string } | undefined): Uint8Array {
+  const hash = createHash("sha256");
+  if (caller) hash.update(`identity:${caller.identity}\u0000`);
+  return hash.update(body).digest();
+}
 
 export const text = (s: string): RawParam => ({ text: s, oid: 0 });
 export const bytes = (b: Uint8Array): RawParam => ({ text: "\\x" + Buffer.from(b).toString("hex"), oid: Oid.bytea });

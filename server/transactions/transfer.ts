@@ -12,8 +12,8 @@ import type { Config } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
 import { Oid } from "../execution/pg-types.js";
 import { newBudget } from "../execution/shard-executor.js";
-import { type Coordinator, requestFingerprint, type TxCaller, type TxOutcome, type TxStatement } from "./coordinator.js";
-import { text } from "./request-log.js";
+import type { Coordinator, TxCaller, TxOutcome, TxStatement } from "./coordinator.js";
+import { requestFingerprint, text } from "./request-log.js";
 
 export interface TransferDeps { planner: Planner; coordinator: Coordinator; table: Config["transfer"] }
 
