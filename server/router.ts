@@ -173,7 +173,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   const coordinator = new Coordinator({ ids, failpoints: Failpoints.fromEnv(tx.failpoints), lockTimeoutMs: tx.lockTimeoutMs,
     settleTimeoutMs: (config.pool.statementTimeoutMs || 30_000) + config.pool.connectTimeoutMs, inflight, observer: obs.transactions });
   const recovery = new Recovery(shards, decisions, ids, inflight, { graceMs: tx.inDoubtGraceMs, intervalMs: tx.recoveryIntervalMs }, obs.transactions,
-    (role) => auth?.logins.find((l) => l.user === role), (a, b, routerUser) => auth?.sameCaller(a, b, routerUser) ?? false);
+    (role) => auth?.loginOfRole(role), (a, b, routerUser) => auth?.sameCaller(a, b, routerUser) ?? false);
   // Best effort: a shard that is down now gets its table on its first transaction.
   await Promise.all(shards.shards.map((s) => ensureRequestLog(s, AbortSignal.timeout(10_000)).catch(() => {})));
   recovery.start();

@@ -10,6 +10,7 @@ import { type AuthConfig, authProblems } from "./auth-config.js";
 import { Caller, rightsProblems } from "./caller.js";
 import { clientCertificate } from "./client-certificate.js";
 import { JwtVerifier, TokenRefused } from "./jwt-verifier.js";
+import type { Login } from "../shards/node-pool.js";
 
 /** A call let in: its caller, and the slot it holds until `release`. */
 export interface Admitted { readonly caller: Caller; release(): void }
@@ -32,6 +33,11 @@ export class Authenticator {
   private state: State;
   private readonly tokens = new Map<string, { caller: Caller; expiresAtMs: number }>();
   private readonly inFlight = new Map<string, number>();
+  /**
+   * Every login an identity has had since this router started, by user: a reload that revokes an
+   * identity must not strand its prepared transactions, which only that role may finish.
+   */
+  private readonly everLogins = new Map<string, Login>();
 
   private constructor(private readonly services: DescService[], config: AuthConfig) {
     this.state = this.build(config);
@@ -47,13 +53,20 @@ export class Authenticator {
    * verified tokens are verified again. A config that fails leaves the one in force untouched.
    */
   reload(config: AuthConfig): void {
+    const before = this.logins;
     this.state = this.build(config);
     this.tokens.clear();
+    for (const login of before) this.everLogins.set(login.user, login);
   }
 
-  /** Every login an identity's SQL runs as (recovery settles transactions prepared under each). */
-  get logins() {
+  /** Every login an identity's SQL runs as now. */
+  get logins(): Login[] {
     return this.state.identities.flatMap((c) => c.logins);
+  }
+
+  /** The login of `role` for recovery: an identity's now, or one it had before a reload revoked it. */
+  loginOfRole(role: string): Login | undefined {
+    return this.logins.find((l) => l.user === role) ?? this.everLogins.get(role);
   }
 
   /**
@@ -78,7 +91,7 @@ export class Authenticator {
       open,
       jwt: config.jwt && JwtVerifier.load(config.jwt),
       bySubject: new Map(identities.flatMap((c, i) => config.identities[i].jwtSubjects.map((s) => [s, c] as const))),
-      bySan: new Map(identities.flatMap((c, i) => config.identities[i].certificateSans.map((s) => [s, c] as const))),
+      bySan: new Map(identities.flatMap((c, i) => config.identities[i].certificateSans.map((s) => [sanKey(s), c] as const))),
       keys: new ApiKeys(identities.flatMap((c, i) => config.identities[i].apiKeys.map((k) => ({ sha256: k.sha256, owner: c })))),
       identities,
     };
@@ -106,10 +119,9 @@ export class Authenticator {
     const cert = clientCertificate(socket);
     if (cert === undefined) throw unauthenticated("this router needs credentials: send \"authorization: Bearer <token>\" (a JWT or an API key) or a client certificate");
     if (!cert.ok) throw unauthenticated(cert.reason);
-    for (const san of cert.sans) {
-      const caller = state.bySan.get(san);
-      if (caller) return caller;
-    }
+    const named = new Set(cert.sans.map((san) => state.bySan.get(sanKey(san))).filter((c): c is Caller => c !== undefined));
+    if (named.size === 1) return [...named][0];
+    if (named.size > 1) throw unauthenticated(`the client certificate names ${named.size} identities (${[...named].map((c) => c.identity).join(", ")}): it proves none of them`);
     throw unauthenticated(`the client certificate names no identity on this router (its subject alternative names: ${cert.sans.join(", ") || "none"})`);
   }
 
@@ -159,6 +171,11 @@ export class Authenticator {
       },
     };
   }
+}
+
+/** DNS names compare without regard to case (RFC 4343); every other kind exactly. */
+function sanKey(san: string): string {
+  return san.startsWith("DNS:") ? san.toLowerCase() : san;
 }
 
 function unauthenticated(message: string): ConnectError {

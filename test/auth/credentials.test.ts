@@ -26,7 +26,7 @@ test.before(async () => {
     identities: [{
       name: "orders", jwtSubjects: ["orders"], certificateSans: ["DNS:orders"], login: "router", rpcs: ["RouterService/*"],
       apiKeys: extra.apiKeys ?? [{ id: "orders-1", sha256: orders.sha256 }, { id: "spare-1", sha256: spare.sha256 }],
-    }],
+    }, { name: "billing", certificateSans: ["DNS:billing"], login: "router", rpcs: ["RouterService/Route"] }],
   });
   t = await startTestRouter({ shards: 2, auth: () => authConfig(), tls: { certFile: certs.serverCert, keyFile: certs.serverKey, clientCaFile: certs.ca } });
 });
@@ -163,6 +163,8 @@ test("mTLS: a certificate of the CA with the identity's SAN is let in; none, ano
     await refused(protocol, { tls: certs.client("untrusted") }, "untrusted CA", "refused");
     await refused(protocol, { tls: certs.client("expired") }, "expired certificate", "CERT_HAS_EXPIRED");
     await refused(protocol, { tls: certs.client("lookalike") }, "look-alike SAN orders-evil", "names no identity");
+    await ok(protocol, { tls: certs.client("uppercase") }, "DNS:ORDERS is DNS:orders (DNS names ignore case)");
+    await refused(protocol, { tls: certs.client("two-identities") }, "a certificate naming two identities", "proves none of them");
   }
 });
 

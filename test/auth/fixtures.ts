@@ -64,7 +64,7 @@ export interface Certificates {
   /** A second CA's certificate, unrelated to the first. */
   otherCa: string;
   /** Client key + certificate pairs (PEM text). */
-  client(name: "orders" | "lookalike" | "expired" | "untrusted"): { cert: string; key: string };
+  client(name: "orders" | "lookalike" | "expired" | "untrusted" | "uppercase" | "two-identities"): { cert: string; key: string };
   /** The files of a client certificate (one of `clients`, CN = its name, signed by the CA). */
   clientFiles(name: string): { certFile: string; keyFile: string };
   caPem: Buffer;
@@ -91,6 +91,8 @@ export function certificates(clients: string[] = []): Certificates {
   issue("lookalike", "DNS:orders-evil");
   issue("expired", "DNS:orders", { days: "-1" });
   issue("untrusted", "DNS:orders", { ca: "other-ca" });
+  issue("uppercase", "DNS:ORDERS");
+  issue("two-identities", "DNS:orders,DNS:billing");
   for (const name of clients) issue(name, `DNS:${name}`);
   return {
     dir, ca: at("ca.crt"), otherCa: at("other-ca.crt"), serverCert: at("server.crt"), serverKey: at("server.key"),

@@ -4,6 +4,7 @@
 // the failpoint after_decision); the next router settles both, each as its owner, and the home's
 // decision names the role that made it.
 import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import * as assert from "uvu/assert";
 import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import { devConfig } from "../../server/dev-cluster/dev-config.js";
@@ -83,6 +84,29 @@ test("transactions prepared under two roles are committed by recovery after a ro
   const decided: string[] = [];
   for (const sh of t.cluster.shards) decided.push(...(await t.direct(sh.nodes[0])<{ r: string }[]>`select prepared_by as r from shardrouter.commit_decisions where decision = 'commit'`).map((x) => x.r));
   assert.equal(decided.sort(), ["alpha_rw", "beta_rw"]);
+});
+
+test("an identity revoked by a reload while its transaction is in doubt: recovery still settles it as that role", async () => {
+  const [from, to] = await crossShardPair(160);
+  const before = await balances([from, to]);
+  const settler = await startRouterProcess(t.cluster, { config: config({ recoveryIntervalMs: 100, inDoubtGraceMs: 4000 }) });
+  try {
+    const doomed = await startRouterProcess(t.cluster, { config: config(idle), failpoints: "after_decision" });
+    await clientFor(RouterService, doomed.url, "connect-json", { token: alpha.key }).transfer({ fromKey: from, toKey: to, amount: 4n, requestId: randomUUID() }).catch(() => {});
+    assert.is(await doomed.exited, "SIGKILL");
+    assert.equal((await prepared()).map((p) => p.owner), ["alpha_rw"]);
+    // alpha is revoked while its transaction waits out the grace period (4 s from its PREPARE).
+    const withoutAlpha = config({ recoveryIntervalMs: 100, inDoubtGraceMs: 4000 }) as { auth: { identities: { name: string }[] } };
+    withoutAlpha.auth.identities = withoutAlpha.auth.identities.filter((i) => i.name !== "alpha");
+    writeFileSync(settler.configFile, JSON.stringify({ ...withoutAlpha, listen: { host: "127.0.0.1", port: Number(new URL(settler.url).port) } }));
+    settler.process.kill("SIGHUP");
+    await waitFor("the reload", () => (settler.output().includes("auth reloaded") ? true : undefined));
+    assert.ok((await prepared()).length === 1, "still prepared when alpha was revoked");
+    await waitFor("recovery to settle it", async () => ((await prepared()).length === 0 ? true : undefined), 20_000);
+  } finally {
+    await settler.kill("SIGINT");
+  }
+  assert.equal(await balances([from, to]), [before[0] - 4n, before[1] + 4n], "committed everywhere");
 });
 
 test("the router's own login cannot finish another role's prepared transaction (why recovery logs in as the owner)", async () => {
