@@ -6,7 +6,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { RouterService } from "../gen/shardrouter/v1/router_pb.js";
 import { readFileSync } from "node:fs";
 import * as reflectionV1 from "../gen/grpc/reflection/v1/reflection_pb.js";
-import { type AuthConfig, AuthConfigSchema } from "./auth/auth-config.js";
+import { AuthConfigSchema } from "./auth/auth-config.js";
 import { Authenticator } from "./auth/authenticator.js";
 import { authInterceptor, withCaller, withPeer } from "./rpc/auth-interceptor.js";
 import { Catalog } from "./catalog/catalog.js";
@@ -71,7 +71,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   const logger = options.logger ?? (options.log ? lineLogger(options.log) : silentLogger());
   // Every service a right may name (AdminService too: a router without a catalog just does not serve it).
   const services = [RouterService, AdminService, Health, reflectionV1.ServerReflection];
-  const auth = config.auth && authenticatorFor(config.auth, services);
+  const auth = config.auth && Authenticator.create(config.auth, services);
   const tls = config.listen.tls && readTls(config.listen.tls);
   await loadParser(); // every statement is read with it: without it the router must not serve
   const catalog = config.catalog ? await Catalog.open(config.catalog) : undefined;
@@ -205,7 +205,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   // Binary unary RouterService calls take the fast path; everything else goes to connect-node.
   const unary = unaryHandler({
     service: RouterService, handlers, observer: obs.rpcs, requestIdOf: obs.requestIdOf, requestIdFrom: obs.requestIdFrom,
-    readMaxBytes, fallback: connectAdapter, admit: auth && ((method, authorization, socket) => auth.admit(method, authorization, socket)),
+    readMaxBytes, fallback: connectAdapter, admit: auth && auth.admit.bind(auth),
   });
   const handler = obs.withRequestIds(unary.http1);
   let listener: Listener;
@@ -233,11 +233,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       if (!auth) throw new ConfigError("this router was started without auth (--insecure): restart it to turn auth on");
       const parsed = AuthConfigSchema.safeParse(next);
       if (!parsed.success) throw new ConfigError(`auth is invalid:\n${parsed.error.issues.map((i) => `  auth.${i.path.join(".")}: ${i.message}`).join("\n")}`);
-      try {
-        auth.reload(parsed.data);
-      } catch (err) {
-        throw new ConfigError((err as Error).message);
-      }
+      auth.reload(parsed.data);
       for (const shard of shards.shards) for (const node of shard.nodes) node.keepLogins(auth.logins);
     },
     planner,
@@ -260,13 +256,6 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   };
 }
 
-function authenticatorFor(config: AuthConfig, services: Parameters<typeof Authenticator.create>[1]): Authenticator {
-  try {
-    return Authenticator.create(config, services);
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
-}
 
 function readTls(files: NonNullable<Config["listen"]["tls"]>): { cert: Buffer; key: Buffer; ca?: Buffer } {
   const read = (what: string, path: string) => {

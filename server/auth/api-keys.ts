@@ -1,7 +1,7 @@
 // Static API keys: the config holds only each key's SHA-256. A presented key is hashed and compared
 // with every configured hash in constant time (timingSafeEqual on equal-length digests, so it never
 // throws on a key of another length, and no early exit tells which hash came close).
-import { createHash, hash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 
 export interface KeyOwner<T> { digest: Buffer; owner: T }
 
@@ -27,5 +27,5 @@ export function sha256(text: string): Buffer {
 }
 
 export function sha256Hex(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
+  return hash("sha256", text, "hex");
 }

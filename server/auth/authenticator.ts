@@ -5,6 +5,7 @@
 // (resource_exhausted, counted per identity, so one noisy identity never takes another's share).
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ConfigError } from "../config/config.js";
 import { ApiKeys, sha256 } from "./api-keys.js";
 import { type AuthConfig, authProblems } from "./auth-config.js";
 import { Caller, rightsProblems } from "./caller.js";
@@ -82,7 +83,7 @@ export class Authenticator {
 
   private build(config: AuthConfig): State {
     const problems = [...authProblems(config), ...rightsProblems(config.identities, this.services)];
-    if (problems.length) throw new Error(`auth config is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
+    if (problems.length) throw new ConfigError(`auth config is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
     const identities = config.identities.map((i) => new Caller(i));
     const open = new Set<string>();
     if (config.open.health) open.add(healthService);

@@ -4,6 +4,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createLocalJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from "jose";
+import { ConfigError } from "../config/config.js";
 import type { AuthConfig } from "./auth-config.js";
 
 type JwtConfig = NonNullable<AuthConfig["jwt"]>;
@@ -22,18 +23,18 @@ export class JwtVerifier {
       try {
         jwks = JSON.parse(readFileSync(config.jwksFile, "utf8"));
       } catch (err) {
-        throw new Error(`auth.jwt.jwksFile ${config.jwksFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        throw new ConfigError(`auth.jwt.jwksFile ${config.jwksFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
       }
       try {
         return new JwtVerifier(config, createLocalJWKSet(jwks as never));
       } catch (err) {
-        throw new Error(`auth.jwt.jwksFile ${config.jwksFile} is not a JWK set: ${(err as Error).message}`);
+        throw new ConfigError(`auth.jwt.jwksFile ${config.jwksFile} is not a JWK set: ${(err as Error).message}`);
       }
     }
     try {
       return new JwtVerifier(config, createPublicKey(readFileSync(config.publicKeyFile!, "utf8")));
     } catch (err) {
-      throw new Error(`auth.jwt.publicKeyFile ${config.publicKeyFile}: ${(err as NodeJS.ErrnoException).code ?? "not a PEM public key or certificate"}`);
+      throw new ConfigError(`auth.jwt.publicKeyFile ${config.publicKeyFile}: ${(err as NodeJS.ErrnoException).code ?? "not a PEM public key or certificate"}`);
     }
   }
 

@@ -172,11 +172,14 @@ export class NodePool {
     const old = [this.pool, ...this.loginPools.values()];
     this.pool = new ConnectionPool(this.connectOptions, this.options.idleTimeoutMs);
     this.loginPools = new Map();
+    for (const pool of old) this.retirePool(pool);
+  }
+
+  /** Closes a pool once its statements are done (or after their deadline and a grace), tracked for close(). */
+  private retirePool(pool: ConnectionPool): void {
     const grace = (this.options.statementTimeoutMs || 30_000) + this.options.connectTimeoutMs;
-    for (const pool of old) {
-      const ending: Promise<void> = pool.retire(grace).finally(() => this.retiring.delete(ending));
-      this.retiring.add(ending);
-    }
+    const ending: Promise<void> = pool.retire(grace).finally(() => this.retiring.delete(ending));
+    this.retiring.add(ending);
   }
 
   /**
@@ -185,12 +188,10 @@ export class NodePool {
    */
   keepLogins(logins: readonly Login[]): void {
     const keep = new Set(logins.map(loginKey));
-    const grace = (this.options.statementTimeoutMs || 30_000) + this.options.connectTimeoutMs;
     for (const [key, pool] of this.loginPools) {
       if (keep.has(key)) continue;
       this.loginPools.delete(key);
-      const ending: Promise<void> = pool.retire(grace).finally(() => this.retiring.delete(ending));
-      this.retiring.add(ending);
+      this.retirePool(pool);
     }
   }
 

@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import * as assert from "uvu/assert";
 import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
@@ -13,6 +13,7 @@ import { processesInDir } from "../../server/dev-cluster/leftover-server.js";
 import { pickFreePorts } from "../../server/dev-cluster/ports.js";
 import { waitFor } from "../harness/router-cluster.js";
 import { test } from "../harness/uvu.js";
+import { assertCode } from "../auth/fixtures.js";
 import { plainRows } from "./values.js";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -36,12 +37,6 @@ async function postgresUnder(dir: string): Promise<number[]> {
 
 function exited(p: ChildProcess): Promise<number | null> {
   return p.exitCode !== null ? Promise.resolve(p.exitCode) : new Promise((resolve) => p.once("exit", (code) => resolve(code)));
-}
-
-async function assertCode(call: Promise<unknown>, code: Code): Promise<void> {
-  const err = await call.then(() => undefined, (e) => e);
-  assert.ok(err instanceof ConnectError, `expected a ConnectError ${Code[code]}, got ${err}`);
-  assert.is(Code[err.code], Code[code], err.message);
 }
 
 test.after(async () => {
