@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
-import { createClient } from "../sdk/src/node.js";
+import { createClient } from "../sdk/src/node.ts";
 import { RouterService } from "../gen/shardrouter/v1/router_pb.js";
 import { sha256Hex } from "../server/auth/api-keys.js";
 import { AuthConfigSchema } from "../server/auth/auth-config.js";

@@ -26,7 +26,7 @@ import postgres from "postgres";
 import type { LocalCluster } from "../server/dev-cluster/local-cluster.js";
 import { withNodeSql } from "../server/dev-cluster/node-sql.js";
 import { pickFreePorts } from "../server/dev-cluster/ports.js";
-import { type ShardRouterClient, createClient } from "../sdk/src/node.js";
+import { type ShardRouterClient, createClient } from "../sdk/src/node.ts";
 import { type BenchCluster, startBenchCluster } from "./bench-cluster.js";
 import type { CpuProbe } from "./closed-loop.js";
 import { executeOnShardBody, runH2load } from "./h2load.js";

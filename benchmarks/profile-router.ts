@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { spawnSync } from "node:child_process";
 import { startBenchCluster } from "./bench-cluster.js";
-import { createClient } from "../sdk/src/node.js";
+import { createClient } from "../sdk/src/node.ts";
 import { closedLoop } from "./closed-loop.js";
 import { executeOnShardBody, runH2load } from "./h2load.js";
 import { processCpuUs } from "./process-cpu.js";

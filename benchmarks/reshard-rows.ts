@@ -5,7 +5,7 @@
 import { createClient as connectClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AdminService, ReshardPhase } from "../gen/shardrouter/v1/admin_pb.js";
-import { type ShardRouterClient, createClient } from "../sdk/src/node.js";
+import { type ShardRouterClient, createClient } from "../sdk/src/node.ts";
 import type { BenchCluster } from "./bench-cluster.js";
 import type { Row, Rows } from "./rows.js";
 

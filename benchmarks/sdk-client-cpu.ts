@@ -9,10 +9,10 @@
 // Profile the client: node --cpu-prof --cpu-prof-dir=/tmp/prof --import tsx benchmarks/sdk-client-cpu.ts --only lean-connect
 import { parseArgs } from "node:util";
 import { Http2SessionManager, createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { ShardRouterClient } from "../sdk/src/client.js";
-import { createClient as createFetchClient } from "../sdk/src/index.js";
-import { createClient } from "../sdk/src/node.js";
-import { interceptorsOf } from "../sdk/src/transports.js";
+import { ShardRouterClient } from "../sdk/src/client.ts";
+import { createClient as createFetchClient } from "../sdk/src/index.ts";
+import { createClient } from "../sdk/src/node.ts";
+import { interceptorsOf } from "../sdk/src/transports.ts";
 import { startBenchCluster } from "./bench-cluster.js";
 import { closedLoop } from "./closed-loop.js";
 

@@ -2,7 +2,7 @@
 // local transaction straight to a shard with postgres.js (the floor: no router), Transfer on one shard
 // through the router (a local transaction plus its idempotency record), and Transfer across shards
 // (two-phase commit; the home shard commits in one phase with the decision in its own transaction).
-import type { ShardRouterClient } from "../sdk/src/index.js";
+import type { ShardRouterClient } from "../sdk/src/index.ts";
 import type { BenchCluster } from "./bench-cluster.js";
 import type { CpuProbe } from "./closed-loop.js";
 import type { Row, Rows } from "./rows.js";

@@ -2,7 +2,7 @@
 // run on one cluster: how much does atomicity across shards cost? (`npm run bench` runs these rows too.)
 //   npm run bench:transfer [-- --seconds 10 --concurrency 16]
 import { parseArgs } from "node:util";
-import { createClient } from "../sdk/src/node.js";
+import { createClient } from "../sdk/src/node.ts";
 import { startBenchCluster } from "./bench-cluster.js";
 import { processCpuUs, treeCpuUs } from "./process-cpu.js";
 import { Rows, markdownTable, runMetadata, writeResults } from "./rows.js";

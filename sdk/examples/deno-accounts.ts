@@ -3,7 +3,7 @@
 //   npm run example:deno      (or: deno run --config sdk/deno.json --allow-net=127.0.0.1 --allow-env sdk/examples/deno-accounts.ts acct-42)
 // node:process instead of the Deno namespace keeps this file type-checked by the repository's tsc too.
 import process from "node:process";
-import { Code, ConnectError, createClient } from "../src/index.js";
+import { Code, ConnectError, createClient } from "../src/index.ts";
 
 const baseUrl = process.env.SHARDROUTER_URL ?? "http://127.0.0.1:8080";
 const key = process.argv[2] ?? "acct-1";

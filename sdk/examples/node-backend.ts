@@ -4,7 +4,7 @@
 //                                     curl -X POST 'localhost:3000/transfers?from=acct-1&to=acct-2&amount=5'
 // Env: SHARDROUTER_URL (default http://127.0.0.1:8080), PORT (default 3000).
 import { createServer, type ServerResponse } from "node:http";
-import { Code, ConnectError, createClient, type ShardRouterError } from "../src/node.js";
+import { Code, ConnectError, createClient, type ShardRouterError } from "../src/node.ts";
 
 const router = createClient({
   baseUrl: process.env.SHARDROUTER_URL ?? "http://127.0.0.1:8080",

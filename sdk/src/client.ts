@@ -3,12 +3,12 @@
 // rejects that call's promise (InvalidArgument) before anything is sent.
 import { type CallOptions as ConnectCallOptions, type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { codeFromString } from "@connectrpc/connect/protocol-connect";
-import { ReadPreference, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
-import { TransactionOutcome, type TransferResponse } from "../../gen/shardrouter/v1/transactions_pb.js";
-import { toShardRouterError } from "./errors.js";
-import { type MergeOptions, mergeSpec } from "./merge-spec.js";
-import { type QueryResult, type Row, decodeResult } from "./results.js";
-import { type DecodeOptions, type SqlParam, encodeParams } from "./values.js";
+import { ReadPreference, RouterService } from "./gen/shardrouter/v1/router_pb.ts";
+import { TransactionOutcome, type TransferResponse } from "./gen/shardrouter/v1/transactions_pb.ts";
+import { toShardRouterError } from "./errors.ts";
+import { type MergeOptions, mergeSpec } from "./merge-spec.ts";
+import { type QueryResult, type Row, decodeResult } from "./results.ts";
+import { type DecodeOptions, type SqlParam, encodeParams } from "./values.ts";
 
 /** A shard key: a non-empty string, or an integer (its decimal text is the key). */
 export type ShardKey = string | number | bigint;

@@ -2,7 +2,7 @@
 // ShardRouterError, which adds the Postgres SQLSTATE and error fields when the router sent them as a
 // shardrouter.v1.PostgresErrorDetail.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type PostgresErrorDetail, PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
+import { type PostgresErrorDetail, PostgresErrorDetailSchema } from "./gen/shardrouter/v1/errors_pb.ts";
 
 /** What Postgres said when it rejected a statement (sqlstate, message, detail, hint, constraint, table, column), and where (shard, node). */
 export type PostgresError = Omit<PostgresErrorDetail, "$typeName">;

@@ -1,8 +1,8 @@
 // @shardrouter/sdk: the client for Node >= 20, Deno 2 and browsers (fetch; Connect or gRPC-Web).
 // In Node, "@shardrouter/sdk/node" is the same on Node's own HTTP stack (far less CPU per call), plus gRPC over HTTP/2.
-import { ShardRouterClient } from "./client.js";
-import { type TransportOptions, fetchTransport } from "./transports.js";
-import type { DecodeOptions } from "./values.js";
+import { ShardRouterClient } from "./client.ts";
+import { type TransportOptions, fetchTransport } from "./transports.ts";
+import type { DecodeOptions } from "./values.ts";
 
 export interface ClientOptions extends TransportOptions {
   /** How result cells become JS (timestamps as Date or text, json parsed or text). */
@@ -14,15 +14,15 @@ export function createClient(options: ClientOptions): ShardRouterClient {
   return new ShardRouterClient(fetchTransport(options), { decode: options.decode });
 }
 
-export { ShardRouterClient } from "./client.js";
+export { ShardRouterClient } from "./client.ts";
 export type {
   AllOptions, AllResult, CallOptions, NodeInfo, Outcome, QueryOptions, ReadPreferenceName, RouteInfo, ShardKey,
   ShardOutcome, ShardResult, ShardScope, ShardTopology, Topology, TransactionOptions, TransactionResult,
   TransactionStatement, TransferOptions, TransferResult,
-} from "./client.js";
-export { type PostgresError, ShardRouterError, postgresErrorOf, sqlstateOf } from "./errors.js";
-export type { AggregateSpec, MergeOptions, OrderKey } from "./merge-spec.js";
-export type { Column, QueryResult, Row } from "./results.js";
-export type { Protocol, TransportOptions } from "./transports.js";
-export { type DecodeOptions, type JsonObject, type SqlParam, type TypedParam, date, float, json, numeric, timestamp, uuid } from "./values.js";
+} from "./client.ts";
+export { type PostgresError, ShardRouterError, postgresErrorOf, sqlstateOf } from "./errors.ts";
+export type { AggregateSpec, MergeOptions, OrderKey } from "./merge-spec.ts";
+export type { Column, QueryResult, Row } from "./results.ts";
+export type { Protocol, TransportOptions } from "./transports.ts";
+export { type DecodeOptions, type JsonObject, type SqlParam, type TypedParam, date, float, json, numeric, timestamp, uuid } from "./values.ts";
 export { Code, ConnectError } from "@connectrpc/connect";

@@ -2,7 +2,7 @@
 // ("balance desc nulls last") or objects; aggregates are keyed by the column they produce.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AggregateFunction, type MergeSpec, MergeSpecSchema, NullsOrder } from "../../gen/shardrouter/v1/router_pb.js";
+import { AggregateFunction, type MergeSpec, MergeSpecSchema, NullsOrder } from "./gen/shardrouter/v1/router_pb.ts";
 
 export interface OrderKey {
   column: string;

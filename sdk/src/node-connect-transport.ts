@@ -11,7 +11,7 @@ import { Code, ConnectError, type Interceptor, type Transport, type UnaryRespons
 import { getAbortSignalReason } from "@connectrpc/connect/protocol";
 import { errorFromJsonBytes, trailerDemux, validateResponseWithCompression } from "@connectrpc/connect/protocol-connect";
 import { compressionBrotli, compressionGzip, createConnectTransport } from "@connectrpc/connect-node";
-import { connectErrorFromNodeReason, leanUnary, toNodeHeaders, userAgent, webHeaders } from "./node-shared.js";
+import { connectErrorFromNodeReason, leanUnary, toNodeHeaders, userAgent, webHeaders } from "./node-shared.ts";
 
 export interface NodeConnectTransportOptions {
   /** The server, e.g. "http://127.0.0.1:8080" or "https://…". */

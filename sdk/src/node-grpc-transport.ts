@@ -10,7 +10,7 @@ import { Code, ConnectError, type Interceptor, type Transport, type UnaryRespons
 import { getAbortSignalReason } from "@connectrpc/connect/protocol";
 import { validateResponseWithCompression, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { Http2SessionManager, compressionBrotli, compressionGzip, createGrpcTransport } from "@connectrpc/connect-node";
-import { connectErrorFromNodeReason, leanUnary, toNodeHeaders, userAgent, webHeaders } from "./node-shared.js";
+import { connectErrorFromNodeReason, leanUnary, toNodeHeaders, userAgent, webHeaders } from "./node-shared.ts";
 
 export interface NodeGrpcTransportOptions {
   /** The server, e.g. "http://127.0.0.1:8080" (h2c) or "https://…" (TLS). */

@@ -10,7 +10,7 @@ import { getAbortSignalReason } from "@connectrpc/connect/protocol";
 export const userAgent = "connect-es/2.1.2";
 
 /** Stands in for "no signal" in a UnaryRequest (its signal is not optional). */
-export const neverAborted = new AbortController().signal;
+export const neverAborted: AbortSignal = new AbortController().signal;
 
 type NodeHeaders = NodeJS.Dict<number | string | string[]>;
 

@@ -3,15 +3,15 @@
 // and protocol "grpc" (HTTP/2, cleartext h2c for http:// URLs) on node:http2 (node-grpc-transport.ts).
 // "grpc-web", and "connect" with a caller's own fetch, stay on fetch. Kept apart so Deno and browsers
 // never load node: modules.
-import { ShardRouterClient } from "./client.js";
-import { type ClientOptions, createClient as createFetchClient } from "./index.js";
-import { createNodeConnectTransport } from "./node-connect-transport.js";
-import { createNodeGrpcTransport } from "./node-grpc-transport.js";
-import { interceptorsOf } from "./transports.js";
+import { ShardRouterClient } from "./client.ts";
+import { type ClientOptions, createClient as createFetchClient } from "./index.ts";
+import { createNodeConnectTransport } from "./node-connect-transport.ts";
+import { createNodeGrpcTransport } from "./node-grpc-transport.ts";
+import { interceptorsOf } from "./transports.ts";
 
-export * from "./index.js";
-export { type NodeConnectTransport, type NodeConnectTransportOptions, createNodeConnectTransport } from "./node-connect-transport.js";
-export { type NodeGrpcTransport, type NodeGrpcTransportOptions, createNodeGrpcTransport } from "./node-grpc-transport.js";
+export * from "./index.ts";
+export { type NodeConnectTransport, type NodeConnectTransportOptions, createNodeConnectTransport } from "./node-connect-transport.ts";
+export { type NodeGrpcTransport, type NodeGrpcTransportOptions, createNodeGrpcTransport } from "./node-grpc-transport.ts";
 
 /** TLS for an https:// router: the CA that signed its certificate, and a client certificate (mTLS). */
 export interface ClientTls {

@@ -1,6 +1,6 @@
 // Result sets as plain JS: rows are objects keyed by column name, cells decoded by values.ts.
-import type { ResultSet } from "../../gen/shardrouter/v1/value_pb.js";
-import { type DecodeOptions, decodeValue } from "./values.js";
+import type { ResultSet } from "./gen/shardrouter/v1/value_pb.ts";
+import { type DecodeOptions, decodeValue } from "./values.ts";
 
 export type Row = Record<string, unknown>;
 

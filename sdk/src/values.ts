@@ -9,13 +9,13 @@
 import { create, isMessage } from "@bufbuild/protobuf";
 import { type Timestamp, TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type Value, ValueListSchema, ValueSchema } from "../../gen/shardrouter/v1/value_pb.js";
+import { type Value, ValueListSchema, ValueSchema } from "./gen/shardrouter/v1/value_pb.ts";
 
 /** A parameter whose SQL type is stated explicitly; made by numeric(), json(), float(), uuid(), date(), timestamp(). */
 export interface TypedParam {
   readonly [typed]: Value;
 }
-const typed = Symbol("shardrouter.typedParam");
+const typed: unique symbol = Symbol("shardrouter.typedParam");
 
 /** A plain object (its prototype is Object.prototype or null): sent as a json document. */
 export type JsonObject = { readonly [key: string]: unknown };

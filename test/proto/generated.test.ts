@@ -1,4 +1,4 @@
-// The API contract: buf lint (STANDARD) is clean, and gen/ is exactly what `buf generate` makes from
+// The API contract: buf lint (STANDARD) is clean, and gen/ (and the SDK's copy) is exactly what `buf generate` makes from
 // proto/ today, so nobody edits generated code by hand or forgets to regenerate.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -23,19 +23,22 @@ test("buf lint is clean", () => {
   assert.is(out.trim(), "");
 });
 
-test("gen/ is what buf generate produces from proto/", () => {
-  const out = mkdtempSync(join(tmpdir(), "shardrouter-gen-"));
-  try {
-    execFileSync(buf, ["generate", "-o", out], { cwd: root, env, encoding: "utf8" });
-    const fresh = files(join(out, "gen")).map((f) => relative(join(out, "gen"), f)).sort();
-    const committed = files(join(root, "gen")).map((f) => relative(join(root, "gen"), f)).sort();
-    assert.equal(committed, fresh, "the same files");
-    for (const f of fresh) {
-      assert.is(readFileSync(join(root, "gen", f), "utf8"), readFileSync(join(out, "gen", f), "utf8"), `gen/${f} is stale: run npm run generate`);
+// gen/ for the server, and sdk/src/gen/ (".ts" imports) for the SDK package: each is exactly what its template makes.
+for (const [template, dir] of [["buf.gen.yaml", "gen"], ["buf.gen.sdk.yaml", "sdk/src/gen"]]) {
+  test(`${dir}/ is what buf generate --template ${template} produces from proto/`, () => {
+    const out = mkdtempSync(join(tmpdir(), "shardrouter-gen-"));
+    try {
+      execFileSync(buf, ["generate", "--template", template, "-o", out], { cwd: root, env, encoding: "utf8" });
+      const fresh = files(join(out, dir)).map((f) => relative(join(out, dir), f)).sort();
+      const committed = files(join(root, dir)).map((f) => relative(join(root, dir), f)).sort();
+      assert.equal(committed, fresh, "the same files");
+      for (const f of fresh) {
+        assert.is(readFileSync(join(root, dir, f), "utf8"), readFileSync(join(out, dir, f), "utf8"), `${dir}/${f} is stale: run npm run generate`);
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
     }
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-  }
-});
+  });
+}
 
 test.run();

@@ -2,8 +2,8 @@
 // and protocol, and in Node a client certificate for an https:// router that asks for one (mTLS).
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
-import { createClient as createFetchClient } from "../../sdk/src/index.js";
-import { createClient } from "../../sdk/src/node.js";
+import { createClient as createFetchClient } from "../../sdk/src/index.ts";
+import { createClient } from "../../sdk/src/node.ts";
 import { type RunningRouter, startRouter } from "../../server/router.js";
 import { apiKey, certificates, type Certificates } from "../auth/fixtures.js";
 import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";

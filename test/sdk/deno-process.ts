@@ -19,8 +19,8 @@ export function denoBinary(): string {
 }
 
 /**
- * Deno runs the SDK with its own deno.json (import map, sloppy imports for gen/'s ".js" imports), with
- * the npm packages taken from this repository's node_modules rather than downloaded.
+ * Deno runs the SDK sources with sdk/deno.json (its JSR config: the npm: import map; the sources
+ * import ".ts" files, so no sloppy imports), the npm packages taken from this repository's node_modules.
  */
 export const denoSdkFlags = ["--config", "sdk/deno.json", "--node-modules-dir=manual"];
 

@@ -2,8 +2,8 @@
 // SHARDROUTER_URL and prints one JSON line per case, which sdk.test.ts turns into its own tests.
 // Started by sdk.test.ts; by hand: deno run --config sdk/deno.json --node-modules-dir=manual --allow-net=127.0.0.1 --allow-env test/sdk/deno-runner.ts
 import process from "node:process";
-import { createClient } from "../../sdk/src/index.js";
-import { cases, pendingCases, resultPrefix } from "./sdk-cases.js";
+import { createClient } from "../../sdk/src/index.ts";
+import { cases, pendingCases, resultPrefix } from "./sdk-cases.ts";
 
 const baseUrl = process.env.SHARDROUTER_URL;
 if (!baseUrl) throw new Error("SHARDROUTER_URL is not set");

@@ -16,9 +16,9 @@ import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health
 import { RouteResponseSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { pickFreePorts } from "../../server/dev-cluster/ports.js";
-import { ShardRouterClient } from "../../sdk/src/client.js";
-import { Code, ConnectError, ShardRouterError, createClient, createNodeConnectTransport } from "../../sdk/src/node.js";
-import { interceptorsOf } from "../../sdk/src/transports.js";
+import { ShardRouterClient } from "../../sdk/src/client.ts";
+import { Code, ConnectError, ShardRouterError, createClient, createNodeConnectTransport } from "../../sdk/src/node.ts";
+import { interceptorsOf } from "../../sdk/src/transports.ts";
 import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
 import { hook, test } from "../harness/uvu.js";
 import { cancelledWhileRunning, failure, shape, waitUntil } from "./transport-checks.js";

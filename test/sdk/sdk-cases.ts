@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import {
   Code, ConnectError, createClient, date, float, json, numeric, postgresErrorOf, type ShardRouterClient,
   ShardRouterError, sqlstateOf, timestamp, uuid,
-} from "../../sdk/src/index.js";
+} from "../../sdk/src/index.ts";
 
 export interface CaseContext {
   /** "node", "node-grpc" or "deno": names the run and prefixes every key it writes. */

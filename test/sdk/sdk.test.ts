@@ -2,7 +2,7 @@
 // Connect and over gRPC (h2c), both from the "./node" entry (node:http, node:http2), and in Deno over
 // Connect (fetch) — a real Deno process whose per-case outcomes become tests here, so they count in the suite's totals.
 import * as assert from "uvu/assert";
-import { createClient } from "../../sdk/src/node.js";
+import { createClient } from "../../sdk/src/node.ts";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { pickFreePorts } from "../../server/dev-cluster/ports.js";
 import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
@@ -77,7 +77,7 @@ test("deno check: the SDK, its Deno example and the shared cases type-check unde
   // and node:assert, which Deno finds through the repository's package.json.
   const sdk = await runDeno(["check", ...denoSdkFlags, "sdk/src/index.ts"]);
   assert.is(sdk.code, 0, sdk.output);
-  const rest = await runDeno(["check", "--sloppy-imports", "test/sdk/deno-runner.ts", "sdk/examples/deno-accounts.ts"]);
+  const rest = await runDeno(["check", "test/sdk/deno-runner.ts", "sdk/examples/deno-accounts.ts"]);
   assert.is(rest.code, 0, rest.output);
 });
 

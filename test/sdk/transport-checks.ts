@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as assert from "uvu/assert";
-import { type ShardRouterClient, ShardRouterError } from "../../sdk/src/index.js";
+import { type ShardRouterClient, ShardRouterError } from "../../sdk/src/index.ts";
 import { waitFor } from "../harness/router-cluster.js";
 
 /** The ConnectError a call failed with; fails the test when the call succeeded or threw something else. */
