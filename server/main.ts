@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     config = parseConfig({ ...fileConfig, listen: { ...fileConfig.listen, ...(args.host ? { host: args.host } : {}), ...(port ? { port } : {}) } }, args.config);
     if (!config.auth && !args.insecure) {
       throw new ConfigError(`${args.config} has no "auth" section: the router would let anyone who reaches its port run any SQL as its own login. ` +
-        "Add one (README › Authentication), or start with --insecure to serve without auth on purpose.");
+        "Add one (docs/auth.md), or start with --insecure to serve without auth on purpose.");
     }
     if (config.auth && args.insecure) throw new ConfigError(`--insecure: ${args.config} has an "auth" section; remove one or the other`);
   } else {

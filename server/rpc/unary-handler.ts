@@ -2,7 +2,7 @@
 // is answered here, straight on node:http / node:http2, by the same handlers connect-node calls.
 // connect-node's generic machinery (async-iterable pipelines, fetch Headers, and two AbortControllers
 // whose abort() builds a DOMException with a stack on every request) was most of the router's CPU
-// per point select (README, Performance). Everything else (JSON, compression, GET, streams, health,
+// per point select (docs/performance.md). Everything else (JSON, compression, GET, streams, health,
 // reflection, gRPC-Web) goes to connect-node; this answers like it does: codes, messages, details.
 import type { EventEmitter } from "node:events";
 import type * as http from "node:http";

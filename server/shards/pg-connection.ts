@@ -229,7 +229,7 @@ export class PgConnection {
    * node-postgres writes each protocol message on its own (a statement is five, flushed as one
    * writev per statement). Every message sent in one tick is gathered and written once, at the end of
    * the tick, so a shard's pipeline is one write (one syscall). Its CPU gain was below this machine's
-   * noise in the bench (README, "What each change bought").
+   * noise in the bench (docs/performance.md, "What each change bought").
    */
   private gatherWrites(): void {
     const con = (this.client as unknown as { connection: WireConnection & { _send(buffer: Buffer): boolean } }).connection;

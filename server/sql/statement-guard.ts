@@ -8,8 +8,8 @@
 //   shared    anything else: any pooled connection.
 // Known limit: code that runs without being named in the statement (a trigger, a column default, a
 // view, a rule, a domain check, a policy, a user-defined cast, or a user function that overloads a
-// built-in's name) is not seen here. Who may create such code is a matter of grants (README › The
-// router's PostgreSQL role).
+// built-in's name) is not seen here. Who may create such code is a matter of grants
+// (docs/configuration.md › The router's PostgreSQL role).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type ParseNode, parse } from "./parser.js";
 import { builtinFunctions, builtinOperators } from "./pg-builtins.js";

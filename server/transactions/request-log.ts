@@ -38,7 +38,7 @@ const requestLogSchema = [
   // (a new one is empty; an older router's table below 32 MB builds in about 0.3 s: 0.64 s was measured
   // here for 62 MB, 300,000 records), and gives up after 200 ms of waiting for the lock, to try again at
   // the next ensureRequestLog. A bigger table of an older router is left to its operator: CREATE INDEX
-  // CONCURRENTLY, which does not block writes (see the README).
+  // CONCURRENTLY, which does not block writes (see docs/configuration.md).
   `if to_regclass('shardrouter.requests_created_at') is null and pg_relation_size('shardrouter.requests') < 32 * 1024 * 1024 then
      perform set_config('lock_timeout', '200ms', true);
      begin

@@ -136,7 +136,7 @@ export async function assertCode(call: Promise<unknown>, code: Code, what = ""):
 
 /**
  * A login role for an identity on a node: may use `accounts` as `privileges` says, and the router's
- * request log and commit decisions as README › Authentication grants them (what Transfer and
+ * request log and commit decisions as docs/auth.md grants them (what Transfer and
  * ExecuteTransaction write). Idempotent.
  */
 export async function ensureRole(admin: postgres.Sql, role: string, password: string, privileges: string): Promise<void> {

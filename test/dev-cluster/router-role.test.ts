@@ -135,7 +135,7 @@ test("a transaction the router's role prepared is recovered by the router; one t
   await t.direct(shard).unsafe("rollback prepared 'other_admin_1'");
 });
 
-test("the catalog needs no CREATE on the database when its shardrouter schema exists (README: the router's role)", async () => {
+test("the catalog needs no CREATE on the database when its shardrouter schema exists (docs/configuration.md: the router's role)", async () => {
   const admin = t.direct(t.cluster.catalog);
   // A narrower role than the local cluster's: no database ownership, only CREATE on the schema.
   await admin.unsafe(`create role rr_narrow login password 'rr-narrow-pass'; grant usage, create on schema shardrouter to rr_narrow`);
