@@ -7,7 +7,8 @@ import { ReadPreference, RouterService } from "./gen/shardrouter/v1/router_pb.ts
 import { TransactionOutcome, type TransferResponse } from "./gen/shardrouter/v1/transactions_pb.ts";
 import { toShardRouterError } from "./errors.ts";
 import { type MergeOptions, mergeSpec } from "./merge-spec.ts";
-import { type QueryResult, type Row, decodeResult } from "./results.ts";
+import { type QueryResult, type Row, type RowMode, decodeResult } from "./results.ts";
+import { fromTemplate } from "./sql-template.ts";
 import { type DecodeOptions, type SqlParam, encodeParams } from "./values.ts";
 
 /** A shard key: a non-empty string, or an integer (its decimal text is the key). */
@@ -26,6 +27,8 @@ export interface QueryOptions extends CallOptions {
   readPreference?: ReadPreferenceName;
   /** Overrides the client's decode options for this call. */
   decode?: DecodeOptions;
+  /** "array": each row is its values in column order (`query<[string, bigint]>(…)`); default "object". */
+  rowMode?: RowMode;
 }
 
 export interface AllOptions extends QueryOptions, MergeOptions {
@@ -105,6 +108,11 @@ export interface Topology {
 export interface ShardScope {
   readonly key: string;
   query<R = Row>(sql: string, params?: readonly SqlParam[], opts?: QueryOptions): Promise<ShardResult<R>>;
+  /**
+   * A tagged template: `` scope.sql`select * from accounts where id = ${id}` `` sends `… where id = $1`
+   * with `id` as a bound parameter, never as text. For call options, use query().
+   */
+  sql<R = Row>(strings: TemplateStringsArray, ...values: SqlParam[]): Promise<ShardResult<R>>;
 }
 
 function invalid(message: string): ConnectError {
@@ -171,13 +179,18 @@ export class ShardRouterClient {
 
   /** Statements on the shard owning `key`: `client.onShard("acct-1").query("select … where id = $1", ["acct-1"])`. */
   onShard(key: ShardKey): ShardScope {
+    const query = <R>(sql: string, params?: readonly SqlParam[], opts?: QueryOptions) => call(async () => {
+      const r = await this.rpc.executeOnShard({
+        key: keyText(key), sql, params: encodeParams(params), readPreference: readPreference(opts?.readPreference),
+      }, connectOptions(opts));
+      return { shard: r.shard, ...decodeResult<R>(r.result, this.decodeFor(opts), opts?.rowMode) };
+    });
     return {
       key: typeof key === "string" ? key : String(key),
-      query: <R>(sql: string, params?: readonly SqlParam[], opts?: QueryOptions) => call(async () => {
-        const r = await this.rpc.executeOnShard({
-          key: keyText(key), sql, params: encodeParams(params), readPreference: readPreference(opts?.readPreference),
-        }, connectOptions(opts));
-        return { shard: r.shard, ...decodeResult<R>(r.result, this.decodeFor(opts)) };
+      query,
+      sql: <R>(strings: TemplateStringsArray, ...values: SqlParam[]) => call(async () => {
+        const s = fromTemplate(strings, values);
+        return query<R>(s.sql, s.params);
       }),
     };
   }
@@ -190,7 +203,7 @@ export class ShardRouterClient {
         readPreference: readPreference(opts.readPreference),
       }, connectOptions(opts));
       return {
-        ...decodeResult<R>(r.result, this.decodeFor(opts)),
+        ...decodeResult<R>(r.result, this.decodeFor(opts), opts.rowMode),
         shards: r.shards.map((s) => ({
           shard: s.shard, rowCount: Number(s.rowCount), elapsedMs: s.elapsedMs,
           ...(s.error && (s.error.code || s.error.message)

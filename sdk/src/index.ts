@@ -22,7 +22,7 @@ export type {
 } from "./client.ts";
 export { type PostgresError, ShardRouterError, postgresErrorOf, sqlstateOf } from "./errors.ts";
 export type { AggregateSpec, MergeOptions, OrderKey } from "./merge-spec.ts";
-export type { Column, QueryResult, Row } from "./results.ts";
+export type { Column, Field, QueryResult, Row, RowMode } from "./results.ts";
 export type { Protocol, TransportOptions } from "./transports.ts";
-export { type DecodeOptions, type JsonObject, type SqlParam, type TypedParam, date, float, json, numeric, timestamp, uuid } from "./values.ts";
+export { type DecodeOptions, type JsonObject, type SqlParam, type TypedParam, type TypeParser, date, float, json, numeric, timestamp, uuid } from "./values.ts";
 export { Code, ConnectError } from "@connectrpc/connect";

@@ -30,7 +30,16 @@ export interface DecodeOptions {
   timestamps?: "date" | "string";
   /** "parse" (default): JSON.parse'd (numbers beyond 2^53 lose precision). "text": the document text as sent. */
   json?: "parse" | "text";
+  /**
+   * Your own parsing for a column type, keyed by Postgres type name ("numeric", "int8", "_numeric" for
+   * numeric[]) or OID ("1700"). It gets the value as the SDK would return it (never null: NULL stays
+   * null), e.g. `{ numeric: (v) => new Decimal(v as string), int8: (v) => Number(v) }`.
+   */
+  types?: Record<string, TypeParser>;
 }
+
+/** Turns one non-null cell of a column of that type into what you want; `type` names the column's type. */
+export type TypeParser = (value: unknown, type: { name: string; oid: number }) => unknown;
 
 const int64Min = -(2n ** 63n);
 const int64Max = 2n ** 63n - 1n;

@@ -378,7 +378,56 @@ const transactionCases: SdkCase[] = [
   },
 ];
 
-export const cases: SdkCase[] = [...basicCases, ...transactionCases];
+const queryShapeCases: SdkCase[] = [
+  {
+    name: "sql`…`: values become bound parameters, never SQL text (an injection attempt is just a value)",
+    async fn({ client, run }) {
+      const id = `${run}-tagged`;
+      const scope = client.onShard(id);
+      await scope.sql`insert into accounts (id, balance) values (${id}, ${7n}) on conflict (id) do update set balance = excluded.balance`;
+      const hostile = `${id}' or '1'='1`;
+      const none = await scope.sql<{ id: string }>`select id from accounts where id = ${hostile}`;
+      assert.deepEqual(none.rows, [], "the quote is part of the value");
+      const { rows, shard } = await scope.sql<{ id: string; balance: bigint; n: number }>`select id, balance, ${41}::int + 1 as n from accounts where id = ${id}`;
+      assert.deepEqual(rows, [{ id, balance: 7n, n: 42 }]);
+      assert.equal(shard, (await client.route(id)).shard);
+    },
+  },
+  {
+    name: "sql called with a plain string (not a template literal) is refused: InvalidArgument",
+    async fn({ client }) {
+      const scope = client.onShard("acct-1");
+      const call = (scope.sql as unknown as (s: string) => Promise<unknown>)("select 1");
+      const err = await failure(call, Code.InvalidArgument);
+      assert.match(err.rawMessage, /tagged template/);
+    },
+  },
+  {
+    name: "rowMode \"array\": rows are values in column order; fields carry each column's name, type OID and type name",
+    async fn({ client }) {
+      const r = await client.onShard("acct-1").query<[string, bigint, number]>(
+        "select 'a'::text as x, 2::int8 as x, 3::int4 as n", [], { rowMode: "array" });
+      assert.deepEqual(r.rows, [["a", 2n, 3]], "both columns named x survive");
+      assert.deepEqual(r.fields, [
+        { name: "x", dataTypeID: 25, typeName: "text" }, { name: "x", dataTypeID: 20, typeName: "int8" }, { name: "n", dataTypeID: 23, typeName: "int4" },
+      ]);
+      const all = await client.all<[bigint]>("select 1::int8", [], { rowMode: "array" });
+      assert.ok(all.rows.length >= 1 && all.rows.every((row) => Array.isArray(row) && row[0] === 1n));
+    },
+  },
+  {
+    name: "decode.types overrides how a type is parsed, by name or OID; NULL stays null; arrays by their own type name",
+    async fn({ baseUrl }) {
+      const client = createClient({ baseUrl, decode: { types: { int8: (v) => Number(v), "1700": (v, t) => `${t.name}:${v as string}` } } });
+      const r = await client.onShard("acct-1").query("select 5::int8 as a, 1.50::numeric as b, null::int8 as c, array[1,2]::int8[] as d");
+      assert.deepEqual(r.rows, [{ a: 5, b: "numeric:1.50", c: null, d: [1n, 2n] }]);
+      const perCall = await client.onShard("acct-1").query("select 5::int8 as a", [], { decode: { types: { _int8: () => "unused", int8: (v) => `int8 ${v}` } } });
+      assert.deepEqual(perCall.rows, [{ a: "int8 5" }], "a call's decode.types replaces the client's");
+    },
+  },
+];
+
+export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases];
 
 /** NULL elements of arrays, as parameters and as cells. */
 const arrayNullCases: SdkCase[] = [
