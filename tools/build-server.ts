@@ -58,16 +58,13 @@ function tsSources(dir: string): string[] {
 
 /** Why dist/ needs a build, or undefined when every source has its output and none changed since the last build. */
 export function distStaleness(): { reason: string; outputsMissing: boolean } | undefined {
-  const builtAt = existsSync(stampFile) ? statSync(stampFile).mtimeMs : undefined;
-  for (const source of sourceDirs.flatMap((d) => tsSources(join(repoRoot, d)))) {
-    const rel = relative(repoRoot, source);
-    if (!existsSync(join(distDir, rel.replace(/\.ts$/, ".js")))) return { reason: `${rel} has no output in dist/`, outputsMissing: true };
-    if (builtAt === undefined) return { reason: "dist/ was not built by this helper", outputsMissing: false };
-    if (statSync(source).mtimeMs > builtAt) return { reason: `${rel} changed`, outputsMissing: false };
-  }
-  if (builtAt === undefined) return { reason: "dist/ was not built by this helper", outputsMissing: false };
-  const config = configFiles.find((f) => statSync(join(repoRoot, f)).mtimeMs > builtAt);
-  return config ? { reason: `${config} changed`, outputsMissing: false } : undefined;
+  const sources = sourceDirs.flatMap((d) => tsSources(join(repoRoot, d)));
+  const missing = sources.find((source) => !existsSync(join(distDir, relative(repoRoot, source).replace(/\.ts$/, ".js"))));
+  if (missing) return { reason: `${relative(repoRoot, missing)} has no output in dist/`, outputsMissing: true };
+  if (!existsSync(stampFile)) return { reason: "dist/ was not built by this helper", outputsMissing: false };
+  const builtAt = statSync(stampFile).mtimeMs;
+  const changed = [...sources, ...configFiles.map((f) => join(repoRoot, f))].find((f) => statSync(f).mtimeMs > builtAt);
+  return changed ? { reason: `${relative(repoRoot, changed)} changed`, outputsMissing: false } : undefined;
 }
 
 /**
