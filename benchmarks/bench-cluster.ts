@@ -1,6 +1,7 @@
 // What every benchmark here runs against: a temporary local cluster (4 shards + catalog, embedded
 // PostgreSQL), the demo accounts (acct-0 … acct-999, each on the shard the router's placement picks),
-// a router in its own process, and long-lived postgres.js pools for the direct rows.
+// the compiled router in its own process (dist/, rebuilt first when a source changed), and long-lived
+// postgres.js pools for the direct rows.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,7 +73,7 @@ export async function startBenchCluster(opts: BenchClusterOptions = {}): Promise
     }
     const [port] = await pickFreePorts(1);
     const config = devConfig(cluster, { port, transactions: {}, spareShards }) as { listen: { port: number } };
-    const router = await spawnRouter(config, { profileDir: opts.profileDir });
+    const router = await spawnRouter(config, { profileDir: opts.profileDir, log });
     undo.push(() => router.stop());
     const pools: postgres.Sql[] = [];
     undo.push(() => Promise.all(pools.map((p) => p.end({ timeout: 5 }))));

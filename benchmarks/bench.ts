@@ -1,7 +1,7 @@
 // `npm run bench`: the router next to the database it fronts, side by side in one run on one local
 // cluster, each pair at the same concurrency and duration, with long-lived pools.
 //   npm run bench [-- --quick] [--seconds 10] [--sustained-seconds 60] [--rows 100000]
-//                 [--only point,sustained,scatter,transfer,pgbouncer,isolated,auth,reshard] [--profile DIR]
+//                 [--only point,sustained,scatter,transfer,pgbouncer,isolated,auth,build,reshard] [--profile DIR]
 // Groups:
 //   point      point select by key: direct postgres.js to the owning shard vs ExecuteOnShard through the
 //              SDK (Connect over HTTP/1.1, gRPC over h2c) vs h2load sending gRPC frames, at 1/16/64 in flight;
@@ -14,8 +14,11 @@
 //   auth       point selects through the SDK (gRPC, 64 in flight) to the router without auth vs a second
 //              router process with auth on, called with an API key and with a JWT: router CPU per call
 //   isolated   a DO block (run on a connection of its own, closed after it) vs select 1, through the SDK
+//   build      the compiled router (node dist/server/main.js, what every other row measures) vs the same
+//              sources through tsx: start-up time and CPU, RSS, router CPU per point select (SDK gRPC)
 //   reshard    8 writers with no reshard running, then while a job adds a fifth shard (copy rate, lag,
 //              the writes' p50/p99/max over the job and over the cutover window); runs last
+// The router runs compiled from dist/, rebuilt first (tsc) when a source is newer than the last build.
 // h2load and pgbouncer rows are skipped with a note when the tool is not installed.
 // Results: benchmarks/results/bench-<UTC time>.json and .md. Timing is reported, never asserted.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -38,8 +41,9 @@ import { measureTransfers, transferTargets } from "./transfer-rows.js";
 import { authTargets, measureAuth } from "./auth-rows.js";
 import { which } from "./which.js";
 import { measureReshard } from "./reshard-rows.js";
+import { type BuildComparison, buildLines, measureBuild } from "./build-rows.js";
 
-const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer", "isolated", "auth", "reshard"] as const;
+const allGroups = ["point", "sustained", "scatter", "transfer", "pgbouncer", "isolated", "auth", "build", "reshard"] as const;
 const { values: args } = parseArgs({
   options: {
     quick: { type: "boolean" }, seconds: { type: "string" }, "sustained-seconds": { type: "string" },
@@ -57,6 +61,7 @@ const only = new Set(args.only ? args.only.split(",") : allGroups);
 for (const g of only) if (!(allGroups as readonly string[]).includes(g)) throw new Error(`--only: unknown group ${g} (${allGroups.join(", ")})`);
 const inFlightLevels = [1, 16, 64];
 const transferInFlight = 16;
+const buildInFlight = 16;
 /** The router's pool.max (the config default): PgBouncer gets the same number of server connections. */
 const routerPoolMax = 10;
 
@@ -323,17 +328,20 @@ async function main(): Promise<void> {
     if (only.has("pgbouncer")) await pgBouncerRows(rows, env);
     if (only.has("isolated")) await isolatedStatements(rows, env, grpc, routerCpu);
     if (only.has("auth")) await measureAuth(rows, env, routerCpu, 64, seconds * 3);
+    const build: BuildComparison | undefined = only.has("build")
+      ? await measureBuild(rows, env, { inFlight: buildInFlight, seconds, starts: quick ? 1 : 3, rounds: 3, log })
+      : undefined;
     if (only.has("reshard")) await measureReshard(rows, env, env.cluster.shards[env.cluster.shards.length - 1].name, seconds, log);
 
     const meta = runMetadata({
       quick, seconds, warmupSeconds, sustainedSeconds, windowSeconds, bulkRows: bulkRows + 1000, groups: [...only],
-      loadavgAtStart: loadBefore, routerPoolMax, h2load: h2load ?? null, pgbouncer: pgbouncer ?? null,
+      loadavgAtStart: loadBefore, routerPoolMax, router: "compiled: node dist/server/main.js", h2load: h2load ?? null, pgbouncer: pgbouncer ?? null,
     });
     const checks = targets(rows.rows);
     const table = markdownTable(rows.rows);
     const md = [
       `# shardrouter benchmark ${meta.date}`, "",
-      `Router at commit ${meta.commit ?? "unknown"}. Node ${meta.node}, ${meta.cpus} cores (${meta.cpuModel}); client, router, Postgres${pgbouncer ? ", PgBouncer" : ""} and h2load share them. ` +
+      `Router at commit ${meta.commit ?? "unknown"}, compiled (node dist/server/main.js). Node ${meta.node}, ${meta.cpus} cores (${meta.cpuModel}); client, router, Postgres${pgbouncer ? ", PgBouncer" : ""} and h2load share them. ` +
         `Load average before: ${loadBefore.map((x) => x.toFixed(2)).join(" ")}, after: ${(meta.loadavgAtEnd as number[]).map((x) => x.toFixed(2)).join(" ")}.`,
       `${seconds} s per row after ${warmupSeconds} s of warm-up; sustained run ${sustainedSeconds} s in ${windowSeconds} s windows; ` +
         `${bulkRows + 1000} rows in \`accounts\` over 4 shards; router pool.max ${routerPoolMax} per node. Router and proxy CPU from /proc/<pid>/stat, ` +
@@ -341,12 +349,13 @@ async function main(): Promise<void> {
         `"other work" is the machine's busy CPU that none of the row's processes used (other jobs on the box: noise).`, "",
       table, "",
       ...sustainedLines(rows.rows),
+      ...buildLines(rows.rows, build),
       ...reshardLines(rows.rows),
       "## Targets (issue 6)", "",
       ...checks.map((c) => `- ${c.met === undefined ? "n/a" : c.met ? "met" : "**missed**"}: ${c.target} — measured ${c.measured}`), "",
     ].join("\n");
     const name = `bench${quick ? "-quick" : ""}${only.size < allGroups.length ? `-${[...only].join("+")}` : ""}`;
-    const files = writeResults(name, { meta, rows: rows.rows, targets: checks }, md);
+    const files = writeResults(name, { meta, rows: rows.rows, targets: checks, ...(build ? { build } : {}) }, md);
     console.log(`\n${md}\n${files.join("\n")}`);
   } finally {
     for (const c of clients) c.close();

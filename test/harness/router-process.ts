@@ -33,6 +33,13 @@ export interface RouterProcessOptions {
   /** A whole config (its listen port is replaced) instead of the cluster's dev config. */
   config?: Record<string, unknown>;
   env?: Record<string, string>;
+  /**
+   * A compiled router's entry (`node <entry>`, e.g. tools/build-server.ts compiledMain()) instead of the
+   * sources through tsx (`node --import tsx server/main.ts`).
+   */
+  entry?: string;
+  /** The process's working directory; default the repository. */
+  cwd?: string;
 }
 
 export async function startRouterProcess(cluster: LocalCluster, opts: RouterProcessOptions = {}): Promise<RouterProcess> {
@@ -43,8 +50,9 @@ export async function startRouterProcess(cluster: LocalCluster, opts: RouterProc
   writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
   // A config without auth is served only with --insecure (main.ts): most tests test other things.
   const insecure = (config as { auth?: unknown }).auth === undefined ? ["--insecure"] : [];
-  const child = spawn(process.execPath, ["--import", "tsx", "server/main.ts", "--config", configFile, ...insecure], {
-    cwd: root,
+  const main = opts.entry ? [opts.entry] : ["--import", "tsx", "server/main.ts"];
+  const child = spawn(process.execPath, [...main, "--config", configFile, ...insecure], {
+    cwd: opts.cwd ?? root,
     env: { ...process.env, SHARDROUTER_FAILPOINTS: opts.failpoints ?? "", ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
