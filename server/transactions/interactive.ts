@@ -93,6 +93,8 @@ interface Session {
   readonly ending: AbortController;
   /** It ran a statement the guard contains: its connection is closed at the end, never reused. */
   contained: boolean;
+  /** The connection closed under the session: Postgres rolled back; nothing is to be sent on it. */
+  lost?: boolean;
   /** The SQLSTATE of the last statement that failed (it aborted the Postgres transaction). */
   failedWith?: string;
   /** Settles once the connection is released. */
@@ -112,7 +114,18 @@ export class InteractiveTransactions {
   private opening = 0;
   private closing = false;
 
-  constructor(private readonly deps: InteractiveDeps) {}
+  constructor(private readonly deps: InteractiveDeps) {
+    // A cutover's SHARE lock on the moving tables waits for every open write on them: a writable
+    // session on a moving key is rolled back as soon as the fence holds here (it could not commit
+    // under the new map anyway), so it never holds the cutover up. Read-only ones hold no such
+    // lock; they end at their next call if the key did move (ensureOwner).
+    deps.fence?.onHold((moves) => {
+      for (const s of this.sessions.values()) {
+        if (s.readOnly || !moves(s.key)) continue;
+        void this.abandon(s, "error", "the interactive transaction was rolled back: a resharding cutover is moving its key to another shard; nothing of it was committed: begin it again");
+      }
+    });
+  }
 
   /** Sessions holding a connection now, by shard (the open gauge). */
   openByShard(): Map<string, number> {
@@ -178,8 +191,11 @@ export class InteractiveTransactions {
       };
       this.sessions.set(token, session);
       this.live.add(session);
-      conn.onLost(() => void this.abandon(session, "error",
-        `the interactive transaction was rolled back: its connection to shard ${session.shard} (node ${writer.name}) was lost, and Postgres rolls back an open transaction when its connection closes`));
+      conn.onLost(() => {
+        session.lost = true; // nothing more is sent on it (a statement meeting a closed socket would mark the node down)
+        void this.abandon(session, "error",
+        `the interactive transaction was rolled back: its connection to shard ${session.shard} (node ${writer.name}) was lost, and Postgres rolls back an open transaction when its connection closes`);
+      });
       session.lifetimeTimer = setTimeout(() => void this.abandon(session, "lifetime",
         `the interactive transaction was rolled back when it reached its max lifetime of ${limits.maxLifetimeMs} ms (transactions.interactive.maxLifetimeMs): nothing of it was committed`), limits.maxLifetimeMs);
       session.lifetimeTimer.unref();
@@ -423,7 +439,7 @@ export class InteractiveTransactions {
       s.ending.abort(new ConnectError(message, Code.Aborted));
       void s.tail.then(async () => {
         try {
-          if (s.conn.transactionStatus !== "I") await this.settle(s, "rollback");
+          if (!s.lost && s.conn.transactionStatus !== "I") await this.settle(s, "rollback");
         } catch {
           // Unreachable or gone: the connection is closed below, and Postgres rolls back with it.
         } finally {

@@ -9,6 +9,8 @@ import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js
 import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import { IsolationLevel, TransactionOutcome } from "../../gen/shardrouter/v1/transactions_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
+import { Catalog } from "../../server/catalog/catalog.js";
+import { FenceStore } from "../../server/catalog/fence-store.js";
 import { buildShardMap } from "../../server/placement/shard-map.js";
 import { installEpochGuard, setMinimumEpoch } from "../../server/resharding/epoch-guard.js";
 import type { TableShape } from "../../server/resharding/table-schema.js";
@@ -276,6 +278,7 @@ test("a lost connection (backend terminated) ends the session: slot and count gi
   await allReleased("a terminated backend");
   const err = await assertCode(app.executeInTransaction({ transactionToken: token, sql: "select 1" }), Code.NotFound, "after the loss");
   assert.match(err.rawMessage, "was lost");
+  assert.is(t.router.planner.shards.shard(shard).nodes[0].status, "up", "one lost session connection does not mark the node down");
   // The pool is fine: the next transaction gets a working connection.
   const next = (await app.beginTransaction({ key })).transactionToken;
   await app.executeInTransaction({ transactionToken: next, sql: "select 1" });
@@ -372,4 +375,31 @@ test("resharding: a session whose key moved is rolled back; the sources' epoch g
   assert.is(await value("moving"), 1);
   await allReleased("resharding");
 });
+test("resharding: a cutover's fence rolls back open writable sessions on its moving keys at once; read-only ones go on", async () => {
+  // Last in this file: the fence gives the router's connections a new write epoch.
+  await put("fenced", 1);
+  const catalog = await Catalog.open(t.config.catalog!);
+  const fences = new FenceStore(catalog);
+  const job = "interactive-fence";
+  const writer = (await app.beginTransaction({ key })).transactionToken;
+  await app.executeInTransaction({ transactionToken: writer, sql: "update items set n = 2 where id = 'fenced'" });
+  const reader = (await app.beginTransaction({ key, readOnly: true })).transactionToken;
+  try {
+    const otherShard = t.cluster.shards.find((s) => s.name !== shard)!.name;
+    await fences.raise(job, t.router.planner.map.version, t.config.placement, [{ name: otherShard, weight: 1, state: "active" }]);
+    await writeAsAnother("fenced", 3); // waits for the row's lock: the router lets go when it hears of the fence
+    assert.is(await value("fenced"), 3);
+    const err = await assertCode(app.executeInTransaction({ transactionToken: writer, sql: "select 1" }), Code.NotFound, "the writable session");
+    assert.match(err.rawMessage, "resharding cutover is moving its key");
+    const [[one]] = cells(await app.executeInTransaction({ transactionToken: reader, sql: "select 1" }));
+    assert.is(one, 1n, "the read-only session goes on");
+    await app.rollbackTransaction({ transactionToken: reader });
+  } finally {
+    await fences.abort(job);
+    await fences.remove(job);
+    await catalog.close();
+  }
+  await allReleased("a cutover's fence");
+});
+
 test.run();
