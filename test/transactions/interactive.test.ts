@@ -25,6 +25,7 @@ const otherKey = apiKey("other");
 const readerKey = apiKey("reader");
 const appPassword = "app-Pa55-5521";
 const key = "k1";
+const lines: string[] = [];
 let t: TestRouter;
 let app: Client<typeof RouterService>;
 let other: Client<typeof RouterService>;
@@ -37,6 +38,8 @@ test.before(hook(async () => {
   t = await startTestRouter({
     shards: 2,
     pool: { max: 4 },
+    log: (line) => lines.push(line),
+    logLevel: "debug", // every access line, every session's end
     auth: async (cluster) => {
       const postgres = (await import("postgres")).default;
       for (const s of cluster.shards) {
@@ -375,6 +378,25 @@ test("resharding: a session whose key moved is rolled back; the sources' epoch g
   assert.is(await value("moving"), 1);
   await allReleased("resharding");
 });
+test("log lines never carry a token, a parameter or a credential", async () => {
+  const secret = "p4ram-secret-7731";
+  const begun = await app.beginTransaction({ key, idleTimeoutMs: 5000 });
+  // Postgres' message quotes the bad value: it reaches the caller, never the log.
+  const err = await assertCode(app.executeInTransaction({ transactionToken: begun.transactionToken, sql: "select $1::int", params: [str(secret)] }), Code.InvalidArgument, "a bad parameter");
+  assert.match(err.rawMessage, secret, "the caller is told");
+  await assertCode(app.commitTransaction({ transactionToken: begun.transactionToken }), Code.Aborted, "commit");
+  await assertCode(other.executeInTransaction({ transactionToken: begun.transactionToken, sql: "select 1" }), Code.NotFound, "another identity");
+  const idle = await app.beginTransaction({ key, idleTimeoutMs: 200 });
+  await waitFor("the idle transaction's end to be logged", () => (lines.some((l) => l.includes("idle_timeout")) ? true : undefined));
+  const random = [begun.transactionToken, idle.transactionToken].map((tok) => tok.split(".")[1]);
+  assert.ok(lines.some((l) => l.includes("ExecuteInTransaction")), "access lines were logged");
+  for (const line of lines) {
+    for (const r of random) assert.not.ok(line.includes(r), `a token in: ${line}`);
+    assert.not.ok(line.includes(secret), `a parameter in: ${line}`);
+    assert.not.ok(line.includes(appKey.key) || line.includes(appPassword), `a credential in: ${line}`);
+  }
+});
+
 test("resharding: a cutover's fence rolls back open writable sessions on its moving keys at once; read-only ones go on", async () => {
   // Last in this file: the fence gives the router's connections a new write epoch.
   await put("fenced", 1);
