@@ -42,6 +42,7 @@ import { DecisionLog } from "./transactions/decision-log.js";
 import { Failpoints } from "./transactions/failpoints.js";
 import { Recovery } from "./transactions/recovery.js";
 import { ensureRequestLog } from "./transactions/request-log.js";
+import { InteractiveTransactions } from "./transactions/interactive.js";
 import { type PruneRound, RequestPruning } from "./transactions/request-pruning.js";
 import { newRouterId, TransactionIds } from "./transactions/transaction-id.js";
 
@@ -162,6 +163,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   }
   const obs = observability({
     shards, logger, inDoubt: () => recovery.inDoubt, healthIntervalMs: config.health.intervalMs,
+    interactiveOpen: () => interactive.openByShard(),
     replicationSlots: async () => (await Promise.all(shards.shards.map(async (s) => (await replicationSlots(s)).map((x) => ({ shard: s.name, ...x }))))).flat(),
   });
   const healthChecker = new HealthChecker(shards, config.health);
@@ -181,12 +183,19 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   pruning.start();
 
   const health = new HealthMonitor(shards);
-  const handlers = routerService({ planner, coordinator, recovery, config, fence, onStaleMap: async () => {
+  const onStaleMap = async () => {
     // Bounded: a router cut off from the catalog answers with the source's refusal, not a hang.
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([follower?.check(), new Promise((r) => { timer = setTimeout(r, 1000); })]);
     clearTimeout(timer);
-  } });
+  };
+  const { maxPerNode, ...interactiveLimits } = tx.interactive;
+  const interactive = new InteractiveTransactions({
+    planner, routerId: ids.routerId, fence, onStaleMap, observer: obs.interactive,
+    limits: { ...interactiveLimits, maxPerNode: maxPerNode ?? Math.floor(config.pool.max / 2) },
+    results: config.limits, settleTimeoutMs: (config.pool.statementTimeoutMs || 30_000) + config.pool.connectTimeoutMs,
+  });
+  const handlers = routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap });
   const readMaxBytes = 16 * 1024 * 1024;
   const connectAdapter = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
@@ -241,6 +250,9 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     pruneRequests: () => pruning.runOnce(),
     async close() {
       health.close(); // ends Watch streams, which would otherwise hold the listener open
+      // Open interactive transactions are rolled back and their connections released first: their
+      // calls in flight end now, and nothing is left for the pools' close to cut.
+      await interactive.close();
       await listener.close();
       await recovery.stop();
       await pruning.stop();

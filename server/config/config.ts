@@ -100,6 +100,22 @@ export const ConfigSchema = z.object({
     requestPruneIntervalMs: z.number().int().min(1000).default(600_000),
     /** Crash points for fault-injection tests, e.g. ["after_prepare@3"]; also SHARDROUTER_FAILPOINTS. */
     failpoints: z.array(z.string()).default([]),
+    /** Interactive transactions (BeginTransaction … CommitTransaction): each holds one connection of a shard's primary. */
+    interactive: z.object({
+      /** Open at once on this router; beyond it BeginTransaction is refused (resource_exhausted). 0 turns them off. */
+      max: z.number().int().min(0).default(100),
+      /**
+       * Open at once on one node, below pool.max so pooled statements always keep a connection.
+       * Default: half of pool.max, rounded down.
+       */
+      maxPerNode: z.number().int().min(0).optional(),
+      /** Rolled back when no call arrives for this long after the last one ended (a request may ask for another). */
+      idleTimeoutMs: z.number().int().min(1).default(10_000),
+      /** The longest idle timeout a BeginTransaction may ask for. */
+      maxIdleTimeoutMs: z.number().int().min(1).default(60_000),
+      /** Rolled back this long after BEGIN, however busy. */
+      maxLifetimeMs: z.number().int().min(1).default(300_000),
+    }).strict().prefault({}),
   }).strict().prefault({}),
   transfer: z.object({
     table: z.string().min(1).default("accounts"),
@@ -171,6 +187,13 @@ export function parseConfig(raw: unknown, source = "config"): Config {
   if (config.shards.every((s) => s.spare)) problems.push("shards: every shard is spare; at least one must own keys");
   if (config.shardLogin?.passwordEnv && process.env[config.shardLogin.passwordEnv] === undefined) {
     problems.push(`shardLogin.passwordEnv: environment variable ${config.shardLogin.passwordEnv} is not set`);
+  }
+  const interactive = config.transactions.interactive;
+  if (interactive.maxPerNode !== undefined && interactive.max > 0 && interactive.maxPerNode >= config.pool.max) {
+    problems.push(`transactions.interactive.maxPerNode: ${interactive.maxPerNode} must be below pool.max (${config.pool.max}), so pooled statements always keep a connection`);
+  }
+  if (interactive.idleTimeoutMs > interactive.maxIdleTimeoutMs) {
+    problems.push(`transactions.interactive.idleTimeoutMs: ${interactive.idleTimeoutMs} is above transactions.interactive.maxIdleTimeoutMs (${interactive.maxIdleTimeoutMs})`);
   }
   if (problems.length) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
   return config;

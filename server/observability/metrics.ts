@@ -9,6 +9,7 @@ import { CircuitState } from "cockatiel";
 import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
 import type { ShardSet } from "../shards/shard-set.js";
 import type { TransactionOutcomeKind } from "../transactions/coordinator.js";
+import { endReasons } from "../transactions/interactive.js";
 import { RpcStats } from "./rpc-stats.js";
 
 const transactionOutcomes: readonly TransactionOutcomeKind[] = ["committed_one_phase", "committed_two_phase", "rolled_back", "in_doubt"];
@@ -23,6 +24,8 @@ export interface MetricsSources {
   inDoubt: () => number;
   /** Reshard jobs' replication slots per shard (see resharding/slot-lag.ts), read at scrape time. */
   replicationSlots?: () => Promise<{ shard: string; name: string; lagBytes: bigint }[]>;
+  /** Interactive transactions holding a connection now, by shard. */
+  interactiveOpen?: () => Map<string, number>;
   /** Process metrics (CPU, memory, event loop lag, GC): default true. */
   processMetrics?: boolean;
 }
@@ -34,6 +37,7 @@ export class RouterMetrics {
   readonly recovered: Counter<"shard" | "decision">;
   readonly writerChanges: Counter<"shard">;
   readonly requestsPruned: Counter<"shard">;
+  readonly interactiveEnded: Counter<"reason">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -93,6 +97,23 @@ export class RouterMetrics {
       labelNames: ["shard"] as const, registers,
     });
     for (const shard of sources.shards.shards) this.requestsPruned.inc({ shard: shard.name }, 0);
+
+    const interactiveOpen = sources.interactiveOpen;
+    new Gauge({
+      name: "shardrouter_interactive_transactions_open",
+      help: "Interactive transactions (BeginTransaction) holding a connection of the shard's primary, being rolled back included.",
+      labelNames: ["shard"] as const, registers,
+      collect() {
+        const open = interactiveOpen?.() ?? new Map<string, number>();
+        for (const shard of sources.shards.shards) this.set({ shard: shard.name }, open.get(shard.name) ?? 0);
+      },
+    });
+    this.interactiveEnded = new Counter({
+      name: "shardrouter_interactive_transactions_ended_total",
+      help: "Interactive transactions ended, by reason: commit, rollback (asked by the caller), idle_timeout, lifetime (rolled back by the router), error (connection lost, a failed commit, a moved key), shutdown.",
+      labelNames: ["reason"] as const, registers,
+    });
+    for (const reason of endReasons) this.interactiveEnded.inc({ reason }, 0);
 
     const slots = sources.replicationSlots;
     if (slots) {

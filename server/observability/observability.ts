@@ -5,6 +5,7 @@ import type * as http from "node:http";
 import type { ContextValues, Interceptor } from "@connectrpc/connect";
 import type { ShardSet } from "../shards/shard-set.js";
 import type { TransactionObserver } from "../transactions/coordinator.js";
+import type { InteractiveObserver } from "../transactions/interactive.js";
 import type { RecoveryObserver } from "../transactions/recovery.js";
 import type { PruneObserver } from "../transactions/request-pruning.js";
 import { observeRpcs, type RpcObserver } from "./interceptor.js";
@@ -12,7 +13,7 @@ import type { Logger } from "./logger.js";
 import { type MetricsSources, RouterMetrics } from "./metrics.js";
 import { watchNodes } from "./node-events.js";
 import { type RequestIds, requestIds } from "./request-id.js";
-import { transactionEvents } from "./transaction-events.js";
+import { interactiveEvents, transactionEvents } from "./transaction-events.js";
 
 export interface ObservabilityOptions {
   shards: ShardSet;
@@ -23,6 +24,8 @@ export interface ObservabilityOptions {
   healthIntervalMs: number;
   /** Reshard jobs' slots, read at scrape time. */
   replicationSlots?: MetricsSources["replicationSlots"];
+  /** Interactive transactions holding a connection, by shard, read at scrape time. */
+  interactiveOpen?: MetricsSources["interactiveOpen"];
 }
 
 export interface Observability {
@@ -39,6 +42,8 @@ export interface Observability {
   /** connectNodeAdapter's `contextValues`: carries the request id to the interceptor. */
   readonly contextValues: (req: Parameters<RequestIds["contextValues"]>[0]) => ContextValues;
   readonly transactions: TransactionObserver & RecoveryObserver & PruneObserver;
+  /** Told when an interactive transaction ends (metrics, logs). */
+  readonly interactive: InteractiveObserver;
   /** Answers GET /metrics (true), or leaves the request to the RPC handler (false). */
   readonly http1: (req: http.IncomingMessage, res: http.ServerResponse) => boolean;
   /** Starts watching node health and breakers (after the first health check). */
@@ -46,8 +51,8 @@ export interface Observability {
   close(): void;
 }
 
-export function observability({ shards, logger, inDoubt, healthIntervalMs, replicationSlots }: ObservabilityOptions): Observability {
-  const metrics = new RouterMetrics({ shards, inDoubt, replicationSlots });
+export function observability({ shards, logger, inDoubt, healthIntervalMs, replicationSlots, interactiveOpen }: ObservabilityOptions): Observability {
+  const metrics = new RouterMetrics({ shards, inDoubt, replicationSlots, interactiveOpen });
   const ids = requestIds();
   let nodes: { close(): void } | undefined;
   const rpcs = observeRpcs({ stats: metrics.rpc, logger, shards, newRequestId: ids.next });
@@ -60,6 +65,7 @@ export function observability({ shards, logger, inDoubt, healthIntervalMs, repli
     withRequestIds: ids.wrap,
     contextValues: ids.contextValues,
     transactions: transactionEvents(metrics, logger),
+    interactive: interactiveEvents(metrics, logger),
     http1: (req, res) => {
       if (req.method !== "GET" && req.method !== "HEAD") return false;
       const url = req.url ?? "";

@@ -43,11 +43,21 @@ export class WriteFence {
   private readonly fences = new Map<string, ActiveFence>();
   private readonly inflight = new Set<InFlight>();
   private waiters = new Set<() => void>();
+  private readonly holdListeners: ((moves: (key: string) => boolean) => void)[] = [];
   private held = 0;
   /** Reshard jobs at work (from the catalog), with the shards of their new maps: schema changes are refused meanwhile. */
   activeJobs: readonly { id: string; shards: readonly { name: string; state: string }[] }[] = [];
 
   constructor(private readonly opts: WriteFenceOptions) {}
+
+  /**
+   * Tells `listener` when a fence starts holding on this router, with which keys it moves: what
+   * holds a connection with writes on a moving key across calls (an interactive transaction) must
+   * let go, or the cutover's lock on the moving tables would wait for it.
+   */
+  onHold(listener: (moves: (key: string) => boolean) => void): void {
+    this.holdListeners.push(listener);
+  }
 
   /** Waits while a fence holds `keys`, then counts the write as in flight until the returned release. */
   async admit(keys: WriteKeys, signal: AbortSignal): Promise<() => void> {
@@ -86,6 +96,13 @@ export class WriteFence {
     if (!known) {
       const timer = setTimeout(() => this.wake(), this.opts.holdAtMostMs + 1);
       timer.unref();
+      for (const listener of this.holdListeners) {
+        try {
+          listener((key) => touches([key], active));
+        } catch {
+          // a listener's failure must not keep this router from acknowledging
+        }
+      }
     }
     // Every write in flight, not only those it holds: one that began on a connection of the old
     // epoch would be refused by the source once the cutover raises it.

@@ -9,11 +9,13 @@ import type { Config } from "../config/config.js";
 import type { Planner } from "../execution/planner.js";
 import { scatterGather } from "../execution/scatter-gather.js";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
-import { checkStatement } from "../sql/statement-guard.js";
+import { checkStatement, checkTransactionStatement } from "../sql/statement-guard.js";
 import { type EncodedParam, encodeParam } from "../execution/value-codec.js";
 import { onFirstAnswering } from "../execution/read-failover.js";
 import type { Coordinator } from "../transactions/coordinator.js";
 import { executeTransaction } from "../transactions/execute-transaction.js";
+import type { InteractiveTransactions } from "../transactions/interactive.js";
+import { TransactionOutcome } from "../../gen/shardrouter/v1/transactions_pb.js";
 import type { Recovery } from "../transactions/recovery.js";
 import { transfer } from "../transactions/transfer.js";
 import type { WriteFence, WriteKeys } from "../resharding/write-fence.js";
@@ -27,6 +29,8 @@ export interface RouterServiceDeps {
   planner: Planner;
   coordinator: Coordinator;
   recovery: Recovery;
+  /** BeginTransaction … CommitTransaction: the session table. */
+  interactive: InteractiveTransactions;
   config: Pick<Config, "limits" | "transfer">;
   /** Holds writes to moving keys during a resharding cutover (routers with a catalog). */
   fence?: WriteFence;
@@ -48,7 +52,7 @@ type Impl = ServiceImpl<typeof RouterService>;
  */
 export type RouterHandlers = { [K in keyof Impl]: (req: Parameters<Impl[K]>[0], ctx: CallContext) => ReturnType<Impl[K]> };
 
-export function routerService({ planner, coordinator, recovery, config, fence, onStaleMap }: RouterServiceDeps): RouterHandlers {
+export function routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap }: RouterServiceDeps): RouterHandlers {
   const limits = config.limits;
   /** DDL and TRUNCATE are not replicated: refused while a reshard job moves rows. */
   function refuseSchemaChange(sql: string): void {
@@ -131,6 +135,27 @@ export function routerService({ planner, coordinator, recovery, config, fence, o
     async executeTransaction(req, ctx) {
       for (const s of req.statements) refuseSchemaChange(s.sql);
       return write(req.statements.map((s) => s.key), ctx.signal, () => executeTransaction(req, { planner, coordinator, limits }, ctx.signal, ctx.caller));
+    },
+
+    async beginTransaction(req, ctx) {
+      const opened = await interactive.begin(
+        { key: req.key, readOnly: req.readOnly, isolation: req.isolationLevel, idleTimeoutMs: req.idleTimeoutMs }, ctx.caller, ctx.signal);
+      return { transactionToken: opened.token, shard: opened.shard, idleTimeoutMs: opened.idleTimeoutMs, maxLifetimeMs: opened.maxLifetimeMs };
+    },
+
+    async executeInTransaction(req, ctx) {
+      checkTransactionStatement(req.sql); // transaction control is refused as such, not as a schema change
+      if (!isReadOnly(req.sql)) refuseSchemaChange(req.sql);
+      return interactive.execute(req.transactionToken, req.sql, encodeParams(req.params), ctx.caller, ctx.signal);
+    },
+
+    async commitTransaction(req, ctx) {
+      const { shard } = await interactive.commit(req.transactionToken, ctx.caller, ctx.signal);
+      return { outcome: TransactionOutcome.COMMITTED, shard };
+    },
+
+    async rollbackTransaction(req, ctx) {
+      return interactive.rollback(req.transactionToken, ctx.caller, ctx.signal);
     },
 
     async getTopology() {

@@ -85,9 +85,17 @@ export interface ReservedConnection {
   start(text: string, params: RawParam[], onRow: RowSink, opts?: { once?: boolean }): RunningStatement;
   /**
    * Returns the connection to the pool, or closes it when it is not clean (still in a transaction,
-   * cancelled, or isolated): Postgres then rolls back whatever was left open.
+   * cancelled, or isolated) or `close` asks (it ran a statement the guard contains): Postgres then
+   * rolls back whatever was left open. Only the first call counts.
    */
-  release(): void;
+  release(opts?: { close?: boolean }): void;
+  /**
+   * Calls `listener` if the connection closes while it is still reserved (the node went away, the
+   * backend was terminated): Postgres has rolled back what was open on it. Taken off at release.
+   */
+  onLost(listener: () => void): void;
+  /** 'I' idle, 'T' in a transaction, 'E' in a failed transaction (from Postgres' last ReadyForQuery). */
+  readonly transactionStatus: string;
 }
 
 /** A statement on a connection of its own; `closed` settles when that connection is gone. */
@@ -308,6 +316,7 @@ export class NodePool {
     }
     let released = false;
     const cancels: Promise<void>[] = [];
+    const lostListeners: (() => void)[] = [];
     return {
       node: this,
       start: (text, params, onRow, { once = false } = {}) => {
@@ -317,13 +326,18 @@ export class NodePool {
         if (name) done.catch((err) => { if (isStalePlan(err)) this.forget(text, name); });
         return { done, cancel: () => { const sent = this.cancelOn(conn, done); cancels.push(sent); return sent; } };
       },
-      release: () => {
+      get transactionStatus() { return conn.transactionStatus; },
+      onLost: (listener) => { if (!released) lostListeners.push(conn.onClose(listener)); },
+      release: ({ close = false } = {}) => {
         if (released) return;
         released = true;
+        for (const off of lostListeners.splice(0)) off();
         const slot = () => slots.release();
-        if (opts.isolated) {
-          conn.end();
-          conn.closed.then(slot);
+        if (opts.isolated || close) {
+          // The slot comes back once the connection is gone, so a node never has more open than slots.
+          const end = () => { conn.end(); conn.closed.then(slot); };
+          if (cancels.length) Promise.all(cancels).then(end);
+          else end();
           return;
         }
         if (!cancels.length) return void (pool.release(conn), slot());

@@ -161,11 +161,18 @@ export class PgConnection {
   cancelled = false;
   /** Settles when the socket is closed, however that happened. */
   readonly closed: Promise<void>;
+  /** Told once when the socket closes; each can be taken off again (see onClose). */
+  private readonly closeListeners = new Set<() => void>();
 
   private constructor(private readonly client: RouterClient, private readonly options: ConnectOptions) {
     let onEnd!: () => void;
     this.closed = new Promise((resolve) => { onEnd = resolve; });
-    client.on("end", () => { this.gone = true; onEnd(); });
+    client.on("end", () => {
+      this.gone = true;
+      onEnd();
+      for (const listener of this.closeListeners) listener();
+      this.closeListeners.clear();
+    });
     client.on("error", () => { this.gone = true; }); // each statement gets the error; a client error event must not crash the process
     this.gatherWrites();
   }
@@ -189,6 +196,20 @@ export class PgConnection {
     } finally {
       signal?.removeEventListener("abort", abort);
     }
+  }
+
+  /**
+   * Calls `listener` once when the socket closes (at once, in a microtask, if it is closed already).
+   * Returns what takes it off: a long-lived pooled connection serves many holders, and a listener
+   * per holder must not pile up on it (as `.then` on `closed` would).
+   */
+  onClose(listener: () => void): () => void {
+    if (this.gone) {
+      queueMicrotask(listener);
+      return () => {};
+    }
+    this.closeListeners.add(listener);
+    return () => void this.closeListeners.delete(listener);
   }
 
   /** True while it can take a statement for a new caller: open, idle, outside a transaction, never cancelled. */

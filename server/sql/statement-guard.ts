@@ -257,3 +257,31 @@ function statementName(tag: string, node: ParseNode): string {
   }
   return tag;
 }
+
+/**
+ * Savepoints end with the transaction that holds them, so inside an interactive transaction (a
+ * connection reserved until COMMIT or ROLLBACK) they leave nothing behind; they are what lets a
+ * caller recover from a failed statement without losing the whole transaction, and what ORMs use for
+ * nested transactions. Everything else that controls the transaction belongs to the router.
+ */
+const savepointKinds = new Set(["TRANS_STMT_SAVEPOINT", "TRANS_STMT_RELEASE", "TRANS_STMT_ROLLBACK_TO"]);
+
+/**
+ * The guard for a statement of an interactive transaction: the same answers as checkStatement, but
+ * SAVEPOINT, RELEASE and ROLLBACK TO are allowed, and any other transaction control (BEGIN, COMMIT,
+ * ROLLBACK, PREPARE TRANSACTION …) is refused with a message that says what to call instead.
+ */
+export function checkTransactionStatement(sql: string): Containment {
+  try {
+    return checkStatement(sql);
+  } catch (err) {
+    const { stmts } = parse(sql); // parses: the refusal was no syntax error, so this one parses too
+    const control = stmts.length === 1 ? (stmts[0].stmt.TransactionStmt as ParseNode | undefined) : undefined;
+    if (!control) throw err;
+    if (savepointKinds.has(String(control.kind))) return "shared";
+    throw new ConnectError(
+      `${statementName("TransactionStmt", control)} is not allowed inside an interactive transaction: end it with CommitTransaction or RollbackTransaction`,
+      Code.InvalidArgument,
+    );
+  }
+}

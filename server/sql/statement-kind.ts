@@ -41,6 +41,7 @@ function modifies(value: unknown): boolean {
 const notSchemaChanges = new Set([
   "SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "ExplainStmt", "VariableShowStmt",
   "CallStmt", "DoStmt", "LockStmt", "NotifyStmt", "CheckPointStmt",
+  "TransactionStmt", // only SAVEPOINT and its kin get this far, inside an interactive transaction
 ]);
 
 /**

@@ -13,6 +13,7 @@ import { RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import { accountsOnShards, seedAccounts } from "../harness/accounts.js";
 import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
 import { test } from "../harness/uvu.js";
+import { scrape } from "../observability/scrape.js";
 import { apiKey, assertCode, clientFor, type Protocol, protocols } from "./fixtures.js";
 
 const services: DescService[] = [RouterService, AdminService, Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection];
@@ -40,6 +41,8 @@ function requestFor(method: DescMethod): Record<string, unknown> {
     case "RouterService/ExecuteOnAll": return { sql: "insert into canary values (2)" };
     case "RouterService/ExecuteTransaction": return { requestId: "deny-1", statements: [{ key: "acct-1", sql: "insert into canary values (3)" }] };
     case "RouterService/Transfer": return { fromKey: "acct-1", toKey: "acct-2", amount: 7n, requestId: "deny-2" };
+    case "RouterService/BeginTransaction": return { key: "acct-1" };
+    case "RouterService/ExecuteInTransaction": return { transactionToken: "deny.token", sql: "insert into canary values (4)" };
     case "AdminService/StartReshard": return { jobId: "deny-job", addShards: [{ name: "shard-2", weight: 1 }] };
     case "AdminService/AddShard": return { name: "deny-shard", nodes: [{ host: "127.0.0.1", port: 1, database: "x", role: "primary" }] };
     case "ServerReflection/ServerReflectionInfo": return { messageRequest: { case: "listServices", value: "" } };
@@ -88,6 +91,7 @@ test("every method of every service, without credentials or with identity header
   }
   const after = await accountsOnShards(t);
   assert.is(after.total, before.total);
+  assert.is((await scrape(t.router.url)).value("shardrouter_interactive_transactions_open"), 0, "no interactive transaction begun");
   const jobs = await clientFor(AdminService, t.router.url, "grpc", { token: ops.key }).listReshards({});
   assert.equal(jobs.reshards.length, 0);
   const catalog = t.direct(t.cluster.catalog);

@@ -57,6 +57,38 @@ test("a Postgres error comes back with the same code, message and SQLSTATE detai
   }
 });
 
+test("interactive transactions answer alike on every path: begin, statements, commit, rollback, and their errors", async () => {
+  const answers = await Promise.all(Object.entries(clients).map(async ([name, c]) => {
+    const begun = await c.beginTransaction({ key: "acct-7", idleTimeoutMs: 5000 });
+    const res = await c.executeInTransaction({ transactionToken: begun.transactionToken, sql: "select $1::int8 * 2 as doubled", params: [int(21n)] });
+    const failed = await failure(c.executeInTransaction({ transactionToken: begun.transactionToken, sql: "select 1 / 0" }));
+    const aborted = await failure(c.commitTransaction({ transactionToken: begun.transactionToken }));
+    const again = await c.rollbackTransaction({ transactionToken: begun.transactionToken });
+    const committed = await c.beginTransaction({ key: "acct-7" }).then(async (b) => c.commitTransaction({ transactionToken: b.transactionToken }));
+    const unknown = await failure(c.executeInTransaction({ transactionToken: `${t.router.routerId}.nothing`, sql: "select 1" }));
+    const refused = await failure(c.beginTransaction({ key: "acct-7" }).then(async (b) => {
+      try {
+        return await c.executeInTransaction({ transactionToken: b.transactionToken, sql: "commit" });
+      } finally {
+        await c.rollbackTransaction({ transactionToken: b.transactionToken });
+      }
+    }));
+    return {
+      name,
+      shard: begun.shard, idle: begun.idleTimeoutMs, rows: res.result?.rows, executedOn: res.shard,
+      failed: [failed.code, failed.findDetails(PostgresErrorDetailSchema)[0]?.sqlstate],
+      aborted: [aborted.code, aborted.rawMessage], wasOpen: again.wasOpen, outcome: committed.outcome,
+      unknown: [unknown.code, unknown.rawMessage], refused: [refused.code, refused.rawMessage],
+    };
+  }));
+  for (const a of answers.slice(1)) assert.equal({ ...a, name: "" }, { ...answers[0], name: "" }, a.name);
+  assert.equal(answers[0].failed, [Code.InvalidArgument, "22012"]);
+  assert.is(answers[0].aborted[0], Code.Aborted);
+  assert.is(answers[0].unknown[0], Code.NotFound);
+  assert.is(answers[0].refused[0], Code.InvalidArgument);
+  assert.is(answers[0].wasOpen, false);
+});
+
 test("gRPC deadline (grpc-timeout): DEADLINE_EXCEEDED, the statement cancelled on Postgres, the slot back", async () => {
   const err = await failure(t.grpc.executeOnShard({ key: "acct-1", sql: "select pg_sleep(30), 'grpc-deadline-probe'" }, { timeoutMs: 300 }));
   assert.is(err.code, Code.DeadlineExceeded);

@@ -3,7 +3,8 @@ import { test } from "../harness/uvu.js";
 import * as assert from "uvu/assert";
 import { PostgresErrorDetailSchema } from "../../gen/shardrouter/v1/errors_pb.js";
 import { loadParser } from "../../server/sql/parser.js";
-import { checkStatement } from "../../server/sql/statement-guard.js";
+import { checkStatement, checkTransactionStatement } from "../../server/sql/statement-guard.js";
+import { schemaChange } from "../../server/sql/statement-kind.js";
 
 await loadParser();
 
@@ -146,6 +147,26 @@ test("verdicts are remembered for texts that passed only: a refused text is refu
     assert.is(checkStatement("select id from accounts where id = $1"), "shared");
     assert.is(checkStatement("do $$begin end$$"), "isolated");
     assert.is(rejected("set search_path = evil").code, Code.InvalidArgument);
+  }
+});
+
+test("inside an interactive transaction: savepoints are allowed, other transaction control points to the RPCs, the rest as outside", () => {
+  for (const sql of ["savepoint a", "SAVEPOINT \"my point\"", "release savepoint a", "release a", "rollback to savepoint a", "ROLLBACK TO a"]) {
+    assert.is(checkTransactionStatement(sql), "shared", sql);
+    assert.is(schemaChange(sql), undefined, `${sql}: no schema change (allowed while a reshard job runs)`);
+    assert.is(rejected(sql).code, Code.InvalidArgument, `${sql}: still refused on a pooled connection`);
+  }
+  for (const sql of ["begin", "start transaction", "commit", "commit and chain", "end", "rollback", "abort", "prepare transaction 'x'", "commit prepared 'x'", "rollback prepared 'x'"]) {
+    let err: unknown;
+    try { checkTransactionStatement(sql); } catch (e) { err = e; }
+    assert.instance(err, ConnectError, sql);
+    assert.is((err as ConnectError).code, Code.InvalidArgument, sql);
+    assert.match((err as ConnectError).rawMessage, "CommitTransaction or RollbackTransaction", sql);
+  }
+  assert.is(checkTransactionStatement("select 1"), "shared");
+  assert.is(checkTransactionStatement("do $$ begin end $$"), "isolated");
+  for (const sql of ["set search_path = x", "savepoint a; select 1", "select set_config('a.b', 'c', false)", "select from("]) {
+    assert.throws(() => checkTransactionStatement(sql), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument, sql);
   }
 });
 
