@@ -1,13 +1,13 @@
 // A Deno script over the SDK: where an account lives, its balance, and the richest five accounts.
 //   npm start                 (another terminal: the router with the demo accounts)
-//   npm run example:deno      (or: deno run --config sdk/deno.json --allow-net=127.0.0.1 --allow-env sdk/examples/deno-accounts.ts acct-42)
+//   SHARDROUTER_TOKEN=sr_…  npm run example:deno      (the dev key npm start prints; or: deno run --config sdk/deno.json --allow-net=127.0.0.1 --allow-env sdk/examples/deno-accounts.ts acct-42)
 // node:process instead of the Deno namespace keeps this file type-checked by the repository's tsc too.
 import process from "node:process";
 import { Code, ConnectError, createClient } from "../src/index.ts";
 
 const baseUrl = process.env.SHARDROUTER_URL ?? "http://127.0.0.1:8080";
 const key = process.argv[2] ?? "acct-1";
-const router = createClient({ baseUrl, timeoutMs: 5000 });
+const router = createClient({ baseUrl, token: process.env.SHARDROUTER_TOKEN, timeoutMs: 5000 });
 
 try {
   const where = await router.route(key);

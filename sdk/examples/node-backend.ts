@@ -1,14 +1,15 @@
 // A small Node backend over the SDK: an HTTP API that answers from the sharded accounts table.
 //   npm start                  (another terminal: the router with the demo accounts)
-//   npm run example:node       then: curl localhost:3000/accounts/acct-42
+//   SHARDROUTER_TOKEN=sr_…  npm run example:node   (the dev key npm start prints), then: curl localhost:3000/accounts/acct-42
 //                                     curl -X POST 'localhost:3000/transfers?from=acct-1&to=acct-2&amount=5'
-// Env: SHARDROUTER_URL (default http://127.0.0.1:8080), PORT (default 3000).
+// Env: SHARDROUTER_URL (default http://127.0.0.1:8080), SHARDROUTER_TOKEN (the API key or JWT), PORT (default 3000).
 import { createServer, type ServerResponse } from "node:http";
 import { Code, ConnectError, createClient, type ShardRouterError } from "../src/node.ts";
 
 const router = createClient({
   baseUrl: process.env.SHARDROUTER_URL ?? "http://127.0.0.1:8080",
   protocol: "grpc", // HTTP/2 to the router; "connect" works too
+  token: process.env.SHARDROUTER_TOKEN,
   timeoutMs: 2000,
 });
 

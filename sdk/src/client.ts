@@ -4,7 +4,7 @@
 import { type CallOptions as ConnectCallOptions, type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { codeFromString } from "@connectrpc/connect/protocol-connect";
 import { ReadPreference, RouterService } from "./gen/shardrouter/v1/router_pb.ts";
-import { TransactionOutcome, type TransferResponse } from "./gen/shardrouter/v1/transactions_pb.ts";
+import { IsolationLevel, TransactionOutcome, type TransferResponse } from "./gen/shardrouter/v1/transactions_pb.ts";
 import { toShardRouterError } from "./errors.ts";
 import { type MergeOptions, mergeSpec } from "./merge-spec.ts";
 import { type QueryResult, type Row, type RowMode, decodeResult } from "./results.ts";
@@ -113,6 +113,40 @@ export interface ShardScope {
    * with `id` as a bound parameter, never as text. For call options, use query().
    */
   sql<R = Row>(strings: TemplateStringsArray, ...values: SqlParam[]): Promise<ShardResult<R>>;
+  /**
+   * An interactive transaction on this shard: `fn` runs statements on `tx` as it decides; when it
+   * resolves the transaction commits, when it throws it rolls back and the error is rethrown. Commit
+   * fails with Aborted when Postgres rolled the transaction back (a statement in it failed).
+   */
+  transaction<T>(fn: (tx: ShardTransaction) => Promise<T>, opts?: BeginOptions): Promise<T>;
+  /** Begins an interactive transaction and hands it over: you must commit() or rollback() it. */
+  begin(opts?: BeginOptions): Promise<ShardTransaction>;
+}
+
+export type IsolationLevelName = "read committed" | "repeatable read" | "serializable";
+
+export interface BeginOptions extends CallOptions {
+  /** Postgres' default: "read committed". */
+  isolationLevel?: IsolationLevelName;
+  /** BEGIN READ ONLY: writes fail with SQLSTATE 25006. */
+  readOnly?: boolean;
+  /** The router rolls the transaction back when no call on it arrives for this long (capped by its config). */
+  idleTimeoutMs?: number;
+}
+
+export type TransactionQueryOptions = Omit<QueryOptions, "readPreference">;
+
+/**
+ * An interactive transaction: one connection on the shard's primary, held by the router until
+ * commit() or rollback() (or its idle timeout). Statements run one at a time, in call order.
+ */
+export interface ShardTransaction {
+  readonly shard: string;
+  query<R = Row>(sql: string, params?: readonly SqlParam[], opts?: TransactionQueryOptions): Promise<ShardResult<R>>;
+  sql<R = Row>(strings: TemplateStringsArray, ...values: SqlParam[]): Promise<ShardResult<R>>;
+  commit(opts?: CallOptions): Promise<void>;
+  /** Rolls back; a transaction that already ended without committing is not an error. */
+  rollback(opts?: CallOptions): Promise<void>;
 }
 
 function invalid(message: string): ConnectError {
@@ -147,6 +181,19 @@ function readPreference(name: ReadPreferenceName | undefined): ReadPreference {
   const p = preferences[name];
   if (p === undefined) throw invalid(`readPreference: ${JSON.stringify(name)} is not primary, primaryPreferred, replicaPreferred or replica`);
   return p;
+}
+
+const isolationLevels: Record<IsolationLevelName, IsolationLevel> = {
+  "read committed": IsolationLevel.READ_COMMITTED,
+  "repeatable read": IsolationLevel.REPEATABLE_READ,
+  serializable: IsolationLevel.SERIALIZABLE,
+};
+
+function isolationLevel(name: IsolationLevelName | undefined): IsolationLevel {
+  if (name === undefined) return IsolationLevel.UNSPECIFIED;
+  const level = isolationLevels[name];
+  if (level === undefined) throw invalid(`isolationLevel: ${JSON.stringify(name)} is not "read committed", "repeatable read" or "serializable"`);
+  return level;
 }
 
 const outcomeOf = (o: TransactionOutcome): Outcome => (o === TransactionOutcome.COMMITTED ? "committed" : "unspecified");
@@ -185,12 +232,67 @@ export class ShardRouterClient {
       }, connectOptions(opts));
       return { shard: r.shard, ...decodeResult<R>(r.result, this.decodeFor(opts), opts?.rowMode) };
     });
+    const begin = (opts?: BeginOptions) => call(async () => {
+      const r = await this.rpc.beginTransaction({
+        key: keyText(key), isolationLevel: isolationLevel(opts?.isolationLevel), readOnly: !!opts?.readOnly, idleTimeoutMs: opts?.idleTimeoutMs ?? 0,
+      }, connectOptions(opts));
+      return this.interactive(r.transactionToken, r.shard);
+    });
     return {
       key: typeof key === "string" ? key : String(key),
       query,
       sql: <R>(strings: TemplateStringsArray, ...values: SqlParam[]) => call(async () => {
         const s = fromTemplate(strings, values);
         return query<R>(s.sql, s.params);
+      }),
+      begin,
+      transaction: async <T>(fn: (tx: ShardTransaction) => Promise<T>, opts?: BeginOptions) => {
+        const tx = await begin(opts);
+        let result: T;
+        try {
+          result = await fn(tx);
+        } catch (err) {
+          // If this rollback cannot reach the router, the router's idle timeout rolls back instead.
+          await tx.rollback().catch(() => {});
+          throw err;
+        }
+        await tx.commit();
+        return result;
+      },
+    };
+  }
+
+  private interactive(token: string, shard: string): ShardTransaction {
+    let ended: string | undefined;
+    const open = () => {
+      if (ended) throw new ConnectError(`this transaction was ${ended}: begin a new one`, Code.FailedPrecondition);
+    };
+    const query = <R>(sql: string, params?: readonly SqlParam[], opts?: TransactionQueryOptions) => call(async () => {
+      open();
+      const r = await this.rpc.executeInTransaction({ transactionToken: token, sql, params: encodeParams(params) }, connectOptions(opts));
+      return { shard: r.shard, ...decodeResult<R>(r.result, this.decodeFor(opts), opts?.rowMode) };
+    });
+    return {
+      shard,
+      query,
+      sql: <R>(strings: TemplateStringsArray, ...values: SqlParam[]) => call(async () => {
+        const s = fromTemplate(strings, values);
+        return query<R>(s.sql, s.params);
+      }),
+      commit: (opts?: CallOptions) => call(async () => {
+        open();
+        ended = "committed";
+        try {
+          await this.rpc.commitTransaction({ transactionToken: token }, connectOptions(opts));
+        } catch (err) {
+          ended = "rolled back";
+          throw err;
+        }
+      }),
+      rollback: (opts?: CallOptions) => call(async () => {
+        if (ended) return;
+        ended = "rolled back";
+        await this.rpc.rollbackTransaction({ transactionToken: token }, connectOptions(opts));
       }),
     };
   }

@@ -16,7 +16,7 @@ export function createClient(options: ClientOptions): ShardRouterClient {
 
 export { ShardRouterClient } from "./client.ts";
 export type {
-  AllOptions, AllResult, CallOptions, NodeInfo, Outcome, QueryOptions, ReadPreferenceName, RouteInfo, ShardKey,
+  AllOptions, AllResult, BeginOptions, CallOptions, IsolationLevelName, ShardTransaction, TransactionQueryOptions, NodeInfo, Outcome, QueryOptions, ReadPreferenceName, RouteInfo, ShardKey,
   ShardOutcome, ShardResult, ShardScope, ShardTopology, Topology, TransactionOptions, TransactionResult,
   TransactionStatement, TransferOptions, TransferResult,
 } from "./client.ts";

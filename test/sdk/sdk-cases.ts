@@ -427,7 +427,46 @@ const queryShapeCases: SdkCase[] = [
   },
 ];
 
-export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases];
+const interactiveCases: SdkCase[] = [
+  {
+    name: "onShard().transaction(fn): commits what fn wrote; a throw rolls back and rethrows; sql`…` inside",
+    async fn({ client, run }) {
+      const id = `${run}-itx`;
+      const scope = client.onShard(id);
+      await scope.sql`insert into accounts (id, balance) values (${id}, ${50n}) on conflict (id) do update set balance = excluded.balance`;
+      const inside = await scope.transaction(async (tx) => {
+        await tx.sql`update accounts set balance = balance + ${10n} where id = ${id}`;
+        const { rows } = await tx.query<{ balance: bigint }>("select balance from accounts where id = $1", [id]);
+        return rows[0].balance;
+      });
+      assert.equal(inside, 60n);
+      const err = await scope.transaction(async (tx) => {
+        await tx.sql`update accounts set balance = 0 where id = ${id}`;
+        throw new Error("rolled back on purpose");
+      }).catch((e: Error) => e);
+      assert.equal((err as Error).message, "rolled back on purpose");
+      assert.deepEqual((await scope.sql<{ balance: bigint }>`select balance from accounts where id = ${id}`).rows, [{ balance: 60n }]);
+    },
+  },
+  {
+    name: "a failed statement makes commit fail with Aborted; a finished transaction refuses more calls (FailedPrecondition)",
+    async fn({ client, run }) {
+      const id = `${run}-itx-abort`;
+      const scope = client.onShard(id);
+      await scope.sql`insert into accounts (id, balance) values (${id}, ${5n}) on conflict (id) do update set balance = excluded.balance`;
+      const tx = await scope.begin({ isolationLevel: "serializable" });
+      assert.equal(tx.shard, (await client.route(id)).shard);
+      await tx.sql`update accounts set balance = 4 where id = ${id}`;
+      await failure(tx.sql`select 1/0`, Code.InvalidArgument);
+      await failure(tx.commit(), Code.Aborted);
+      await failure(tx.sql`select 1`, Code.FailedPrecondition);
+      await tx.rollback(); // after the end: not an error
+      assert.deepEqual((await scope.sql<{ balance: bigint }>`select balance from accounts where id = ${id}`).rows, [{ balance: 5n }]);
+    },
+  },
+];
+
+export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases, ...interactiveCases];
 
 /** NULL elements of arrays, as parameters and as cells. */
 const arrayNullCases: SdkCase[] = [

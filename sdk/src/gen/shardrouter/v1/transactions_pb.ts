@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shardrouter/v1/transactions.proto.
  */
 export const file_shardrouter_v1_transactions: GenFile = /*@__PURE__*/
-  fileDesc("CiFzaGFyZHJvdXRlci92MS90cmFuc2FjdGlvbnMucHJvdG8SDnNoYXJkcm91dGVyLnYxIlcKD1RyYW5zZmVyUmVxdWVzdBIQCghmcm9tX2tleRgBIAEoCRIOCgZ0b19rZXkYAiABKAkSDgoGYW1vdW50GAMgASgDEhIKCnJlcXVlc3RfaWQYBCABKAki1AEKEFRyYW5zZmVyUmVzcG9uc2USMwoHb3V0Y29tZRgBIAEoDjIiLnNoYXJkcm91dGVyLnYxLlRyYW5zYWN0aW9uT3V0Y29tZRISCgpmcm9tX3NoYXJkGAIgASgJEhAKCHRvX3NoYXJkGAMgASgJEhEKCXR3b19waGFzZRgEIAEoCBIUCgxmcm9tX2JhbGFuY2UYBSABKAMSEgoKdG9fYmFsYW5jZRgGIAEoAxIWCg50cmFuc2FjdGlvbl9pZBgHIAEoCRIQCghyZXBsYXllZBgIIAEoCCJXChRUcmFuc2FjdGlvblN0YXRlbWVudBILCgNrZXkYASABKAkSCwoDc3FsGAIgASgJEiUKBnBhcmFtcxgDIAMoCzIVLnNoYXJkcm91dGVyLnYxLlZhbHVlImkKGUV4ZWN1dGVUcmFuc2FjdGlvblJlcXVlc3QSOAoKc3RhdGVtZW50cxgBIAMoCzIkLnNoYXJkcm91dGVyLnYxLlRyYW5zYWN0aW9uU3RhdGVtZW50EhIKCnJlcXVlc3RfaWQYAiABKAkiSwoPU3RhdGVtZW50UmVzdWx0Eg0KBXNoYXJkGAEgASgJEikKBnJlc3VsdBgCIAEoCzIZLnNoYXJkcm91dGVyLnYxLlJlc3VsdFNldCLQAQoaRXhlY3V0ZVRyYW5zYWN0aW9uUmVzcG9uc2USMwoHb3V0Y29tZRgBIAEoDjIiLnNoYXJkcm91dGVyLnYxLlRyYW5zYWN0aW9uT3V0Y29tZRIwCgdyZXN1bHRzGAIgAygLMh8uc2hhcmRyb3V0ZXIudjEuU3RhdGVtZW50UmVzdWx0EhEKCXR3b19waGFzZRgDIAEoCBIWCg50cmFuc2FjdGlvbl9pZBgEIAEoCRIQCghyZXBsYXllZBgFIAEoCBIOCgZzaGFyZHMYBiADKAkqXAoSVHJhbnNhY3Rpb25PdXRjb21lEiMKH1RSQU5TQUNUSU9OX09VVENPTUVfVU5TUEVDSUZJRUQQABIhCh1UUkFOU0FDVElPTl9PVVRDT01FX0NPTU1JVFRFRBABYgZwcm90bzM", [file_shardrouter_v1_value]);
+  fileDesc("CiFzaGFyZHJvdXRlci92MS90cmFuc2FjdGlvbnMucHJvdG8SDnNoYXJkcm91dGVyLnYxIlcKD1RyYW5zZmVyUmVxdWVzdBIQCghmcm9tX2tleRgBIAEoCRIOCgZ0b19rZXkYAiABKAkSDgoGYW1vdW50GAMgASgDEhIKCnJlcXVlc3RfaWQYBCABKAki1AEKEFRyYW5zZmVyUmVzcG9uc2USMwoHb3V0Y29tZRgBIAEoDjIiLnNoYXJkcm91dGVyLnYxLlRyYW5zYWN0aW9uT3V0Y29tZRISCgpmcm9tX3NoYXJkGAIgASgJEhAKCHRvX3NoYXJkGAMgASgJEhEKCXR3b19waGFzZRgEIAEoCBIUCgxmcm9tX2JhbGFuY2UYBSABKAMSEgoKdG9fYmFsYW5jZRgGIAEoAxIWCg50cmFuc2FjdGlvbl9pZBgHIAEoCRIQCghyZXBsYXllZBgIIAEoCCJXChRUcmFuc2FjdGlvblN0YXRlbWVudBILCgNrZXkYASABKAkSCwoDc3FsGAIgASgJEiUKBnBhcmFtcxgDIAMoCzIVLnNoYXJkcm91dGVyLnYxLlZhbHVlImkKGUV4ZWN1dGVUcmFuc2FjdGlvblJlcXVlc3QSOAoKc3RhdGVtZW50cxgBIAMoCzIkLnNoYXJkcm91dGVyLnYxLlRyYW5zYWN0aW9uU3RhdGVtZW50EhIKCnJlcXVlc3RfaWQYAiABKAkiSwoPU3RhdGVtZW50UmVzdWx0Eg0KBXNoYXJkGAEgASgJEikKBnJlc3VsdBgCIAEoCzIZLnNoYXJkcm91dGVyLnYxLlJlc3VsdFNldCLQAQoaRXhlY3V0ZVRyYW5zYWN0aW9uUmVzcG9uc2USMwoHb3V0Y29tZRgBIAEoDjIiLnNoYXJkcm91dGVyLnYxLlRyYW5zYWN0aW9uT3V0Y29tZRIwCgdyZXN1bHRzGAIgAygLMh8uc2hhcmRyb3V0ZXIudjEuU3RhdGVtZW50UmVzdWx0EhEKCXR3b19waGFzZRgDIAEoCBIWCg50cmFuc2FjdGlvbl9pZBgEIAEoCRIQCghyZXBsYXllZBgFIAEoCBIOCgZzaGFyZHMYBiADKAkiiwEKF0JlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0EgsKA2tleRgBIAEoCRIRCglyZWFkX29ubHkYAiABKAgSNwoPaXNvbGF0aW9uX2xldmVsGAMgASgOMh4uc2hhcmRyb3V0ZXIudjEuSXNvbGF0aW9uTGV2ZWwSFwoPaWRsZV90aW1lb3V0X21zGAQgASgNInYKGEJlZ2luVHJhbnNhY3Rpb25SZXNwb25zZRIZChF0cmFuc2FjdGlvbl90b2tlbhgBIAEoCRINCgVzaGFyZBgCIAEoCRIXCg9pZGxlX3RpbWVvdXRfbXMYAyABKA0SFwoPbWF4X2xpZmV0aW1lX21zGAQgASgNImwKG0V4ZWN1dGVJblRyYW5zYWN0aW9uUmVxdWVzdBIZChF0cmFuc2FjdGlvbl90b2tlbhgBIAEoCRILCgNzcWwYAiABKAkSJQoGcGFyYW1zGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUiWAocRXhlY3V0ZUluVHJhbnNhY3Rpb25SZXNwb25zZRIpCgZyZXN1bHQYASABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQSDQoFc2hhcmQYAiABKAkiNQoYQ29tbWl0VHJhbnNhY3Rpb25SZXF1ZXN0EhkKEXRyYW5zYWN0aW9uX3Rva2VuGAEgASgJIl8KGUNvbW1pdFRyYW5zYWN0aW9uUmVzcG9uc2USMwoHb3V0Y29tZRgBIAEoDjIiLnNoYXJkcm91dGVyLnYxLlRyYW5zYWN0aW9uT3V0Y29tZRINCgVzaGFyZBgCIAEoCSI3ChpSb2xsYmFja1RyYW5zYWN0aW9uUmVxdWVzdBIZChF0cmFuc2FjdGlvbl90b2tlbhgBIAEoCSI+ChtSb2xsYmFja1RyYW5zYWN0aW9uUmVzcG9uc2USDQoFc2hhcmQYASABKAkSEAoId2FzX29wZW4YAiABKAgqXAoSVHJhbnNhY3Rpb25PdXRjb21lEiMKH1RSQU5TQUNUSU9OX09VVENPTUVfVU5TUEVDSUZJRUQQABIhCh1UUkFOU0FDVElPTl9PVVRDT01FX0NPTU1JVFRFRBABKpwBCg5Jc29sYXRpb25MZXZlbBIfChtJU09MQVRJT05fTEVWRUxfVU5TUEVDSUZJRUQQABIiCh5JU09MQVRJT05fTEVWRUxfUkVBRF9DT01NSVRURUQQARIjCh9JU09MQVRJT05fTEVWRUxfUkVQRUFUQUJMRV9SRUFEEAISIAocSVNPTEFUSU9OX0xFVkVMX1NFUklBTElaQUJMRRADYgZwcm90bzM", [file_shardrouter_v1_value]);
 
 /**
  * @generated from message shardrouter.v1.TransferRequest
@@ -237,6 +237,239 @@ export const ExecuteTransactionResponseSchema: GenMessage<ExecuteTransactionResp
   messageDesc(file_shardrouter_v1_transactions, 5);
 
 /**
+ * @generated from message shardrouter.v1.BeginTransactionRequest
+ */
+export type BeginTransactionRequest = Message<"shardrouter.v1.BeginTransactionRequest"> & {
+  /**
+   * The shard key: the transaction runs on the primary of the shard that owns it, and every
+   * statement of the transaction runs there, whatever keys it touches.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * BEGIN READ ONLY: Postgres refuses writes (SQLSTATE 25006).
+   *
+   * @generated from field: bool read_only = 2;
+   */
+  readOnly: boolean;
+
+  /**
+   * @generated from field: shardrouter.v1.IsolationLevel isolation_level = 3;
+   */
+  isolationLevel: IsolationLevel;
+
+  /**
+   * Roll the transaction back when no call on it arrives for this long after the last one ended.
+   * 0: the router's default (transactions.interactive.idleTimeoutMs); capped at
+   * transactions.interactive.maxIdleTimeoutMs.
+   *
+   * @generated from field: uint32 idle_timeout_ms = 4;
+   */
+  idleTimeoutMs: number;
+};
+
+/**
+ * Describes the message shardrouter.v1.BeginTransactionRequest.
+ * Use `create(BeginTransactionRequestSchema)` to create a new message.
+ */
+export const BeginTransactionRequestSchema: GenMessage<BeginTransactionRequest> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 6);
+
+/**
+ * @generated from message shardrouter.v1.BeginTransactionResponse
+ */
+export type BeginTransactionResponse = Message<"shardrouter.v1.BeginTransactionResponse"> & {
+  /**
+   * Names the transaction in ExecuteInTransaction, CommitTransaction and RollbackTransaction:
+   * "<router id>.<random>". Only the identity that began the transaction may use it; keep it secret.
+   *
+   * @generated from field: string transaction_token = 1;
+   */
+  transactionToken: string;
+
+  /**
+   * The shard the transaction runs on.
+   *
+   * @generated from field: string shard = 2;
+   */
+  shard: string;
+
+  /**
+   * The idle timeout in force for this transaction (the request's, capped, or the default).
+   *
+   * @generated from field: uint32 idle_timeout_ms = 3;
+   */
+  idleTimeoutMs: number;
+
+  /**
+   * The router rolls the transaction back this long after BEGIN, whatever happens
+   * (transactions.interactive.maxLifetimeMs).
+   *
+   * @generated from field: uint32 max_lifetime_ms = 4;
+   */
+  maxLifetimeMs: number;
+};
+
+/**
+ * Describes the message shardrouter.v1.BeginTransactionResponse.
+ * Use `create(BeginTransactionResponseSchema)` to create a new message.
+ */
+export const BeginTransactionResponseSchema: GenMessage<BeginTransactionResponse> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 7);
+
+/**
+ * @generated from message shardrouter.v1.ExecuteInTransactionRequest
+ */
+export type ExecuteInTransactionRequest = Message<"shardrouter.v1.ExecuteInTransactionRequest"> & {
+  /**
+   * From BeginTransactionResponse.
+   *
+   * @generated from field: string transaction_token = 1;
+   */
+  transactionToken: string;
+
+  /**
+   * One SQL statement; parameters are $1, $2, ... Transaction control (BEGIN, COMMIT, ROLLBACK,
+   * PREPARE TRANSACTION …) is refused: use CommitTransaction and RollbackTransaction. SAVEPOINT,
+   * RELEASE SAVEPOINT and ROLLBACK TO SAVEPOINT are allowed.
+   *
+   * @generated from field: string sql = 2;
+   */
+  sql: string;
+
+  /**
+   * @generated from field: repeated shardrouter.v1.Value params = 3;
+   */
+  params: Value[];
+};
+
+/**
+ * Describes the message shardrouter.v1.ExecuteInTransactionRequest.
+ * Use `create(ExecuteInTransactionRequestSchema)` to create a new message.
+ */
+export const ExecuteInTransactionRequestSchema: GenMessage<ExecuteInTransactionRequest> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 8);
+
+/**
+ * @generated from message shardrouter.v1.ExecuteInTransactionResponse
+ */
+export type ExecuteInTransactionResponse = Message<"shardrouter.v1.ExecuteInTransactionResponse"> & {
+  /**
+   * The same result as ExecuteOnShard's.
+   *
+   * @generated from field: shardrouter.v1.ResultSet result = 1;
+   */
+  result?: ResultSet | undefined;
+
+  /**
+   * The shard the transaction runs on.
+   *
+   * @generated from field: string shard = 2;
+   */
+  shard: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.ExecuteInTransactionResponse.
+ * Use `create(ExecuteInTransactionResponseSchema)` to create a new message.
+ */
+export const ExecuteInTransactionResponseSchema: GenMessage<ExecuteInTransactionResponse> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 9);
+
+/**
+ * @generated from message shardrouter.v1.CommitTransactionRequest
+ */
+export type CommitTransactionRequest = Message<"shardrouter.v1.CommitTransactionRequest"> & {
+  /**
+   * From BeginTransactionResponse.
+   *
+   * @generated from field: string transaction_token = 1;
+   */
+  transactionToken: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.CommitTransactionRequest.
+ * Use `create(CommitTransactionRequestSchema)` to create a new message.
+ */
+export const CommitTransactionRequestSchema: GenMessage<CommitTransactionRequest> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 10);
+
+/**
+ * @generated from message shardrouter.v1.CommitTransactionResponse
+ */
+export type CommitTransactionResponse = Message<"shardrouter.v1.CommitTransactionResponse"> & {
+  /**
+   * Always TRANSACTION_OUTCOME_COMMITTED: a transaction Postgres rolled back fails with ABORTED.
+   *
+   * @generated from field: shardrouter.v1.TransactionOutcome outcome = 1;
+   */
+  outcome: TransactionOutcome;
+
+  /**
+   * The shard the transaction ran on.
+   *
+   * @generated from field: string shard = 2;
+   */
+  shard: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.CommitTransactionResponse.
+ * Use `create(CommitTransactionResponseSchema)` to create a new message.
+ */
+export const CommitTransactionResponseSchema: GenMessage<CommitTransactionResponse> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 11);
+
+/**
+ * @generated from message shardrouter.v1.RollbackTransactionRequest
+ */
+export type RollbackTransactionRequest = Message<"shardrouter.v1.RollbackTransactionRequest"> & {
+  /**
+   * From BeginTransactionResponse.
+   *
+   * @generated from field: string transaction_token = 1;
+   */
+  transactionToken: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.RollbackTransactionRequest.
+ * Use `create(RollbackTransactionRequestSchema)` to create a new message.
+ */
+export const RollbackTransactionRequestSchema: GenMessage<RollbackTransactionRequest> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 12);
+
+/**
+ * @generated from message shardrouter.v1.RollbackTransactionResponse
+ */
+export type RollbackTransactionResponse = Message<"shardrouter.v1.RollbackTransactionResponse"> & {
+  /**
+   * The shard the transaction ran on.
+   *
+   * @generated from field: string shard = 1;
+   */
+  shard: string;
+
+  /**
+   * False when the transaction had already ended without committing (the router rolled it back, or
+   * a failed commit did): rolling back again is not an error.
+   *
+   * @generated from field: bool was_open = 2;
+   */
+  wasOpen: boolean;
+};
+
+/**
+ * Describes the message shardrouter.v1.RollbackTransactionResponse.
+ * Use `create(RollbackTransactionResponseSchema)` to create a new message.
+ */
+export const RollbackTransactionResponseSchema: GenMessage<RollbackTransactionResponse> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_transactions, 13);
+
+/**
  * How a transaction ended.
  *
  * @generated from enum shardrouter.v1.TransactionOutcome
@@ -258,4 +491,39 @@ export enum TransactionOutcome {
  */
 export const TransactionOutcomeSchema: GenEnum<TransactionOutcome> = /*@__PURE__*/
   enumDesc(file_shardrouter_v1_transactions, 0);
+
+/**
+ * The isolation level of an interactive transaction (Postgres' BEGIN ISOLATION LEVEL …).
+ *
+ * @generated from enum shardrouter.v1.IsolationLevel
+ */
+export enum IsolationLevel {
+  /**
+   * Same as ISOLATION_LEVEL_READ_COMMITTED, Postgres' default.
+   *
+   * @generated from enum value: ISOLATION_LEVEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ISOLATION_LEVEL_READ_COMMITTED = 1;
+   */
+  READ_COMMITTED = 1,
+
+  /**
+   * @generated from enum value: ISOLATION_LEVEL_REPEATABLE_READ = 2;
+   */
+  REPEATABLE_READ = 2,
+
+  /**
+   * @generated from enum value: ISOLATION_LEVEL_SERIALIZABLE = 3;
+   */
+  SERIALIZABLE = 3,
+}
+
+/**
+ * Describes the enum shardrouter.v1.IsolationLevel.
+ */
+export const IsolationLevelSchema: GenEnum<IsolationLevel> = /*@__PURE__*/
+  enumDesc(file_shardrouter_v1_transactions, 1);
 

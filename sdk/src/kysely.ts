@@ -1,0 +1,207 @@
+// "@shardrouter/sdk/kysely": Kysely over the router. ShardRouterDialect binds a Kysely instance to one
+// shard key: every query runs on the shard that owns it (ExecuteOnShard), and db.transaction() is an
+// interactive transaction there (BeginTransaction … CommitTransaction), savepoints included.
+// ShardRouterScatterDialect runs read-only queries on every shard and merges the rows as
+// ExecuteOnAll does. Kysely's own Postgres compiler, adapter and introspector do the SQL.
+import { Code } from "@connectrpc/connect";
+import {
+  AbortedTransactionError, type CompiledQuery, type DatabaseConnection, type DatabaseIntrospector, type Dialect,
+  type DialectAdapter, type Driver, IdentifierNode, type Kysely, PostgresAdapter, PostgresIntrospector,
+  PostgresQueryCompiler, type QueryCompiler, type QueryResult, RawNode, type TransactionSettings, createQueryId,
+} from "kysely";
+import type { AllOptions, IsolationLevelName, ShardKey, ShardRouterClient, ShardScope, ShardTransaction } from "./client.ts";
+import { ShardRouterError } from "./errors.ts";
+import type { QueryResult as RouterResult } from "./results.ts";
+import type { SqlParam } from "./values.ts";
+
+export interface ShardRouterDialectConfig {
+  client: ShardRouterClient;
+  /** Every query of this Kysely instance runs on the shard that owns this key. */
+  key: ShardKey;
+}
+
+/** Kysely on the shard owning one key: `new Kysely<DB>({ dialect: new ShardRouterDialect({ client, key }) })`. */
+export class ShardRouterDialect implements Dialect {
+  readonly #config: ShardRouterDialectConfig;
+
+  constructor(config: ShardRouterDialectConfig) {
+    this.#config = config;
+  }
+
+  createDriver(): Driver {
+    return new ShardDriver(this.#config.client.onShard(this.#config.key));
+  }
+
+  createQueryCompiler(): QueryCompiler {
+    return new PostgresQueryCompiler();
+  }
+
+  createAdapter(): DialectAdapter {
+    return new PostgresAdapter();
+  }
+
+  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new PostgresIntrospector(db);
+  }
+}
+
+export interface ShardRouterScatterDialectConfig extends Omit<AllOptions, "rowMode"> {
+  client: ShardRouterClient;
+}
+
+/**
+ * Read-only Kysely over every shard: each SELECT runs on all shards and the rows are merged as the
+ * options say (orderBy, limit, offset, groupBy, aggregates; concatenated in shard order without them).
+ * Writes and transactions are refused: they need a shard key (ShardRouterDialect).
+ */
+export class ShardRouterScatterDialect implements Dialect {
+  readonly #config: ShardRouterScatterDialectConfig;
+
+  constructor(config: ShardRouterScatterDialectConfig) {
+    this.#config = config;
+  }
+
+  createDriver(): Driver {
+    return new ScatterDriver(this.#config);
+  }
+
+  createQueryCompiler(): QueryCompiler {
+    return new PostgresQueryCompiler();
+  }
+
+  createAdapter(): DialectAdapter {
+    return new PostgresAdapter();
+  }
+
+  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new PostgresIntrospector(db);
+  }
+}
+
+const writes = new Set(["INSERT", "UPDATE", "DELETE", "MERGE"]);
+
+function kyselyResult<R>(r: RouterResult<R>): QueryResult<R> {
+  return writes.has(r.command) ? { rows: r.rows, numAffectedRows: BigInt(r.rowsAffected) } : { rows: r.rows };
+}
+
+const params = (q: CompiledQuery): SqlParam[] => q.parameters as SqlParam[];
+
+/** A Kysely connection: statements go to the key's shard, or into the transaction begun on it. */
+class ShardConnection implements DatabaseConnection {
+  transaction: ShardTransaction | undefined;
+
+  constructor(private readonly scope: ShardScope) {}
+
+  async executeQuery<R>(q: CompiledQuery): Promise<QueryResult<R>> {
+    const r = this.transaction ? await this.transaction.query<R>(q.sql, params(q)) : await this.scope.query<R>(q.sql, params(q));
+    return kyselyResult(r);
+  }
+
+  // The router answers with whole results (bounded by its row and byte limits), so a stream is the
+  // whole result handed over in chunks: it saves no memory, but lets streaming code run unchanged.
+  async *streamQuery<R>(q: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
+    const { rows } = await this.executeQuery<R>(q);
+    for (let i = 0; i < rows.length; i += chunkSize) yield { rows: rows.slice(i, i + chunkSize) };
+  }
+}
+
+const isolation: Record<string, IsolationLevelName | undefined> = {
+  "read uncommitted": "read committed", // Postgres runs READ UNCOMMITTED as READ COMMITTED
+  "read committed": "read committed",
+  "repeatable read": "repeatable read",
+  serializable: "serializable",
+};
+
+class ShardDriver implements Driver {
+  constructor(private readonly scope: ShardScope) {}
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    return new ShardConnection(this.scope);
+  }
+
+  async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    const isolationLevel = settings.isolationLevel && isolation[settings.isolationLevel];
+    if (settings.isolationLevel && !isolationLevel) throw new TypeError(`isolation level "${settings.isolationLevel}": PostgreSQL has no such level`);
+    (connection as ShardConnection).transaction = await this.scope.begin({ isolationLevel, readOnly: settings.accessMode === "read only" });
+  }
+
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    const c = connection as ShardConnection;
+    const tx = c.transaction!;
+    c.transaction = undefined;
+    try {
+      await tx.commit();
+    } catch (err) {
+      // The router answers ABORTED when Postgres rolled the transaction back instead (a failed statement).
+      if (err instanceof ShardRouterError && err.code === Code.Aborted) throw new AbortedTransactionError();
+      throw err;
+    }
+  }
+
+  async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    const c = connection as ShardConnection;
+    const tx = c.transaction;
+    c.transaction = undefined;
+    await tx?.rollback();
+  }
+
+  async savepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler["compileQuery"]): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand("savepoint", name), createQueryId()));
+  }
+
+  async rollbackToSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler["compileQuery"]): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand("rollback to", name), createQueryId()));
+  }
+
+  async releaseSavepoint(connection: DatabaseConnection, name: string, compileQuery: QueryCompiler["compileQuery"]): Promise<void> {
+    await connection.executeQuery(compileQuery(savepointCommand("release", name), createQueryId()));
+  }
+
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    // A connection released inside a transaction (Kysely never does this) must not hold the router's slot.
+    const c = connection as ShardConnection;
+    if (c.transaction) await this.rollbackTransaction(c);
+  }
+
+  async destroy(): Promise<void> {}
+}
+
+/** `savepoint "name"` with the name quoted by the compiler (as Kysely's own Postgres driver does). */
+function savepointCommand(command: string, name: string): RawNode {
+  return RawNode.createWithChildren([RawNode.createWithSql(`${command} `), IdentifierNode.create(name)]);
+}
+
+class ScatterDriver implements Driver {
+  constructor(private readonly config: ShardRouterScatterDialectConfig) {}
+
+  async init(): Promise<void> {}
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const { client, ...options } = this.config;
+    return {
+      async executeQuery<R>(q: CompiledQuery): Promise<QueryResult<R>> {
+        if (q.query.kind !== "SelectQueryNode") {
+          throw new TypeError(`ShardRouterScatterDialect runs SELECT only (got ${q.query.kind}): a write needs a shard key, use ShardRouterDialect`);
+        }
+        return kyselyResult(await client.all<R>(q.sql, params(q), options));
+      },
+      streamQuery(): AsyncIterableIterator<never> {
+        throw new TypeError("ShardRouterScatterDialect: streaming is not supported; the merged result comes whole");
+      },
+    };
+  }
+
+  async beginTransaction(): Promise<void> {
+    throw new TypeError("ShardRouterScatterDialect: a transaction needs a shard key; use ShardRouterDialect");
+  }
+
+  async commitTransaction(): Promise<void> {}
+
+  async rollbackTransaction(): Promise<void> {}
+
+  async releaseConnection(): Promise<void> {}
+
+  async destroy(): Promise<void> {}
+}
