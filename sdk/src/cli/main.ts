@@ -72,7 +72,9 @@ async function main(argv: string[], env: Record<string, string | undefined>): Pr
   const stdout = (text: string) => void process.stdout.write(text);
   const stderr = (text: string) => void process.stderr.write(text);
   const { words, rest } = split(argv);
-  const help = rest.includes("--help") || rest.includes("-h") || words[0] === "help";
+  const end = rest.indexOf("--");
+  const flags = end < 0 ? rest : rest.slice(0, end); // after --, "-h" is a parameter
+  const help = flags.includes("--help") || flags.includes("-h") || words[0] === "help";
   if (words[0] === "help") words.shift();
   const name = words.join(" ");
   const command = commands.find((c) => c.name === name);
