@@ -142,28 +142,18 @@ const reshardStatus: Command = {
   },
 };
 
-const reshardCutover: Command = {
-  name: "reshard cutover",
-  args: "JOB [--wait]",
-  summary: "switch a job that is ready (or once it is)",
-  help: waitHelp,
-  options: { wait: { type: "boolean" } },
-  async run(ctx) {
-    const [jobId] = expectArgs(ctx, 1, 1, "JOB");
-    return report(ctx, "cutover", (await ctx.admin().cutOver({ jobId })).reshard!);
-  },
-};
+/** A command on one job, JOB [--wait]: cutover, cancel. */
+function jobCommand(verb: string, summary: string, call: (ctx: Context, jobId: string) => Promise<{ reshard?: Reshard }>): Command {
+  return {
+    name: `reshard ${verb}`, args: "JOB [--wait]", summary, help: waitHelp, options: { wait: { type: "boolean" } },
+    async run(ctx) {
+      const [jobId] = expectArgs(ctx, 1, 1, "JOB");
+      return report(ctx, verb, (await call(ctx, jobId)).reshard!);
+    },
+  };
+}
 
-const reshardCancel: Command = {
-  name: "reshard cancel",
-  args: "JOB [--wait]",
-  summary: "stop a job before its cutover; what it copied is removed",
-  help: waitHelp,
-  options: { wait: { type: "boolean" } },
-  async run(ctx) {
-    const [jobId] = expectArgs(ctx, 1, 1, "JOB");
-    return report(ctx, "cancel", (await ctx.admin().cancelReshard({ jobId })).reshard!);
-  },
-};
+const reshardCutover = jobCommand("cutover", "switch a job that is ready (or once it is)", (ctx, jobId) => ctx.admin().cutOver({ jobId }));
+const reshardCancel = jobCommand("cancel", "stop a job before its cutover; what it copied is removed", (ctx, jobId) => ctx.admin().cancelReshard({ jobId }));
 
 export const adminCommands: Command[] = [shardAdd, reshardAdd, reshardDrain, reshardStatus, reshardCutover, reshardCancel];

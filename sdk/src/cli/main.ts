@@ -131,6 +131,11 @@ async function main(argv: string[], env: Record<string, string | undefined>): Pr
   }
 }
 
+// A reader that stops early (`shardrouter all … | head`) closes the pipe: that is no failure.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code !== "EPIPE") throw err;
+  process.exit(process.exitCode ?? 0);
+});
 // exitCode rather than exit(): stdout is flushed, and the closed clients hold nothing open.
 main(process.argv.slice(2), process.env).then((code) => {
   process.exitCode = code;

@@ -1,6 +1,6 @@
 // The RouterService commands, on the SDK's client: route, topology, query, all, transfer.
-import type { AllOptions, NodeInfo, ReadPreferenceName, ShardOutcome } from "../client.ts";
 import { Code } from "@connectrpc/connect";
+import type { AllOptions, NodeInfo, ReadPreferenceName, ShardOutcome } from "../client.ts";
 import type { OrderKey } from "../merge-spec.ts";
 import type { Column, Row } from "../results.ts";
 import { type Command, type Context, UsageError, type Values, expectArgs, failure, intFlag, print } from "./command.ts";
