@@ -137,10 +137,15 @@ Try it (the router answers gRPC reflection, so no .proto files are needed):
   ${curl} --protocol grpc ${svc}/GetTopology
   ${curl} --protocol grpc ${url}/grpc.health.v1.Health/Check
   curl ${url}/metrics
+
+Or with the command line (npm run shardrouter -- --help):
+  export SHARDROUTER_URL=${url}${auth ? ` SHARDROUTER_TOKEN=${auth.devToken}` : ""}
+  npm run shardrouter -- topology
+  npm run shardrouter -- query --key acct-1 'select id, balance from accounts where id = $1' acct-1
 ${spare.length ? `
 Spare shards (their nodes are configured, the shard map in the catalog does not name them, so they own
 no keys): ${spare.join(", ")}. Move keys onto one online (copy, stream, verify, fenced cutover):
-  npm run shardrouter -- reshard add ${spare[0]} --wait --url ${url}${auth ? ` --token ${auth.devToken}` : ""}
+  npm run shardrouter -- reshard add ${spare[0]} --wait
 ` : ""}`);
 }
 

@@ -91,7 +91,10 @@ export interface TransactionResult<R = Row> {
 
 export interface ShardTopology {
   name: string;
+  /** "up" when its primary answers, "down" otherwise, "unknown" before the first check. */
   status: string;
+  /** Its part in the shard map: "active" (owns keys), "receiving" or "draining" (a reshard is moving keys), "retired", or "spare" (owns none). */
+  state: string;
   weight: number;
   nodes: NodeInfo[];
   ownership: { description: string; keyspaceFraction: number };
@@ -353,7 +356,7 @@ export class ShardRouterClient {
       return {
         strategy: r.strategy, shardMapVersion: r.shardMapVersion, inDoubtTransactions: r.inDoubtTransactions,
         shards: r.shards.map((s) => ({
-          name: s.name, status: s.status, weight: s.weight, nodes: nodesOf(s.nodes),
+          name: s.name, status: s.status, state: s.state, weight: s.weight, nodes: nodesOf(s.nodes),
           ownership: { description: s.ownership?.description ?? "", keyspaceFraction: s.ownership?.keyspaceFraction ?? 0 },
         })),
       };

@@ -1,12 +1,12 @@
-// The operator's command (cli/main.ts) against a real router: `reshard add … --wait` follows a job to
-// its end and exits 0; `status` lists it; a request the router refuses exits 1 with its reason.
-import { spawn } from "node:child_process";
+// The operator's commands (sdk/src/cli/admin-commands.ts) against a real router: `reshard add …
+// --wait` follows a job to its end and exits 0; `status` lists it (and --json prints the job as
+// GetReshard answers it); a request the router refuses exits 1 with its reason.
 import * as assert from "uvu/assert";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
 import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
 import { hook, test } from "../harness/uvu.js";
+import { runCli } from "./run-cli.js";
 
-const root = new URL("../..", import.meta.url).pathname;
 let t: TestRouter;
 
 test.before(hook(async () => {
@@ -15,14 +15,10 @@ test.before(hook(async () => {
 }));
 test.after(hook(async () => { await t?.stop(); }));
 
-function cli(...args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "cli/main.ts", ...args, "--url", t.router.url], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    child.stderr.on("data", (d) => (out += d));
-    child.on("exit", (code) => resolve({ code, out }));
-  });
+/** stdout and stderr together, as the old command printed everything to one of them. */
+async function cli(...args: string[]): Promise<{ code: number | null; out: string }> {
+  const { code, stdout, stderr } = await runCli([...args, "--url", t.router.url]);
+  return { code, out: stdout + stderr };
 }
 
 test("reshard add --wait follows the job to done; status lists it; a refused request exits 1 with the reason", async () => {
@@ -33,12 +29,19 @@ test("reshard add --wait follows the job to done; status lists it; a refused req
   const status = await cli("reshard", "status");
   assert.is(status.code, 0, status.out);
   assert.match(status.out, /^cli_add: done/m);
+  const json = await runCli(["reshard", "status", "cli_add", "--json", "--url", t.router.url]);
+  assert.is(json.code, 0, json.stderr);
+  const job = JSON.parse(json.stdout);
+  assert.is(job.jobId, "cli_add");
+  assert.is(job.phase, "RESHARD_PHASE_DONE");
+  assert.equal([job.fromVersion, job.toVersion], ["1", "2"], "uint64 as strings (protobuf's JSON mapping)");
+  assert.equal(job.moves.map((m: { target: string }) => m.target), job.moves.map(() => "shard-2"));
   const refused = await cli("reshard", "cancel", "cli_add");
   assert.is(refused.code, 1);
   assert.match(refused.out, /shardrouter: reshard job "cli_add" is done: only a job before its cutover can be cancelled \(FailedPrecondition\)/);
   const usage = await cli("reshard");
   assert.is(usage.code, 2);
-  assert.match(usage.out, /^usage: shardrouter shard add/);
+  assert.match(usage.out, /^shardrouter: reshard needs one of: add, drain, status, cutover, cancel\nusage: shardrouter reshard add SHARD/);
 });
 
 test("shard add registers a running server as an empty shard; a node nobody answers on exits 1 with the reason", async () => {

@@ -1,7 +1,8 @@
 // The SDK as users get it: `npm run build:sdk`, then `npm pack ./sdk`. publint and attw (are the
 // types wrong) check the package; a temporary project outside this repository installs only the
 // tarball and runs a program against a real router in Node (import and require) and in Deno (through
-// that project's package.json and node_modules), and type-checks a file against its .d.ts files.
+// that project's package.json and node_modules), and type-checks a file against its .d.ts files. The
+// package's bin, `shardrouter`, is executable in the tarball and answers from node_modules/.bin.
 // `deno publish --dry-run` checks the JSR layout (sdk/deno.json: no slow types, a license).
 import { execFileSync, spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -110,6 +111,18 @@ test("Node require()s the CommonJS build", async () => {
 
 test("Deno runs the same program from the project's node_modules, with no configuration of ours", async () => {
   await checkConsumer(await consumerRun(denoBinary(), ["run", "--node-modules-dir=manual", "--allow-net=127.0.0.1", "--allow-env", "consumer.mjs"]));
+});
+
+test("the bin: dist/esm/cli/main.js is executable in the tarball (no CJS copy); node_modules/.bin/shardrouter answers as Route does", async () => {
+  const listing = await run("tar", ["-tvzf", tarball], { cwd: work });
+  assert.match(listing, /^-rwxr-xr-x .* package\/dist\/esm\/cli\/main\.js$/m);
+  assert.not.match(listing, "package/dist/cjs/cli/", "the CLI is an ES module only");
+  const out = await run(join(project, "node_modules", ".bin", "shardrouter"), ["route", from, "--json"], { cwd: project, env: { SHARDROUTER_URL: t.router.url } });
+  const route = await t.connect.route({ key: from });
+  assert.equal(JSON.parse(out), {
+    key: from, shard: route.shard, keyspaceId: route.keyspaceId, strategy: route.strategy, shardMapVersion: String(route.shardMapVersion),
+    nodes: route.nodes.map(({ name, address, role, status }) => ({ name, address, role, status })),
+  });
 });
 
 test("the package's .d.ts files type-check a consumer (tsc, module nodenext)", async () => {

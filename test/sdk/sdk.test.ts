@@ -81,7 +81,7 @@ test("deno check: the SDK, its Deno example and the shared cases type-check unde
   assert.is(rest.code, 0, rest.output);
 });
 
-test("deno: the main entry never loads node-only code; the ./node entry does", async () => {
+test("deno: the main entry never loads node-only code; the ./node entry does; neither loads the CLI", async () => {
   const graph = async (entry: string) => {
     const run = await runDeno(["info", "--json", ...denoSdkFlags, entry]);
     assert.is(run.code, 0, run.output);
@@ -90,7 +90,9 @@ test("deno: the main entry never loads node-only code; the ./node entry does", a
   const main = await graph("sdk/src/index.ts");
   assert.ok(main.some((s) => s.includes("connect-web")), main.join("\n"));
   assert.not.ok(main.some((s) => s.includes("connect-node") || s.startsWith("node:")), main.join("\n"));
-  assert.ok((await graph("sdk/src/node.ts")).some((s) => s.includes("connect-node")));
+  const node = await graph("sdk/src/node.ts");
+  assert.ok(node.some((s) => s.includes("connect-node")));
+  assert.not.ok([...main, ...node].some((s) => s.includes("/src/cli/")), "no library entry loads the CLI");
 });
 
 // Not test.skip: test/run.ts counts uvu's skipped tests as failures' negative. Say what waits instead.
