@@ -20,17 +20,9 @@ export interface ShardRouterDialectConfig {
   key: ShardKey;
 }
 
-/** Kysely on the shard owning one key: `new Kysely<DB>({ dialect: new ShardRouterDialect({ client, key }) })`. */
-export class ShardRouterDialect implements Dialect {
-  readonly #config: ShardRouterDialectConfig;
-
-  constructor(config: ShardRouterDialectConfig) {
-    this.#config = config;
-  }
-
-  createDriver(): Driver {
-    return new ShardDriver(this.#config.client.onShard(this.#config.key));
-  }
+/** The SQL side is Kysely's own PostgreSQL; the dialects differ only in where statements go. */
+abstract class PostgresOverRouter implements Dialect {
+  abstract createDriver(): Driver;
 
   createQueryCompiler(): QueryCompiler {
     return new PostgresQueryCompiler();
@@ -42,6 +34,20 @@ export class ShardRouterDialect implements Dialect {
 
   createIntrospector(db: Kysely<any>): DatabaseIntrospector {
     return new PostgresIntrospector(db);
+  }
+}
+
+/** Kysely on the shard owning one key: `new Kysely<DB>({ dialect: new ShardRouterDialect({ client, key }) })`. */
+export class ShardRouterDialect extends PostgresOverRouter {
+  readonly #config: ShardRouterDialectConfig;
+
+  constructor(config: ShardRouterDialectConfig) {
+    super();
+    this.#config = config;
+  }
+
+  createDriver(): Driver {
+    return new ShardDriver(this.#config.client.onShard(this.#config.key));
   }
 }
 
@@ -54,27 +60,16 @@ export interface ShardRouterScatterDialectConfig extends Omit<AllOptions, "rowMo
  * options say (orderBy, limit, offset, groupBy, aggregates; concatenated in shard order without them).
  * Writes and transactions are refused: they need a shard key (ShardRouterDialect).
  */
-export class ShardRouterScatterDialect implements Dialect {
+export class ShardRouterScatterDialect extends PostgresOverRouter {
   readonly #config: ShardRouterScatterDialectConfig;
 
   constructor(config: ShardRouterScatterDialectConfig) {
+    super();
     this.#config = config;
   }
 
   createDriver(): Driver {
     return new ScatterDriver(this.#config);
-  }
-
-  createQueryCompiler(): QueryCompiler {
-    return new PostgresQueryCompiler();
-  }
-
-  createAdapter(): DialectAdapter {
-    return new PostgresAdapter();
-  }
-
-  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
-    return new PostgresIntrospector(db);
   }
 }
 

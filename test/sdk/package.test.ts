@@ -95,6 +95,7 @@ async function checkConsumer(result: Record<string, any>): Promise<void> {
   assert.equal(result.fields, ["id", "balance", "exact"]);
   assert.is(result.top.length, 3);
   assert.is(result.transfer.outcome, "committed");
+  assert.is(result.inTransaction, result.transfer.fromBalance, "an interactive transaction reads the balance the transfer left");
   assert.is(result.transfer.fromShard, route.shard);
   assert.is(result.transfer.toShard, (await t.connect.route({ key: to })).shard);
   assert.equal(result.error, { isShardRouterError: true, code: 3 /* InvalidArgument */, sqlstate: "42P01" });

@@ -13,6 +13,7 @@ const top = await router.all("select id, balance from accounts order by balance 
   orderBy: [{ column: "balance", descending: true }, "id"], limit: 3,
 });
 const transfer = await router.transfer(from, to, 5n);
+const inTransaction = await router.onShard(from).transaction(async (tx) => (await tx.sql`select balance from accounts where id = ${from}`).rows[0].balance);
 let error;
 try {
   await router.onShard(from).query("select * from no_such_table");
@@ -27,6 +28,7 @@ console.log(JSON.stringify({
   balanceType: typeof one.rows[0].balance,
   fields: one.columns.map((c) => c.name),
   top: top.rows.map((r) => r.id),
-  transfer: { outcome: transfer.outcome, fromShard: transfer.fromShard, toShard: transfer.toShard },
+  transfer: { outcome: transfer.outcome, fromShard: transfer.fromShard, toShard: transfer.toShard, fromBalance: transfer.fromBalance },
+  inTransaction,
   error,
 }, (_, v) => text(v)));
