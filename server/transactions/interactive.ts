@@ -439,7 +439,9 @@ export class InteractiveTransactions {
       s.ending.abort(new ConnectError(message, Code.Aborted));
       void s.tail.then(async () => {
         try {
-          if (!s.lost && s.conn.transactionStatus !== "I") await this.settle(s, "rollback");
+          // At shutdown the connection is closed instead (release below): Postgres rolls back, and a
+          // hung node cannot hold the shutdown for a ROLLBACK's settle timeout.
+          if (!s.lost && reason !== "shutdown" && s.conn.transactionStatus !== "I") await this.settle(s, "rollback");
         } catch {
           // Unreachable or gone: the connection is closed below, and Postgres rolls back with it.
         } finally {
