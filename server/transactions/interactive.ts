@@ -95,7 +95,7 @@ interface Session {
   contained: boolean;
   /** The connection closed under the session: Postgres rolled back; nothing is to be sent on it. */
   lost?: boolean;
-  /** The SQLSTATE of the last statement that failed (it aborted the Postgres transaction). */
+  /** How the last statement that reached Postgres failed ("SQLSTATE 22012"): it aborted the transaction. */
   failedWith?: string;
   /** Settles once the connection is released. */
   readonly done: Promise<void>;
@@ -181,6 +181,8 @@ export class InteractiveTransactions {
       ]);
       const failed = steps.find((r) => r.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
+      // close() began meanwhile: it saw no such session, so none may start now.
+      if (this.closing) throw new ConnectError("the router is shutting down: begin the transaction on another router instance", Code.Unavailable);
       const token = `${this.deps.routerId}.${randomBytes(16).toString("base64url")}`;
       let markDone!: () => void;
       const session: Session = {
@@ -260,10 +262,10 @@ export class InteractiveTransactions {
       } catch (err) {
         if (sqlstateOf(err)) {
           // Postgres refused the COMMIT (a deferred constraint, a serialization failure): it rolled back.
-          this.remember(s, "error", `the interactive transaction was rolled back: its COMMIT failed (SQLSTATE ${sqlstateOf(err)})`);
+          this.remember(s, true, `the interactive transaction was rolled back: its COMMIT failed (SQLSTATE ${sqlstateOf(err)})`);
           throw err;
         }
-        this.remember(s, "error", `the outcome of the interactive transaction's COMMIT is unknown: shard ${s.shard} did not answer it`);
+        this.remember(s, false, `the outcome of the interactive transaction's COMMIT is unknown: shard ${s.shard} did not answer it`);
         throw new ConnectError(
           `shard ${s.shard} did not answer the COMMIT of the interactive transaction (its connection was lost or the node did not answer within ${this.deps.settleTimeoutMs} ms): ` +
           "whether it committed is unknown; check for its writes before retrying", Code.Unavailable);
@@ -271,7 +273,7 @@ export class InteractiveTransactions {
       if (tag !== "COMMIT") {
         // Postgres answers COMMIT with ROLLBACK in a transaction an earlier error aborted.
         const why = `a statement in it failed earlier (${s.failedWith ?? "no failure seen by the router"}), which aborts a Postgres transaction`;
-        this.remember(s, "error", `the interactive transaction was rolled back when it was committed: ${why}`);
+        this.remember(s, true, `the interactive transaction was rolled back when it was committed: ${why}`);
         throw new ConnectError(
           `shard ${s.shard} rolled the interactive transaction back instead of committing it (it answered ${tag || "nothing"} to COMMIT): ${why}; nothing of it was committed. ` +
           "Roll back to a savepoint before committing, or begin the transaction again", Code.Aborted);
@@ -337,14 +339,14 @@ export class InteractiveTransactions {
   }
 
   /** What a later call on the ended token is told (bounded: the oldest are forgotten first). */
-  private remember(s: Session, reason: EndReason, message: string): void {
+  private remember(s: Session, rolledBack: boolean, message: string): void {
     this.tombstones.delete(s.token);
     const now = Date.now();
     for (const [token, t] of this.tombstones) {
       if (this.tombstones.size < maxTombstones && now - t.at <= tombstoneMs) break;
       this.tombstones.delete(token);
     }
-    this.tombstones.set(s.token, { owner: s.owner, shard: s.shard, message, rolledBack: reason !== "commit", at: now });
+    this.tombstones.set(s.token, { owner: s.owner, shard: s.shard, message, rolledBack, at: now });
   }
 
   private ensureOpen(s: Session): void {
@@ -407,7 +409,8 @@ export class InteractiveTransactions {
     this.sessions.delete(s.token);
     clearTimeout(s.idleTimer);
     clearTimeout(s.lifetimeTimer);
-    this.remember(s, reason, message);
+    // A commit's outcome is settled by its answer (commit() remembers it again then); until then it counts as not rolled back.
+    this.remember(s, reason !== "commit", message);
     return true;
   }
 
@@ -439,7 +442,9 @@ export class InteractiveTransactions {
       s.ending.abort(new ConnectError(message, Code.Aborted));
       void s.tail.then(async () => {
         try {
-          if (!s.lost && s.conn.transactionStatus !== "I") await this.settle(s, "rollback");
+          // At shutdown the connection is closed instead (release below): Postgres rolls back, and a
+          // hung node cannot hold the shutdown for a ROLLBACK's settle timeout.
+          if (!s.lost && reason !== "shutdown" && s.conn.transactionStatus !== "I") await this.settle(s, "rollback");
         } catch {
           // Unreachable or gone: the connection is closed below, and Postgres rolls back with it.
         } finally {

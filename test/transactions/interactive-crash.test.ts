@@ -43,7 +43,7 @@ async function active(marker: string): Promise<number> {
 
 test("a client SIGKILLed mid-transaction: its statement is cancelled, the router rolls back at the idle timeout, nothing leaks", async () => {
   const before = (await scrape(t.router.url)).value("shardrouter_interactive_transactions_ended_total", { reason: "idle_timeout" });
-  const child = spawn(process.execPath, ["--import", "tsx", new URL("./interactive-client.ts", import.meta.url).pathname, t.router.url, key, "client", "500"], {
+  const child = spawn(process.execPath, ["--import", "tsx", new URL("./interactive-client.ts", import.meta.url).pathname, t.router.url, key, "client", "1500"], {
     cwd: new URL("../..", import.meta.url).pathname, stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
