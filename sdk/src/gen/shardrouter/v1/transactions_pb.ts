@@ -506,16 +506,24 @@ export enum IsolationLevel {
   UNSPECIFIED = 0,
 
   /**
+   * Each statement sees what was committed before it began.
+   *
    * @generated from enum value: ISOLATION_LEVEL_READ_COMMITTED = 1;
    */
   READ_COMMITTED = 1,
 
   /**
+   * Every statement sees one snapshot, taken at the first statement; a conflicting write fails
+   * with SQLSTATE 40001 (ABORTED): retry the whole transaction.
+   *
    * @generated from enum value: ISOLATION_LEVEL_REPEATABLE_READ = 2;
    */
   REPEATABLE_READ = 2,
 
   /**
+   * As REPEATABLE_READ, and the outcome is that of some serial order; a statement or the commit
+   * may fail with SQLSTATE 40001 (ABORTED): retry the whole transaction.
+   *
    * @generated from enum value: ISOLATION_LEVEL_SERIALIZABLE = 3;
    */
   SERIALIZABLE = 3,
