@@ -4,7 +4,7 @@
 import { createClient, numeric, ShardRouterError, sqlstateOf } from "@shardrouter/sdk";
 
 const env = (name) => (globalThis.Deno ? globalThis.Deno.env.get(name) : globalThis.process.env[name]);
-const router = createClient({ baseUrl: env("SHARDROUTER_URL"), timeoutMs: 10_000 });
+const router = createClient({ baseUrl: env("SHARDROUTER_URL"), token: env("SHARDROUTER_TOKEN"), timeoutMs: 10_000 });
 const [from, to] = [env("FROM_KEY"), env("TO_KEY")];
 
 const route = await router.route(from);
