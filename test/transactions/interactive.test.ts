@@ -378,6 +378,19 @@ test("resharding: a session whose key moved is rolled back; the sources' epoch g
   assert.is(await value("moving"), 1);
   await allReleased("resharding");
 });
+test("a type created inside a session: once committed, later results name it (the name cache keeps no miss)", async () => {
+  await admin`drop type if exists itx_mood`;
+  const token = (await other.beginTransaction({ key })).transactionToken;
+  await other.executeInTransaction({ transactionToken: token, sql: "create type itx_mood as enum ('ok')" });
+  // The router looks type names up on another connection, which cannot see this one yet.
+  await other.executeInTransaction({ transactionToken: token, sql: "select 'ok'::itx_mood as m" });
+  assert.is((await other.commitTransaction({ transactionToken: token })).outcome, TransactionOutcome.COMMITTED);
+  const res = await other.executeOnShard({ key, sql: "select 'ok'::itx_mood as m" });
+  assert.is(res.result!.columns[0].type, "itx_mood");
+  await admin`drop type itx_mood`;
+  await allReleased("the type session");
+});
+
 test("log lines never carry a token, a parameter or a credential", async () => {
   const secret = "p4ram-secret-7731";
   const begun = await app.beginTransaction({ key, idleTimeoutMs: 5000 });
