@@ -266,9 +266,14 @@ export class ShardRouterClient {
   }
 
   private interactive(token: string, shard: string): ShardTransaction {
+    /** Why no more statements may be sent on it. */
     let ended: string | undefined;
+    /** The router answered a commit or a rollback: nothing is left for rollback() to do. */
+    let settled = false;
+    /** A commit failed: its own error said what became of the transaction. */
+    let commitFailed = false;
     const open = () => {
-      if (ended) throw new ConnectError(`this transaction was ${ended}: begin a new one`, Code.FailedPrecondition);
+      if (ended) throw new ConnectError(`this transaction ${ended}: begin a new one`, Code.FailedPrecondition);
     };
     const query = <R>(sql: string, params?: readonly SqlParam[], opts?: TransactionQueryOptions) => call(async () => {
       open();
@@ -284,18 +289,29 @@ export class ShardRouterClient {
       }),
       commit: (opts?: CallOptions) => call(async () => {
         open();
-        ended = "committed";
+        ended = "was committed";
         try {
           await this.rpc.commitTransaction({ transactionToken: token }, connectOptions(opts));
+          settled = true;
         } catch (err) {
-          ended = "rolled back";
+          // Not necessarily over on the router: a commit whose deadline passed while it waited
+          // behind a statement never ran, so rollback() must still reach the router.
+          ended = "failed to commit";
+          commitFailed = true;
           throw err;
         }
       }),
       rollback: (opts?: CallOptions) => call(async () => {
-        if (ended) return;
-        ended = "rolled back";
-        await this.rpc.rollbackTransaction({ transactionToken: token }, connectOptions(opts));
+        if (settled) return;
+        ended ??= "was rolled back";
+        try {
+          await this.rpc.rollbackTransaction({ transactionToken: token }, connectOptions(opts));
+          settled = true;
+        } catch (err) {
+          // After a failed commit the router may know the token no longer (its outcome unknown): the commit said so.
+          if (commitFailed && ConnectError.from(err).code === Code.NotFound) return void (settled = true);
+          throw err;
+        }
       }),
     };
   }

@@ -379,12 +379,12 @@ export class NodePool {
   /** Names for type OIDs the router does not know by heart (enums, domains, extensions), cached. */
   async typeNamesFor(oids: number[]): Promise<Map<number, string>> {
     const missing = oids.filter((o) => !this.typeNames.has(o));
-    if (missing.length) {
-      const rows = await this.probe.unsafe("select oid::int8 as oid, format_type(oid, null) as name from pg_type where oid = any($1::oid[])", [`{${missing.join(",")}}`]);
-      for (const r of rows) this.typeNames.set(Number(r.oid), String(r.name));
-      for (const o of missing) if (!this.typeNames.has(o)) this.typeNames.set(o, `oid:${o}`);
-    }
-    return this.typeNames;
+    if (!missing.length) return this.typeNames;
+    const rows = await this.probe.unsafe("select oid::int8 as oid, format_type(oid, null) as name from pg_type where oid = any($1::oid[])", [`{${missing.join(",")}}`]);
+    for (const r of rows) this.typeNames.set(Number(r.oid), String(r.name));
+    // A type the probe cannot see yet (created by a transaction still open) is named by its OID for
+    // now, but not remembered so: once committed, it is looked up again.
+    return new Map(oids.map((o) => [o, this.typeNames.get(o) ?? `oid:${o}`]));
   }
 
   get status(): NodeStatus {

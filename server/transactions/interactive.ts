@@ -93,6 +93,8 @@ interface Session {
   readonly ending: AbortController;
   /** It ran a statement the guard contains: its connection is closed at the end, never reused. */
   contained: boolean;
+  /** A read-only session ran more than a SELECT (a LOCK TABLE, code the guard cannot read): it may hold a lock a cutover waits for. */
+  mayLock?: boolean;
   /** The connection closed under the session: Postgres rolled back; nothing is to be sent on it. */
   lost?: boolean;
   /** How the last statement that reached Postgres failed ("SQLSTATE 22012"): it aborted the transaction. */
@@ -118,10 +120,11 @@ export class InteractiveTransactions {
     // A cutover's SHARE lock on the moving tables waits for every open write on them: a writable
     // session on a moving key is rolled back as soon as the fence holds here (it could not commit
     // under the new map anyway), so it never holds the cutover up. Read-only ones hold no such
-    // lock; they end at their next call if the key did move (ensureOwner).
+    // lock unless they took one (READ ONLY allows LOCK TABLE in any mode); the others end at their
+    // next call if the key did move (ensureOwner).
     deps.fence?.onHold((moves) => {
       for (const s of this.sessions.values()) {
-        if (s.readOnly || !moves(s.key)) continue;
+        if ((s.readOnly && !s.mayLock) || !moves(s.key)) continue;
         void this.abandon(s, "error", "the interactive transaction was rolled back: a resharding cutover is moving its key to another shard; nothing of it was committed: begin it again");
       }
     });
@@ -228,6 +231,7 @@ export class InteractiveTransactions {
       try {
         if (writes) await this.ensureOwner(s);
         if (containment === "isolated") s.contained = true;
+        if (s.readOnly && !isReadOnly(sql)) s.mayLock = true;
         const result = await executeOnReserved(s.conn, {
           shard: s.shard, sql, params, signal: callSignal, budget: newBudget(this.deps.results.maxRows, this.deps.results.maxBytes),
         }).catch((err: unknown) => {

@@ -464,6 +464,37 @@ const interactiveCases: SdkCase[] = [
       assert.deepEqual((await scope.sql<{ balance: bigint }>`select balance from accounts where id = ${id}`).rows, [{ balance: 5n }]);
     },
   },
+  {
+    name: "a commit that never ran (its deadline passed in the queue): rollback() still rolls back on the router",
+    async fn({ client, run }) {
+      const id = `${run}-itx-deadline`;
+      const other = `${run}-itx-deadline-b`;
+      const scope = client.onShard(id);
+      for (const row of [id, other]) {
+        await scope.sql`insert into accounts (id, balance) values (${row}, ${7n}) on conflict (id) do update set balance = excluded.balance`;
+      }
+      const blocker = await scope.begin();
+      await blocker.sql`update accounts set balance = balance where id = ${other}`;
+      const tx = await scope.begin();
+      await tx.sql`update accounts set balance = 0 where id = ${id}`;
+      // Waits on the blocker's row lock: the commit below queues behind it on the router.
+      const waiting = tx.query(`update accounts set balance = 1 where id = $1 /* ${id} */`, [other]);
+      for (;;) {
+        const { rows } = await scope.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like $1", [`%/* ${id} */%`]);
+        if (rows[0].n === 1) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await failure(tx.commit({ timeoutMs: 300 }), Code.DeadlineExceeded);
+      const rolledBack = tx.rollback();
+      await blocker.rollback();
+      await waiting;
+      await rolledBack;
+      // The transaction's row lock is gone and nothing of it was committed.
+      const locked = await scope.query<{ balance: bigint }>("select balance from accounts where id = $1 for update nowait", [id]);
+      assert.deepEqual(locked.rows, [{ balance: 7n }]);
+    },
+  },
 ];
 
 export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases, ...interactiveCases];

@@ -38,6 +38,7 @@ test.before(hook(async () => {
   t = await startTestRouter({
     shards: 2,
     pool: { max: 4 },
+    transactions: { interactive: { maxPerNode: 3 } }, // the fence test holds three sessions on one node
     log: (line) => lines.push(line),
     logLevel: "debug", // every access line, every session's end
     auth: async (cluster) => {
@@ -378,6 +379,19 @@ test("resharding: a session whose key moved is rolled back; the sources' epoch g
   assert.is(await value("moving"), 1);
   await allReleased("resharding");
 });
+test("a type created inside a session: once committed, later results name it (the name cache keeps no miss)", async () => {
+  await admin`drop type if exists itx_mood`;
+  const token = (await other.beginTransaction({ key })).transactionToken;
+  await other.executeInTransaction({ transactionToken: token, sql: "create type itx_mood as enum ('ok')" });
+  // The router looks type names up on another connection, which cannot see this one yet.
+  await other.executeInTransaction({ transactionToken: token, sql: "select 'ok'::itx_mood as m" });
+  assert.is((await other.commitTransaction({ transactionToken: token })).outcome, TransactionOutcome.COMMITTED);
+  const res = await other.executeOnShard({ key, sql: "select 'ok'::itx_mood as m" });
+  assert.is(res.result!.columns[0].type, "itx_mood");
+  await admin`drop type itx_mood`;
+  await allReleased("the type session");
+});
+
 test("log lines never carry a token, a parameter or a credential", async () => {
   const secret = "p4ram-secret-7731";
   const begun = await app.beginTransaction({ key, idleTimeoutMs: 5000 });
@@ -399,7 +413,7 @@ test("log lines never carry a token, a parameter or a credential", async () => {
   }
 });
 
-test("resharding: a cutover's fence rolls back open writable sessions on its moving keys at once; read-only ones go on", async () => {
+test("resharding: a cutover's fence rolls back open writable sessions on its moving keys at once (and read-only ones that took a table lock); other read-only ones go on", async () => {
   // Last in this file: the fence gives the router's connections a new write epoch.
   await put("fenced", 1);
   const catalog = await Catalog.open(t.config.catalog!);
@@ -408,6 +422,9 @@ test("resharding: a cutover's fence rolls back open writable sessions on its mov
   const writer = (await app.beginTransaction({ key })).transactionToken;
   await app.executeInTransaction({ transactionToken: writer, sql: "update items set n = 2 where id = 'fenced'" });
   const reader = (await app.beginTransaction({ key, readOnly: true })).transactionToken;
+  // READ ONLY allows LOCK TABLE in every mode: ROW EXCLUSIVE is what a cutover's SHARE lock waits for.
+  const locker = (await app.beginTransaction({ key, readOnly: true, idleTimeoutMs: 60_000 })).transactionToken;
+  await app.executeInTransaction({ transactionToken: locker, sql: "lock table items in row exclusive mode" });
   try {
     const otherShard = t.cluster.shards.find((s) => s.name !== shard)!.name;
     await fences.raise(job, t.router.planner.map.version, t.config.placement, [{ name: otherShard, weight: 1, state: "active" }]);
@@ -415,6 +432,12 @@ test("resharding: a cutover's fence rolls back open writable sessions on its mov
     assert.is(await value("fenced"), 3);
     const err = await assertCode(app.executeInTransaction({ transactionToken: writer, sql: "select 1" }), Code.NotFound, "the writable session");
     assert.match(err.rawMessage, "resharding cutover is moving its key");
+    await admin.begin(async (tx) => { // as the cutover does on the moving tables
+      await tx`set local lock_timeout = '10s'`;
+      await tx`lock table items in share mode`;
+    });
+    const locked = await assertCode(app.executeInTransaction({ transactionToken: locker, sql: "select 1" }), Code.NotFound, "the read-only session that locked");
+    assert.match(locked.rawMessage, "resharding cutover is moving its key", locked.rawMessage);
     const [[one]] = cells(await app.executeInTransaction({ transactionToken: reader, sql: "select 1" }));
     assert.is(one, 1n, "the read-only session goes on");
     await app.rollbackTransaction({ transactionToken: reader });
