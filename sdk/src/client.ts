@@ -259,7 +259,14 @@ export class ShardRouterClient {
           await tx.rollback().catch(() => {});
           throw err;
         }
-        await tx.commit();
+        try {
+          await tx.commit();
+        } catch (err) {
+          // Commit got no answer (a deadline, the network)? Then end the session rather than leave it
+          // to the idle timeout; after an answered commit (Aborted) this sends nothing.
+          await tx.rollback().catch(() => {});
+          throw err;
+        }
         return result;
       },
     };

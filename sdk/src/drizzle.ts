@@ -40,10 +40,17 @@ class ShardSession extends PgRemoteSession<Record<string, unknown>, TablesRelati
     try {
       result = await fn(tx);
     } catch (err) {
-      await begun.rollback(); // tx.rollback() lands here too (it throws TransactionRollbackError)
+      // tx.rollback() lands here too (it throws TransactionRollbackError). A rollback that fails must
+      // not hide the caller's error: the router's idle timeout rolls back then.
+      await begun.rollback().catch(() => {});
       throw err;
     }
-    await begun.commit();
+    try {
+      await begun.commit();
+    } catch (err) {
+      await begun.rollback().catch(() => {}); // a commit with no answer: make sure the session ends
+      throw err;
+    }
     return result;
   }
 }

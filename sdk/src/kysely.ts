@@ -124,14 +124,16 @@ class ShardDriver implements Driver {
 
   async commitTransaction(connection: DatabaseConnection): Promise<void> {
     const c = connection as ShardConnection;
-    const tx = c.transaction!;
-    c.transaction = undefined;
     try {
-      await tx.commit();
+      await c.transaction!.commit();
+      c.transaction = undefined;
     } catch (err) {
       // The router answers ABORTED when Postgres rolled the transaction back instead (a failed statement).
-      if (err instanceof ShardRouterError && err.code === Code.Aborted) throw new AbortedTransactionError();
-      throw err;
+      if (err instanceof ShardRouterError && err.code === Code.Aborted) {
+        c.transaction = undefined;
+        throw new AbortedTransactionError();
+      }
+      throw err; // outcome unknown (a deadline, the network): Kysely rolls back next, which must reach the router
     }
   }
 

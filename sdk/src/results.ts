@@ -57,7 +57,9 @@ export function decodeResult<R>(rs: ResultSet | undefined, opts: DecodeOptions, 
 
 function cellDecoder(c: Column, opts: DecodeOptions): (v: Parameters<typeof decodeValue>[0]) => unknown {
   const smallInt = smallIntTypes.has(c.type);
-  const parser: TypeParser | undefined = opts.types?.[c.type] ?? opts.types?.[String(c.typeOid)];
+  const types = opts.types;
+  // Own keys only: a type named "constructor" must not find Object.prototype's.
+  const parser: TypeParser | undefined = types && (Object.hasOwn(types, c.type) ? types[c.type] : Object.hasOwn(types, String(c.typeOid)) ? types[String(c.typeOid)] : undefined);
   if (!parser) return (v) => decodeValue(v, opts, smallInt);
   const type = { name: c.type, oid: c.typeOid };
   return (v) => {

@@ -260,6 +260,9 @@ export class InteractiveTransactions {
     return this.call(s, signal, async () => {
       this.ensureOpen(s);
       await this.ensureOwner(s);
+      // Ended while ensureOwner waited (lifetime, a fence, shutdown)? Then it was rolled back: no COMMIT.
+      // From here to closeInTurn's retire nothing awaits, so nothing else can end it in between.
+      this.ensureOpen(s);
       let tag: string;
       try {
         tag = (await this.closeInTurn(s, "commit", "the interactive transaction has already been committed", "commit")).command;
