@@ -50,13 +50,19 @@ export function isConnectionError(err: unknown): boolean {
   return (typeof code === "string" && connectionCodes.has(code)) || tlsFailure(err) !== undefined;
 }
 
+// PostgreSQL (17 and before) can fail a write with this internal error when a publication on the
+// written table is dropped at that moment (a reshard job's cleanup drops its publication while clients
+// write; seen in test/resharding/add-fifth-shard). The statement failed and its transaction rolled
+// back, so it is a retryable conflict (ABORTED), not a router bug (INTERNAL).
+const droppedPublication = /^cache lookup failed for publication \d+$/;
+
 /** Maps any failure of a statement on a node to a ConnectError. */
 export function toConnectError(err: unknown, where: Where): ConnectError {
   if (err instanceof ConnectError) return err;
   const e = (err ?? {}) as PgError;
   const on = `shard ${where.shard} (node ${where.node} at ${where.address})`;
   if (e.name === "PostgresError" && typeof e.code === "string" && e.code.length === 5) {
-    const code = codeForSqlstate(e.code);
+    const code = e.code === "XX000" && droppedPublication.test(e.message ?? "") ? Code.Aborted : codeForSqlstate(e.code);
     const message = `${e.message} (SQLSTATE ${e.code}) on ${on}`;
     return new ConnectError(message, code, undefined, [{
       desc: PostgresErrorDetailSchema,
