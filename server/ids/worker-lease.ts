@@ -139,7 +139,8 @@ export class WorkerLease implements WorkerSource {
       }
       const claimed = await store.claim(owner, { leaseMs, marginMs: this.opts.marginMs, maxWorkers: this.opts.maxWorkers, ceilingMs });
       if (!claimed) {
-        this.reason = `every worker id (ids.maxWorkers = ${this.opts.maxWorkers}) is leased by another router`;
+        const none = `every worker id (ids.maxWorkers = ${this.opts.maxWorkers}) is leased by another router`;
+        this.reason = held ? `${this.reason}, and ${none}` : none;
         this.opts.log?.(`no free worker id for global ids: ${this.reason}`);
         return;
       }
