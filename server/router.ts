@@ -70,6 +70,8 @@ export interface RouterOptions {
   logger?: Logger;
   /** Without `logger`: gets each JSON log line at the default level. */
   log?: (line: string) => void;
+  /** The wall clock of global ids, Unix ms (default Date.now): a test turns it back. */
+  clock?: () => number;
 }
 
 export async function startRouter(config: Config, options: RouterOptions = {}): Promise<RunningRouter> {
@@ -203,13 +205,13 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
   const idConfig = config.ids;
   const lease = catalog && new WorkerLease({
     store: new CatalogWorkerStore(catalog), owner: ids.routerId, leaseMs: idConfig.leaseMs, marginMs: idConfig.takeoverMarginMs,
-    maxWorkers: idConfig.maxWorkers, log: (line) => logger.warn({ component: "ids" }, line),
+    maxWorkers: idConfig.maxWorkers, wall: options.clock, log: (line) => logger.warn({ component: "ids" }, line),
   });
   await lease?.start();
   const worker: WorkerSource = lease ?? (idConfig.workerId !== undefined ? fixedWorker(idConfig.workerId)
     : noWorker("this router has no catalog to lease a worker id from and no ids.workerId in its config: NextIds is off"));
   const snowflake = new Snowflake({
-    worker, maxBackwardsMs: idConfig.maxClockBackwardsMs,
+    worker, maxBackwardsMs: idConfig.maxClockBackwardsMs, now: options.clock,
     observer: {
       issued: (n) => obs.metrics.idsIssued.inc(n),
       clockBackwards: (behindMs, refused) => {

@@ -174,6 +174,32 @@ test("an expired worker id is taken over only after the margin, and only above t
   }
 });
 
+test("a router's clock turned back: a small step is waited out, a large one refused (counted, logged) until it catches up; no id repeats", async () => {
+  const clock = { offset: 0 };
+  const lines: string[] = [];
+  const third = await startRouter({ ...t.config, listen: { ...t.config.listen, port: 0 } }, { clock: () => Date.now() + clock.offset, log: (l) => lines.push(l) });
+  try {
+    const rpc = clientOf(third.url);
+    const first = await rpc.nextIds({ count: 100 });
+    clock.offset = -5; // within ids.maxClockBackwardsMs (10)
+    const second = await rpc.nextIds({ count: 100 });
+    assert.ok(second.ids[0] > first.ids.at(-1)!);
+    clock.offset = -60_000;
+    const err = await failure(rpc.nextIds({ count: 1 }));
+    assert.is(err.code, Code.Unavailable);
+    assert.match(err.rawMessage, /the clock is \d+ ms behind the last id issued/);
+    const m = await scrape(third.url);
+    assert.is(m.value("shardrouter_ids_clock_backwards_total", { outcome: "refused" }), 1);
+    assert.is(m.value("shardrouter_ids_issued_total"), 200);
+    assert.ok(lines.some((l) => l.includes("NextIds refused")), lines.join("\n"));
+    clock.offset = 0;
+    const after = await rpc.nextIds({ count: 1 });
+    assert.ok(after.ids[0] > second.ids.at(-1)!);
+  } finally {
+    await third.close();
+  }
+});
+
 test("without a catalog: NextIds is unavailable and says why; with ids.workerId it issues ids with that worker id", async () => {
   const { catalog: _, ...rest } = t.config;
   const bare = await startRouter(parseConfig({ ...rest, listen: { host: "127.0.0.1", port: 0 } }));
