@@ -45,12 +45,16 @@ import { ensureRequestLog } from "./transactions/request-log.js";
 import { InteractiveTransactions } from "./transactions/interactive.js";
 import { type PruneRound, RequestPruning } from "./transactions/request-pruning.js";
 import { newRouterId, TransactionIds } from "./transactions/transaction-id.js";
+import { fixedWorker, noWorker, Snowflake, type WorkerSource } from "./ids/snowflake.js";
+import { CatalogWorkerStore, WorkerLease } from "./ids/worker-lease.js";
 
 export interface RunningRouter {
   readonly url: string;
   readonly planner: Planner;
   /** This instance's id (transaction ids, fence acknowledgements). */
   readonly routerId: string;
+  /** The worker id of this router's global ids (NextIds) now; undefined when it has none. */
+  readonly idWorkerId: number | undefined;
   /**
    * Takes a new auth section (SIGHUP): keys, identities, rights and JWT keys, for every call from now
    * on. A section that fails validation throws and leaves the one in force. Without auth at start: throws.
@@ -66,6 +70,8 @@ export interface RouterOptions {
   logger?: Logger;
   /** Without `logger`: gets each JSON log line at the default level. */
   log?: (line: string) => void;
+  /** The wall clock of global ids, Unix ms (default Date.now): a test turns it back. */
+  clock?: () => number;
 }
 
 export async function startRouter(config: Config, options: RouterOptions = {}): Promise<RunningRouter> {
@@ -195,7 +201,26 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     limits: { ...interactiveLimits, maxPerNode: maxPerNode ?? Math.floor(config.pool.max / 2) },
     results: config.limits, settleTimeoutMs: (config.pool.statementTimeoutMs || 30_000) + config.pool.connectTimeoutMs,
   });
-  const handlers = routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap });
+  // Global ids: a worker id leased from the catalog, or the configured one (ids.workerId).
+  const idConfig = config.ids;
+  const lease = catalog && new WorkerLease({
+    store: new CatalogWorkerStore(catalog), owner: ids.routerId, leaseMs: idConfig.leaseMs, marginMs: idConfig.takeoverMarginMs,
+    maxWorkers: idConfig.maxWorkers, wall: options.clock, log: (line) => logger.warn({ component: "ids" }, line),
+  });
+  await lease?.start();
+  const worker: WorkerSource = lease ?? (idConfig.workerId !== undefined ? fixedWorker(idConfig.workerId)
+    : noWorker("this router has no catalog to lease a worker id from and no ids.workerId in its config: NextIds is off"));
+  const snowflake = new Snowflake({
+    worker, maxBackwardsMs: idConfig.maxClockBackwardsMs, now: options.clock,
+    observer: {
+      issued: (n) => obs.metrics.idsIssued.inc(n),
+      clockBackwards: (behindMs, refused) => {
+        obs.metrics.idsClockBackwards.inc({ outcome: refused ? "refused" : "waited" });
+        logger.warn({ component: "ids", behindMs }, refused ? `the clock is ${behindMs} ms behind the last id issued: NextIds refused` : `the clock stepped back ${behindMs} ms: waiting it out`);
+      },
+    },
+  });
+  const handlers = routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap, ids: snowflake });
   const readMaxBytes = 16 * 1024 * 1024;
   const connectAdapter = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
@@ -226,6 +251,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     await recovery.stop();
     await pruning.stop();
     await runner?.stop();
+    await lease?.stop();
     await fenceFollower?.stop();
     await follower?.stop();
     await registered?.stop();
@@ -247,6 +273,13 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
     },
     planner,
     routerId: ids.routerId,
+    get idWorkerId() {
+      try {
+        return worker.current().workerId;
+      } catch {
+        return undefined;
+      }
+    },
     pruneRequests: () => pruning.runOnce(),
     async close() {
       health.close(); // ends Watch streams, which would otherwise hold the listener open
@@ -259,6 +292,7 @@ export async function startRouter(config: Config, options: RouterOptions = {}): 
       obs.close();
       await healthChecker.stop();
       await runner?.stop();
+      await lease?.stop();
       await fenceFollower?.stop();
       await follower?.stop();
       await registered?.stop();

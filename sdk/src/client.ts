@@ -386,6 +386,25 @@ export class ShardRouterClient {
     });
   }
 
+  /**
+   * A new global id: a positive 64-bit integer (fits a Postgres bigint), unique across every router on
+   * one catalog and increasing on one router. Use it as a sharded table's primary key (and, if you
+   * like, its shard key): `insert into orders (id, …) values ($1, …)`.
+   */
+  async nextId(opts?: CallOptions): Promise<bigint> {
+    const [id] = await this.nextIds(1, opts);
+    return id;
+  }
+
+  /** `count` new global ids (1 to 10000), increasing. */
+  nextIds(count: number, opts?: CallOptions): Promise<bigint[]> {
+    return call(async () => {
+      if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) throw invalid(`nextIds: count must be an integer from 1 to 10000, got ${String(count)}`);
+      const r = await this.rpc.nextIds({ count }, connectOptions(opts));
+      return r.ids;
+    });
+  }
+
   /** Closes the connections of a client from the node entry (keep-alive HTTP/1.1, or HTTP/2 for gRPC); a no-op for fetch clients. */
   close(): void {
     this.settings.close?.();

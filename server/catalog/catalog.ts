@@ -1,6 +1,6 @@
 // The catalog database: router state that must outlive a router process or be shared by several
-// routers: directory entries, two-phase commit decisions, shard map versions, registered shards and
-// reshard jobs. Its schema is created idempotently at start, so any router can be first.
+// routers: directory entries, two-phase commit decisions, shard map versions, registered shards,
+// reshard jobs and the worker ids of global ids. Its schema is created idempotently at start, so any router can be first.
 import postgres from "postgres";
 import { type ConnectionConfig, passwordOf } from "../config/config.js";
 import { postgresSsl } from "../config/postgres-tls.js";
@@ -71,6 +71,13 @@ const tables = [
   `create table if not exists shardrouter.routers (
      id text primary key,
      seen_at timestamptz not null default now())`,
+  // Worker ids of global ids (ids/worker-lease.ts): leased by one router at a time.
+  `create table if not exists shardrouter.id_workers (
+     worker_id int primary key check (worker_id between 0 and 1023),
+     owner text not null,
+     lease_until timestamptz not null,
+     issued_until_ms bigint not null,
+     claimed_at timestamptz not null default now())`,
 ];
 
 export class Catalog {

@@ -141,6 +141,23 @@ export const ConfigSchema = z.object({
     /** How often a router asks the catalog for a newer shard map (it also hears of one at once). */
     pollMs: z.number().int().min(10).default(1000),
   }).strict().prefault({}),
+  /** Global ids (NextIds, server/ids): Snowflake-style int8 ids for primary keys of sharded tables. */
+  ids: z.object({
+    /**
+     * The worker id of a router without a catalog (0-1023; unique among the routers issuing ids).
+     * Without a catalog and without it, NextIds is unavailable. With a catalog it must be left out:
+     * each router leases a worker id there.
+     */
+    workerId: z.number().int().min(0).max(1023).optional(),
+    /** How long a worker id lease lasts without renewal (renewed every third of it). */
+    leaseMs: z.number().int().min(300).default(10_000),
+    /** An expired lease is taken over by another router only this long after it ended. */
+    takeoverMarginMs: z.number().int().min(0).default(5000),
+    /** Worker ids the routers on one catalog share, 0 to maxWorkers-1. */
+    maxWorkers: z.number().int().min(1).max(1024).default(1024),
+    /** A clock that steps back by up to this is waited out; further back, NextIds is refused until it catches up. */
+    maxClockBackwardsMs: z.number().int().min(0).max(10_000).default(10),
+  }).strict().prefault({}),
   limits: z.object({
     maxRows: z.number().int().min(1).default(100_000),
     maxBytes: z.number().int().min(1).default(64 * 1024 * 1024),
@@ -194,6 +211,9 @@ export function parseConfig(raw: unknown, source = "config"): Config {
   }
   if (interactive.idleTimeoutMs > interactive.maxIdleTimeoutMs) {
     problems.push(`transactions.interactive.idleTimeoutMs: ${interactive.idleTimeoutMs} is above transactions.interactive.maxIdleTimeoutMs (${interactive.maxIdleTimeoutMs})`);
+  }
+  if (config.catalog && config.ids.workerId !== undefined) {
+    problems.push("ids.workerId: leave it out when there is a catalog: each router leases a worker id there (a fixed one could collide with a leased one)");
   }
   if (problems.length) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
   return config;

@@ -38,6 +38,8 @@ export class RouterMetrics {
   readonly writerChanges: Counter<"shard">;
   readonly requestsPruned: Counter<"shard">;
   readonly interactiveEnded: Counter<"reason">;
+  readonly idsIssued: Counter;
+  readonly idsClockBackwards: Counter<"outcome">;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -114,6 +116,14 @@ export class RouterMetrics {
       labelNames: ["reason"] as const, registers,
     });
     for (const reason of endReasons) this.interactiveEnded.inc({ reason }, 0);
+
+    this.idsIssued = new Counter({ name: "shardrouter_ids_issued_total", help: "Global ids this router issued (NextIds).", registers });
+    this.idsClockBackwards = new Counter({
+      name: "shardrouter_ids_clock_backwards_total",
+      help: "Times the clock read earlier than the last id's millisecond: waited out (within ids.maxClockBackwardsMs) or refused.",
+      labelNames: ["outcome"] as const, registers,
+    });
+    for (const outcome of ["waited", "refused"]) this.idsClockBackwards.inc({ outcome }, 0);
 
     const slots = sources.replicationSlots;
     if (slots) {

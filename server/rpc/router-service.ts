@@ -24,6 +24,7 @@ import { sqlstateOf } from "../execution/postgres-errors.js";
 import { isReadOnly, schemaChange } from "../sql/statement-kind.js";
 import { replicationSlots } from "../resharding/slot-lag.js";
 import { describeNodes, shardStatus } from "./topology.js";
+import { maxIdsPerCall } from "../ids/snowflake.js";
 
 export interface RouterServiceDeps {
   planner: Planner;
@@ -36,6 +37,8 @@ export interface RouterServiceDeps {
   fence?: WriteFence;
   /** A source refused a write because this router's shard map is old: look for the new one now. */
   onStaleMap?: () => Promise<void>;
+  /** NextIds: the router's global id generator (ids/snowflake.ts). */
+  ids?: { next(count: number): Promise<{ ids: bigint[]; workerId: number }> };
 }
 
 /** All a handler reads of its call: the signal that ends it (deadline, caller gone). */
@@ -52,7 +55,7 @@ type Impl = ServiceImpl<typeof RouterService>;
  */
 export type RouterHandlers = { [K in keyof Impl]: (req: Parameters<Impl[K]>[0], ctx: CallContext) => ReturnType<Impl[K]> };
 
-export function routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap }: RouterServiceDeps): RouterHandlers {
+export function routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap, ids }: RouterServiceDeps): RouterHandlers {
   const limits = config.limits;
   /** DDL and TRUNCATE are not replicated: refused while a reshard job moves rows. */
   function refuseSchemaChange(sql: string): void {
@@ -189,6 +192,14 @@ export function routerService({ planner, coordinator, recovery, interactive, con
         }),
         inDoubtTransactions: recovery.inDoubt,
       };
+    },
+
+    async nextIds(req) {
+      if (req.count < 1 || req.count > maxIdsPerCall) {
+        throw new ConnectError(`count must be between 1 and ${maxIdsPerCall}, got ${req.count}`, Code.InvalidArgument);
+      }
+      if (!ids) throw new ConnectError("this router issues no ids", Code.Unavailable);
+      return ids.next(req.count);
     },
   };
 }

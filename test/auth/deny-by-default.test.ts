@@ -43,6 +43,7 @@ function requestFor(method: DescMethod): Record<string, unknown> {
     case "RouterService/Transfer": return { fromKey: "acct-1", toKey: "acct-2", amount: 7n, requestId: "deny-2" };
     case "RouterService/BeginTransaction": return { key: "acct-1" };
     case "RouterService/ExecuteInTransaction": return { transactionToken: "deny.token", sql: "insert into canary values (4)" };
+    case "RouterService/NextIds": return { count: 5 };
     case "AdminService/StartReshard": return { jobId: "deny-job", addShards: [{ name: "shard-2", weight: 1 }] };
     case "AdminService/AddShard": return { name: "deny-shard", nodes: [{ host: "127.0.0.1", port: 1, database: "x", role: "primary" }] };
     case "ServerReflection/ServerReflectionInfo": return { messageRequest: { case: "listServices", value: "" } };
@@ -91,7 +92,10 @@ test("every method of every service, without credentials or with identity header
   }
   const after = await accountsOnShards(t);
   assert.is(after.total, before.total);
-  assert.is((await scrape(t.router.url)).value("shardrouter_interactive_transactions_open"), 0, "no interactive transaction begun");
+  const metrics = await scrape(t.router.url);
+  assert.is(metrics.value("shardrouter_interactive_transactions_open"), 0, "no interactive transaction begun");
+  assert.ok(metrics.has("shardrouter_ids_issued_total"));
+  assert.is(metrics.value("shardrouter_ids_issued_total"), 0, "no id issued");
   const jobs = await clientFor(AdminService, t.router.url, "grpc", { token: ops.key }).listReshards({});
   assert.equal(jobs.reshards.length, 0);
   const catalog = t.direct(t.cluster.catalog);
@@ -103,6 +107,7 @@ test("the same calls with a valid key go through (the refusals above were auth, 
   const client = clientFor(RouterService, t.router.url, "grpc", { token: ops.key });
   const res = await client.executeOnShard({ key: "acct-1", sql: "select count(*) from canary" });
   assert.is(res.result!.rows.length, 1);
+  assert.is((await client.nextIds({ count: 5 })).ids.length, 5);
   await call(Health, Health.methods[0], "connect-json", { token: ops.key });
   await call(reflectionV1.ServerReflection, reflectionV1.ServerReflection.methods[0], "grpc", { token: ops.key });
 });

@@ -110,7 +110,7 @@ test("a cross-shard Transfer commits with two-phase commit; the router owns the 
   const catalogOwners = await t.direct(t.cluster.catalog)`
     select c.relname, pg_get_userbyid(c.relowner) as owner from pg_class c join pg_namespace n on n.oid = c.relnamespace
      where n.nspname = 'shardrouter' and c.relkind = 'r' order by 1`;
-  assert.equal(catalogOwners.map((r) => [r.relname, r.owner]), ["decisions", "directory", "fence_acks", "fences", "reshard_jobs", "routers", "shard_maps", "shard_registry"].map((n) => [n, ROUTER_ROLE]));
+  assert.equal(catalogOwners.map((r) => [r.relname, r.owner]), ["decisions", "directory", "fence_acks", "fences", "id_workers", "reshard_jobs", "routers", "shard_maps", "shard_registry"].map((n) => [n, ROUTER_ROLE]));
 });
 
 test("a transaction the router's role prepared is recovered by the router; one the admin prepared the role cannot finish", async () => {
@@ -202,7 +202,7 @@ test("a cluster made when the router logged in as postgres upgrades: a new role 
     for (const s of second.shards) {
       for (const [name, owner] of await owners(s.nodes[0])) assert.is(owner, ROUTER_ROLE, `${s.name}: ${name}`);
     }
-    assert.equal(await owners(second.catalog), ["schema shardrouter", ...["decisions", "directory", "fence_acks", "fences", "reshard_jobs", "routers", "shard_maps", "shard_registry"].map((n) => `shardrouter.${n}`)].map((n) => [n, ROUTER_ROLE]));
+    assert.equal(await owners(second.catalog), ["schema shardrouter", ...["decisions", "directory", "fence_acks", "fences", "id_workers", "reshard_jobs", "routers", "shard_maps", "shard_registry"].map((n) => `shardrouter.${n}`)].map((n) => [n, ROUTER_ROLE]));
 
     const { router, client } = await serve(second);
     try {

@@ -89,6 +89,23 @@ test("interactive transactions answer alike on every path: begin, statements, co
   assert.is(answers[0].wasOpen, false);
 });
 
+test("NextIds answers alike on every path: the router's worker id, increasing ids none of which repeats; the same refusal of a bad count", async () => {
+  const answers = await Promise.all(Object.entries(clients).map(async ([name, c]) => {
+    const r = await c.nextIds({ count: 3 });
+    const tooMany = await failure(c.nextIds({ count: 10_001 }));
+    const none = await failure(c.nextIds({}));
+    return { name, workerId: r.workerId, ids: r.ids, errors: [tooMany.code, tooMany.rawMessage, none.code, none.rawMessage] };
+  }));
+  for (const a of answers) {
+    assert.is(a.workerId, answers[0].workerId, a.name);
+    assert.equal(a.errors, answers[0].errors, a.name);
+    assert.is(a.ids.length, 3, a.name);
+    assert.ok(a.ids[0] > 0n && a.ids[0] < a.ids[1] && a.ids[1] < a.ids[2], a.name);
+  }
+  assert.is(new Set(answers.flatMap((a) => a.ids)).size, 3 * answers.length);
+  assert.equal(answers[0].errors, [Code.InvalidArgument, "count must be between 1 and 10000, got 10001", Code.InvalidArgument, "count must be between 1 and 10000, got 0"]);
+});
+
 test("gRPC deadline (grpc-timeout): DEADLINE_EXCEEDED, the statement cancelled on Postgres, the slot back", async () => {
   const err = await failure(t.grpc.executeOnShard({ key: "acct-1", sql: "select pg_sleep(30), 'grpc-deadline-probe'" }, { timeoutMs: 300 }));
   assert.is(err.code, Code.DeadlineExceeded);

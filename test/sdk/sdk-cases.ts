@@ -497,7 +497,32 @@ const interactiveCases: SdkCase[] = [
   },
 ];
 
-export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases, ...interactiveCases];
+const idCases: SdkCase[] = [
+  {
+    name: "nextId()/nextIds(): positive bigints, increasing, never repeated; usable as a sharded table's primary key and shard key",
+    async fn({ client, run }) {
+      const one = await client.nextId();
+      const many = await client.nextIds(1000);
+      assert.equal(typeof one, "bigint");
+      assert.equal(many.length, 1000);
+      let last = one;
+      for (const id of many) {
+        assert.ok(id > last, `${id} is not above ${last}`);
+        last = id;
+      }
+      assert.ok(one > 0n && last < 2n ** 63n);
+      const table = `sdk_ids_${run.replace(/-/g, "_")}`;
+      await client.all(`create table if not exists ${table} (id bigint primary key, note text)`);
+      const id = await client.nextId();
+      await client.onShard(id).query(`insert into ${table} (id, note) values ($1, $2)`, [id, "by id"]);
+      const { rows } = await client.onShard(id).query(`select id, note from ${table} where id = $1`, [id]);
+      assert.deepEqual(rows, [{ id, note: "by id" }]);
+      for (const bad of [0, 10_001, 1.5]) await failure(client.nextIds(bad), Code.InvalidArgument);
+    },
+  },
+];
+
+export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases, ...interactiveCases, ...idCases];
 
 /** NULL elements of arrays, as parameters and as cells. */
 const arrayNullCases: SdkCase[] = [
