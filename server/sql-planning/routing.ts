@@ -249,7 +249,7 @@ export interface RoutingDecision {
   shards: string[];
   reason: string;
   /** Key values by table (for Explain). */
-  keys: { table: string; column: string; values: (string | null)[] }[];
+  keys: { table: string; column: string; values: (string | null)[]; group: number }[];
   /** INSERT: the shard of each VALUES row. */
   rowShards?: string[];
   /** The refusal that applies to this call, if any. */
@@ -282,7 +282,7 @@ export function routeAnalysis(a: RoutingAnalysis, params: readonly Value[], map:
     if (values.some((v) => v === null)) throw new ConnectError(`an INSERT row into ${t.name} has a NULL shard key ${t.keyColumn}`, Code.InvalidArgument);
     return gather(values.map((v) => place(v!)), (rowShards) => finish({
       shards: inMapOrder(rowShards, everyShard), rowShards,
-      reason: `INSERT into ${t.name}: ${describeKeys(t, values)}`, keys: [{ table: t.name, column: t.keyColumn!, values }],
+      reason: `INSERT into ${t.name}: ${describeKeys(t, values)}`, keys: [{ table: t.name, column: t.keyColumn!, values, group: 0 }],
     }));
   }
   if (unknown.length) return all(`${unknown.map((t) => t.name).join(", ")} ${unknown.length === 1 ? "is" : "are"} not in the tables config: every shard`);
@@ -297,7 +297,7 @@ export function routeAnalysis(a: RoutingAnalysis, params: readonly Value[], map:
   }
   const keys = a.pins.map((pin, g) => {
     const t = sharded.find((u) => u.group === g)!;
-    return { table: t.name, column: t.keyColumn!, values: pin!.map((k) => keyText(k, params)) };
+    return { table: t.name, column: t.keyColumn!, values: pin!.map((k) => keyText(k, params)), group: g };
   });
   // `key = NULL` matches no row: any one shard gives the (empty) answer.
   const placed = keys.flatMap((k) => k.values.filter((v): v is string => v !== null).map(place));
