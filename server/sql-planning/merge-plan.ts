@@ -65,7 +65,10 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
     if (same) return unique(same.name, clause);
     const names = columnRef(node);
     if (names?.length === 1 && outputs.some((o) => o.name === names[0])) return unique(names[0], clause);
-    if (names && hasStar) return names[names.length - 1]; // a column of the table the star expands
+    const last = names?.[names.length - 1];
+    const plain = outputs.filter((o) => columnRef(o.target.val)?.at(-1) === last);
+    if (names && plain.length === 1) return unique(plain[0].name, clause); // accounts.id for a selected id
+    if (names && hasStar) return last; // a column of the table the star expands
     refusals.push(refusal(`${clause} an expression that is not in the select list`, `add it to the select list with an alias and ${clause} the alias`));
     return undefined;
   };

@@ -93,7 +93,12 @@ export function analyzeRouting(stmt: ParseNode, tables: TablesConfig, write: boo
   switch (kind) {
     case "SelectStmt":
       if (node.op !== "SETOP_NONE") {
-        refusals.push(refusal(`${String(node.op).replace("SETOP_", "")} over several shards`, "run each part as its own statement and combine the results"));
+        // Its parts are not read for keys: over a sharded table, each shard would answer only its rows.
+        walk(node, (tag, n) => {
+          if (tag === "RangeVar" && lookupRole(tables, n.schemaname as string | undefined, String(n.relname)).role === "sharded" && !refusals.length) {
+            refusals.push(refusal(`${String(node.op).replace("SETOP_", "")} over a sharded table`, "run each part as its own statement and combine the results", true));
+          }
+        });
         break;
       }
       for (const item of (node.fromClause as unknown[] | undefined) ?? []) fromItem(item, true);
