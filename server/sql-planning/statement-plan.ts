@@ -6,6 +6,7 @@ import { AggregateFunction, type MergeSpec, MergeSpecSchema, NullsOrder } from "
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import type { ShardMap } from "../placement/shard-map.js";
 import { parse } from "../sql/parser.js";
+import { checkStatement } from "../sql/statement-guard.js";
 import { isReadOnly } from "../sql/statement-kind.js";
 import { analyzeMerge, type Bound, type MergeAnalysis } from "./merge-plan.js";
 import { refusalError } from "./refusals.js";
@@ -64,6 +65,7 @@ export class StatementPlanner {
     const { stmts } = parse(sql);
     if (stmts.length === 0) throw new ConnectError("sql must contain a statement", Code.InvalidArgument);
     if (stmts.length > 1) throw new ConnectError("one statement per call: remove everything after the first ';'", Code.InvalidArgument);
+    checkStatement(sql); // what the statement guard refuses (session state), Explain refuses too
     const stmt = stmts[0].stmt;
     const [kind, node] = unwrap(stmt)!;
     const write = kind !== "SelectStmt" || !isReadOnly(sql);
