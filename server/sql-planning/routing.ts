@@ -252,8 +252,9 @@ export function keyText(key: KeySource, params: readonly Value[]): string | null
 export interface RoutingDecision {
   /** Shard names, in shard map order. */
   shards: string[];
-  reason: string;
-  /** Key values by table (for Explain). */
+  /** Why those shards, in words (built when read: the hot path never asks). */
+  readonly reason: string;
+  /** Key values by co-located group (for Explain). */
   keys: { table: string; column: string; values: (string | null)[]; group: number }[];
   /** INSERT: the shard of each VALUES row. */
   rowShards?: string[];
@@ -261,55 +262,103 @@ export interface RoutingDecision {
   refused?: Refusal;
 }
 
+/** What one call's routing depends on, precomputed once per analysis. */
+interface Prepared {
+  /** The first sharded table of each co-located group. */
+  groupTables: TableUse[];
+  unknownNames: string;
+  anyShards?: Refusal;
+  multiShard?: Refusal;
+  single?: TableUse;
+  singleKey?: KeySource;
+}
+const prepared = new WeakMap<RoutingAnalysis, Prepared>();
+
+function prepare(a: RoutingAnalysis): Prepared {
+  const groupTables = a.pins.map((_, g) => a.tables.find((u) => u.group === g)!);
+  const p: Prepared = {
+    groupTables,
+    unknownNames: a.tables.filter((t) => t.role === "unknown").map((t) => t.name).join(", "),
+    anyShards: a.refusals.find((r) => r.anyShards),
+    multiShard: a.refusals.find((r) => !r.anyShards),
+  };
+  // The common case: one group pinned by one value (`where id = $1`).
+  if (!a.insertKeys && !p.unknownNames && a.pins.length === 1 && a.pins[0]?.length === 1) {
+    p.single = groupTables[0];
+    p.singleKey = a.pins[0][0];
+  }
+  prepared.set(a, p);
+  return p;
+}
+
 type Place = (key: string) => string | Promise<string>;
+
+class Decision implements RoutingDecision {
+  refused?: Refusal;
+  rowShards?: string[];
+  constructor(readonly shards: string[], private readonly why: string | (() => string), readonly keys: RoutingDecision["keys"]) {}
+  get reason(): string {
+    return typeof this.why === "string" ? this.why : this.why();
+  }
+}
 
 /**
  * The shards for one call. `everyShard`: the shards a statement for all goes to (owners of keys for a
  * read; every configured shard for a write, so spare shards get what a reshard will fill).
  */
 export function routeAnalysis(a: RoutingAnalysis, params: readonly Value[], map: ShardMap, everyShard: readonly string[]): RoutingDecision | Promise<RoutingDecision> {
+  const p = prepared.get(a) ?? prepare(a);
+  const always = map.shards.length > 1 ? p.anyShards : undefined;
+  const finish = (d: Decision): Decision => {
+    const refused = always ?? (d.shards.length > 1 ? p.multiShard : undefined);
+    if (refused) d.refused = refused;
+    return d;
+  };
+  if (p.single) {
+    // Hot path: no arrays built but the answer's.
+    const t = p.single;
+    const value = keyText(p.singleKey!, params);
+    const keys = [{ table: t.name, column: t.keyColumn!, values: [value], group: 0 }];
+    if (value === null) return finish(new Decision(everyShard.slice(0, 1), () => describeKeys(t, [value]), keys));
+    const placed = map.strategy.place(value);
+    if (placed instanceof Promise) return placed.then((x) => finish(new Decision([x.shard], () => describeKeys(t, [value]), keys)));
+    return finish(new Decision([placed.shard], () => describeKeys(t, [value]), keys));
+  }
   const place: Place = (key) => {
-    const p = map.strategy.place(key);
-    return p instanceof Promise ? p.then((x) => x.shard) : p.shard;
+    const x = map.strategy.place(key);
+    return x instanceof Promise ? x.then((y) => y.shard) : x.shard;
   };
-  const always = map.shards.length > 1 ? a.refusals.find((r) => r.anyShards) : undefined;
-  const sharded = a.tables.filter((t) => t.role === "sharded");
-  const unknown = a.tables.filter((t) => t.role === "unknown");
-  const all = (reason: string): RoutingDecision => finish({ shards: [...everyShard], reason, keys: [] });
-  const finish = (d: RoutingDecision): RoutingDecision => {
-    const refused = always ?? (d.shards.length > 1 ? a.refusals.find((r) => !r.anyShards) : undefined);
-    return refused ? { ...d, refused } : d;
-  };
+  const all = (reason: string): Decision => finish(new Decision([...everyShard], reason, []));
 
   if (a.insertKeys) {
-    const t = sharded[0];
+    const t = p.groupTables[0];
     const values = a.insertKeys.map((k) => keyText(k, params));
     if (values.some((v) => v === null)) throw new ConnectError(`an INSERT row into ${t.name} has a NULL shard key ${t.keyColumn}`, Code.InvalidArgument);
-    return gather(values.map((v) => place(v!)), (rowShards) => finish({
-      shards: inMapOrder(rowShards, everyShard), rowShards,
-      reason: `INSERT into ${t.name}: ${describeKeys(t, values)}`, keys: [{ table: t.name, column: t.keyColumn!, values, group: 0 }],
-    }));
+    return gather(values.map((v) => place(v!)), (rowShards) => {
+      const d = new Decision(inMapOrder(rowShards, everyShard), () => `INSERT into ${t.name}: ${describeKeys(t, values)}`, [{ table: t.name, column: t.keyColumn!, values, group: 0 }]);
+      d.rowShards = rowShards;
+      return finish(d);
+    });
   }
-  if (unknown.length) return all(`${unknown.map((t) => t.name).join(", ")} ${unknown.length === 1 ? "is" : "are"} not in the tables config: every shard`);
-  if (sharded.length === 0) {
+  if (p.unknownNames) return all(`${p.unknownNames} ${p.unknownNames.includes(",") ? "are" : "is"} not in the tables config: every shard`);
+  if (p.groupTables.length === 0) {
     if (a.write || a.tables.length === 0 && a.statementKind !== "SelectStmt") return all(a.tables.length ? "writes reference tables: every shard" : `a ${a.statementKind.replace(/Stmt$/, "")} statement: every shard`);
-    return finish({ shards: everyShard.slice(0, 1), reason: a.tables.length ? "reads reference tables only: one shard" : "reads no table: one shard", keys: [] });
+    return finish(new Decision(everyShard.slice(0, 1), a.tables.length ? "reads reference tables only: one shard" : "reads no table: one shard", []));
   }
-  const unpinned = a.pins.findIndex((p) => p === undefined);
+  const unpinned = a.pins.findIndex((pin) => pin === undefined);
   if (unpinned >= 0) {
-    const t = sharded.find((u) => u.group === unpinned)!;
+    const t = p.groupTables[unpinned];
     return all(`no shard key in WHERE (${t.name}.${t.keyColumn} = … or IN (…)): every shard`);
   }
   const keys = a.pins.map((pin, g) => {
-    const t = sharded.find((u) => u.group === g)!;
+    const t = p.groupTables[g];
     return { table: t.name, column: t.keyColumn!, values: pin!.map((k) => keyText(k, params)), group: g };
   });
   // `key = NULL` matches no row: any one shard gives the (empty) answer.
   const placed = keys.flatMap((k) => k.values.filter((v): v is string => v !== null).map(place));
   return gather(placed, (owners) => {
     const shards = owners.length ? inMapOrder(owners, everyShard) : everyShard.slice(0, 1);
-    const reason = keys.map((k) => `${describeKeys({ name: k.table, keyColumn: k.column }, k.values)}`).join("; ");
-    return finish({ shards, reason, keys });
+    return finish(new Decision(shards, () => keys.map((k) => describeKeys({ name: k.table, keyColumn: k.column }, k.values)).join("; "), keys));
   });
 }
 

@@ -36,7 +36,8 @@ export interface Explanation {
 const maxCachedLength = 16 * 1024;
 
 export class StatementPlanner {
-  private readonly cache = new Map<string, StatementAnalysis>();
+  /** Texts to analyses; `used` is the clock bit of a second-chance LRU (a hit only sets it). */
+  private readonly cache = new Map<string, { analysis: StatementAnalysis; used: boolean }>();
 
   constructor(private readonly tables: TablesConfig, private readonly maxEntries = 4096) {}
 
@@ -44,15 +45,20 @@ export class StatementPlanner {
   analyze(sql: string): StatementAnalysis {
     const hit = this.cache.get(sql);
     if (hit) {
-      // LRU: a hit moves to the back (Map keeps insertion order). Cheap when it is already there.
-      this.cache.delete(sql);
-      this.cache.set(sql, hit);
-      return hit;
+      hit.used = true;
+      return hit.analysis;
     }
     const analysis = this.read(sql);
     if (sql.length <= maxCachedLength) {
-      if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(sql, analysis);
+      // Evict the oldest entry not used since it was last looked at; used ones go to the back.
+      while (this.cache.size >= this.maxEntries) {
+        const [oldest, entry] = this.cache.entries().next().value!;
+        this.cache.delete(oldest);
+        if (!entry.used) break;
+        entry.used = false;
+        this.cache.set(oldest, entry);
+      }
+      this.cache.set(sql, { analysis, used: false });
     }
     return analysis;
   }
