@@ -109,7 +109,7 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       const keysOf = new Map(e.decision.keys.map((k) => [k.group, k.values]));
       return {
         shards: e.decision.shards,
-        routing: e.decision.reason,
+        routing: e.reason,
         tables: analysis.routing.tables.map((t) => ({
           name: t.name, alias: t.alias, role: t.role, keyColumn: t.keyColumn ?? "",
           keyValues: t.role === "sharded" ? (keysOf.get(t.group!) ?? []).map((v) => v ?? "NULL") : [],

@@ -252,8 +252,8 @@ export function keyText(key: KeySource, params: readonly Value[]): string | null
 export interface RoutingDecision {
   /** Shard names, in shard map order. */
   shards: string[];
-  /** Why those shards, in words (built when read: the hot path never asks). */
-  readonly reason: string;
+  /** Why those shards, in words (`reasonOf`); a function until asked: the hot path never asks. */
+  why: string | (() => string);
   /** Key values by co-located group (for Explain). */
   keys: { table: string; column: string; values: (string | null)[]; group: number }[];
   /** INSERT: the shard of each VALUES row. */
@@ -291,15 +291,21 @@ function prepare(a: RoutingAnalysis): Prepared {
   return p;
 }
 
-type Place = (key: string) => string | Promise<string>;
 
-class Decision implements RoutingDecision {
-  refused?: Refusal;
-  rowShards?: string[];
-  constructor(readonly shards: string[], private readonly why: string | (() => string), readonly keys: RoutingDecision["keys"]) {}
-  get reason(): string {
-    return typeof this.why === "string" ? this.why : this.why();
-  }
+export function reasonOf(d: RoutingDecision): string {
+  return typeof d.why === "string" ? d.why : d.why();
+}
+
+type Decision = RoutingDecision;
+
+/** The refusal that applies: one for any shards count, or one for a statement on several shards. */
+function settle(d: Decision, always: Refusal | undefined, multiShard: Refusal | undefined): Decision {
+  const refused = always ?? (d.shards.length > 1 ? multiShard : undefined);
+  if (refused) d.refused = refused;
+  return d;
+}
+function decision(shards: string[], why: RoutingDecision["why"], keys: RoutingDecision["keys"]): Decision {
+  return { shards, why, keys, rowShards: undefined, refused: undefined };
 }
 
 /**
@@ -307,59 +313,59 @@ class Decision implements RoutingDecision {
  * read; every configured shard for a write, so spare shards get what a reshard will fill).
  */
 export function routeAnalysis(a: RoutingAnalysis, params: readonly Value[], map: ShardMap, everyShard: readonly string[]): RoutingDecision | Promise<RoutingDecision> {
+  // No closures bound to names here: under tsx (keepNames) each one costs a defineProperty per call.
   const p = prepared.get(a) ?? prepare(a);
   const always = map.shards.length > 1 ? p.anyShards : undefined;
-  const finish = (d: Decision): Decision => {
-    const refused = always ?? (d.shards.length > 1 ? p.multiShard : undefined);
-    if (refused) d.refused = refused;
-    return d;
-  };
   if (p.single) {
-    // Hot path: no arrays built but the answer's.
+    // Hot path: `where key = $1`.
     const t = p.single;
     const value = keyText(p.singleKey!, params);
     const keys = [{ table: t.name, column: t.keyColumn!, values: [value], group: 0 }];
-    if (value === null) return finish(new Decision(everyShard.slice(0, 1), () => describeKeys(t, [value]), keys));
+    if (value === null) return settle(decision(everyShard.slice(0, 1), () => describeKeys(t, [value]), keys), always, p.multiShard);
     const placed = map.strategy.place(value);
-    if (placed instanceof Promise) return placed.then((x) => finish(new Decision([x.shard], () => describeKeys(t, [value]), keys)));
-    return finish(new Decision([placed.shard], () => describeKeys(t, [value]), keys));
+    if (placed instanceof Promise) return placed.then((x) => settle(decision([x.shard], () => describeKeys(t, [value]), keys), always, p.multiShard));
+    return settle(decision([placed.shard], () => describeKeys(t, [value]), keys), always, p.multiShard);
   }
-  const place: Place = (key) => {
-    const x = map.strategy.place(key);
-    return x instanceof Promise ? x.then((y) => y.shard) : x.shard;
-  };
-  const all = (reason: string): Decision => finish(new Decision([...everyShard], reason, []));
 
   if (a.insertKeys) {
     const t = p.groupTables[0];
     const values = a.insertKeys.map((k) => keyText(k, params));
     if (values.some((v) => v === null)) throw new ConnectError(`an INSERT row into ${t.name} has a NULL shard key ${t.keyColumn}`, Code.InvalidArgument);
-    return gather(values.map((v) => place(v!)), (rowShards) => {
-      const d = new Decision(inMapOrder(rowShards, everyShard), () => `INSERT into ${t.name}: ${describeKeys(t, values)}`, [{ table: t.name, column: t.keyColumn!, values, group: 0 }]);
+    return gather(values.map((v) => placeOn(map, v!)), (rowShards) => {
+      const d = decision(inMapOrder(rowShards, everyShard), () => `INSERT into ${t.name}: ${describeKeys(t, values)}`, [{ table: t.name, column: t.keyColumn!, values, group: 0 }]);
       d.rowShards = rowShards;
-      return finish(d);
+      return settle(d, always, p.multiShard);
     });
   }
-  if (p.unknownNames) return all(`${p.unknownNames} ${p.unknownNames.includes(",") ? "are" : "is"} not in the tables config: every shard`);
-  if (p.groupTables.length === 0) {
-    if (a.write || a.tables.length === 0 && a.statementKind !== "SelectStmt") return all(a.tables.length ? "writes reference tables: every shard" : `a ${a.statementKind.replace(/Stmt$/, "")} statement: every shard`);
-    return finish(new Decision(everyShard.slice(0, 1), a.tables.length ? "reads reference tables only: one shard" : "reads no table: one shard", []));
+  if (p.unknownNames) {
+    return settle(decision([...everyShard], () => `${p.unknownNames} ${p.unknownNames.includes(",") ? "are" : "is"} not in the tables config: every shard`, []), always, p.multiShard);
   }
-  const unpinned = a.pins.findIndex((pin) => pin === undefined);
+  if (p.groupTables.length === 0) {
+    if (a.write || a.tables.length === 0 && a.statementKind !== "SelectStmt") {
+      return settle(decision([...everyShard], () => (a.tables.length ? "writes reference tables: every shard" : `a ${a.statementKind.replace(/Stmt$/, "")} statement: every shard`), []), always, p.multiShard);
+    }
+    return settle(decision(everyShard.slice(0, 1), a.tables.length ? "reads reference tables only: one shard" : "reads no table: one shard", []), always, p.multiShard);
+  }
+  const unpinned = a.pins.indexOf(undefined);
   if (unpinned >= 0) {
     const t = p.groupTables[unpinned];
-    return all(`no shard key in WHERE (${t.name}.${t.keyColumn} = … or IN (…)): every shard`);
+    return settle(decision([...everyShard], () => `no shard key in WHERE (${t.name}.${t.keyColumn} = … or IN (…)): every shard`, []), always, p.multiShard);
   }
   const keys = a.pins.map((pin, g) => {
     const t = p.groupTables[g];
     return { table: t.name, column: t.keyColumn!, values: pin!.map((k) => keyText(k, params)), group: g };
   });
   // `key = NULL` matches no row: any one shard gives the (empty) answer.
-  const placed = keys.flatMap((k) => k.values.filter((v): v is string => v !== null).map(place));
+  const placed = keys.flatMap((k) => k.values.filter((v): v is string => v !== null).map((v) => placeOn(map, v)));
   return gather(placed, (owners) => {
     const shards = owners.length ? inMapOrder(owners, everyShard) : everyShard.slice(0, 1);
-    return finish(new Decision(shards, () => keys.map((k) => describeKeys({ name: k.table, keyColumn: k.column }, k.values)).join("; "), keys));
+    return settle(decision(shards, () => keys.map((k) => describeKeys({ name: k.table, keyColumn: k.column }, k.values)).join("; "), keys), always, p.multiShard);
   });
+}
+
+function placeOn(map: ShardMap, key: string): string | Promise<string> {
+  const x = map.strategy.place(key);
+  return x instanceof Promise ? x.then((y) => y.shard) : x.shard;
 }
 
 function describeKeys(t: { name: string; keyColumn?: string }, values: (string | null)[]): string {

@@ -10,7 +10,7 @@ import { checkStatement } from "../sql/statement-guard.js";
 import { isReadOnly } from "../sql/statement-kind.js";
 import { analyzeMerge, type Bound, type MergeAnalysis } from "./merge-plan.js";
 import { refusalError } from "./refusals.js";
-import { analyzeRouting, type RoutingAnalysis, type RoutingDecision, routeAnalysis, type TablesConfig } from "./routing.js";
+import { analyzeRouting, reasonOf, type RoutingAnalysis, type RoutingDecision, routeAnalysis, type TablesConfig } from "./routing.js";
 import { applyEdits, insertForRows, type InsertLayout, insertLayout } from "./shard-statement.js";
 import { unwrap } from "./tree.js";
 
@@ -28,6 +28,8 @@ export interface ShardStatement { shard: string; sql: string; params: number[] }
 
 export interface Explanation {
   decision: RoutingDecision;
+  /** Why those shards, in words. */
+  reason: string;
   merge?: MergeSpec;
   mergeDescription: string;
   statements: ShardStatement[];
@@ -108,22 +110,23 @@ export class StatementPlanner {
   async explain(sql: string, params: readonly Value[], map: ShardMap, everyShard: (write: boolean) => readonly string[]): Promise<Explanation> {
     const analysis = this.analyze(sql);
     const decision = await this.route(analysis, params, map, everyShard);
+    const reason = reasonOf(decision);
     const several = decision.shards.length > 1;
     if (analysis.insert && decision.rowShards && several) {
       const statements = decision.shards.map((shard) => {
         const rows = decision.rowShards!.flatMap((s, i) => (s === shard ? [i] : []));
         return { shard, ...insertForRows(sql, analysis.insert!, rows) };
       });
-      return { decision, mergeDescription: "concatenate the shards' results (RETURNING rows) in shard order", statements };
+      return { decision, reason, mergeDescription: "concatenate the shards' results (RETURNING rows) in shard order", statements };
     }
     const all = params.map((_, i) => i + 1);
     const text = several ? analysis.multiShardSql : sql;
     const statements = decision.shards.map((shard) => ({ shard, sql: text, params: all }));
-    if (!several) return { decision, mergeDescription: "none: one shard answers the statement as written", statements };
+    if (!several) return { decision, reason, mergeDescription: "none: one shard answers the statement as written", statements };
     const m = analysis.merge;
-    if (!m) return { decision, mergeDescription: "concatenate the shards' results in shard order", statements };
+    if (!m) return { decision, reason, mergeDescription: "concatenate the shards' results in shard order", statements };
     const spec = mergeSpec(m, params);
-    return { decision, merge: spec, mergeDescription: describeMerge(m, spec), statements };
+    return { decision, reason, merge: spec, mergeDescription: describeMerge(m, spec), statements };
   }
 }
 
