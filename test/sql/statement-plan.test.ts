@@ -195,6 +195,15 @@ test("GROUP BY with each aggregate: re-aggregated; avg asked as sum and count an
   assert.is(whole.statements[0].sql, `select count(*), sum( balance ) AS "avg__sum", count( balance ) AS "avg__count" from accounts`);
 });
 
+test("the text edits skip strings, quoted names and comments, and keep nested parentheses whole", async () => {
+  const sql = `select "order", avg((balance + 1) * 2) "m(1)" from accounts /* order by */ where note <> 'order by x)' group by "order" order by "m(1)" -- order by
+ limit 4`;
+  const e = await explain(sql);
+  assert.is(e.statements[0].sql, `select "order", sum((balance + 1) * 2) AS "m(1)__sum", count((balance + 1) * 2) AS "m(1)__count" from accounts /* order by */ where note <> 'order by x)' group by "order" limit ALL`);
+  assert.equal(e.merge!.orderBy.map((o) => o.column), ["m(1)"]);
+  assert.equal(e.merge!.groupBy, ["order"]);
+});
+
 test("grouping by the shard key is shard-local: nothing re-aggregated, count(DISTINCT) and HAVING allowed, LIMIT pushed down", async () => {
   const e = await explain("select id, count(distinct note) as n from accounts group by id having count(*) > 1 order by id limit 5 offset 1");
   assert.equal(e.merge!.groupBy, []);
