@@ -117,6 +117,16 @@ export const ConfigSchema = z.object({
       maxLifetimeMs: z.number().int().min(1).default(300_000),
     }).strict().prefault({}),
   }).strict().prefault({}),
+  /**
+   * Which tables are sharded (table -> shard key column) and which are reference tables (a full copy
+   * on every shard), as PostgreSQL names them (unquoted names fold to lower case; "schema.table" to
+   * name one schema's table). The router reads statements against it (Explain); a table it does not
+   * name is unknown: a statement touching one goes to every shard. Empty: every statement does.
+   */
+  tables: z.object({
+    sharded: z.record(z.string().min(1), z.string().min(1)).default({}),
+    reference: z.array(z.string().min(1)).default([]),
+  }).strict().prefault({}),
   transfer: z.object({
     table: z.string().min(1).default("accounts"),
     keyColumn: z.string().min(1).default("id"),
@@ -214,6 +224,9 @@ export function parseConfig(raw: unknown, source = "config"): Config {
   }
   if (config.catalog && config.ids.workerId !== undefined) {
     problems.push("ids.workerId: leave it out when there is a catalog: each router leases a worker id there (a fixed one could collide with a leased one)");
+  }
+  for (const table of config.tables.reference) {
+    if (Object.hasOwn(config.tables.sharded, table)) problems.push(`tables.reference: "${table}" is also in tables.sharded; a table is one or the other`);
   }
   if (problems.length) throw new ConfigError(`${source} is invalid:\n${problems.map((p) => `  ${p}`).join("\n")}`);
   return config;

@@ -1,7 +1,7 @@
 // Auth for the local cluster (`npm start`): two API keys, kept with the cluster's data (0600) so they
 // survive a restart and scripts keep working (`--fresh` wipes the folder, so it makes new ones):
 //   dev     every RPC, as the router's own login (it owns the demo database: it may create tables);
-//   reader  Route, ExecuteOnShard, ExecuteOnAll and GetTopology, as READER_ROLE, a login that may
+//   reader  Route, Explain, ExecuteOnShard, ExecuteOnAll and GetTopology, as READER_ROLE, a login that may
 //           only SELECT the tables in `public`: Postgres itself refuses its writes (42501).
 // The config holds only the keys' SHA-256; the keys are printed in the banner for the person at the terminal.
 import { randomBytes } from "node:crypto";
@@ -40,7 +40,7 @@ export async function ensureDevAuth(cluster: LocalCluster, dataDir: string): Pro
       await sql.end({ timeout: 5 });
     }
   }
-  const read = ["Route", "ExecuteOnShard", "ExecuteOnAll", "GetTopology"].map((m) => `RouterService/${m}`);
+  const read = ["Route", "Explain", "ExecuteOnShard", "ExecuteOnAll", "GetTopology"].map((m) => `RouterService/${m}`);
   return {
     devToken: stored.devToken,
     readerToken: stored.readerToken,

@@ -13,6 +13,8 @@ export interface DevConfigOptions {
   unconfiguredShards?: number;
   /** `ssl` of every node and the catalog (TLS to Postgres, see config/postgres-tls.ts). */
   ssl?: unknown;
+  /** The tables section (default: accounts sharded by id). */
+  tables?: unknown;
 }
 
 export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): unknown {
@@ -33,6 +35,8 @@ export function devConfig(cluster: LocalCluster, opts: DevConfigOptions = {}): u
       nodes: s.nodes.map((n) => ({ name: n.name, role: n.role, ...connection(n) })),
     })),
     catalog: connection(cluster.catalog),
+    // The dev schema's accounts table, sharded by its id (what Explain reads statements against).
+    tables: opts.tables ?? { sharded: { accounts: "id" } },
     // The resharder replicates and creates publications and triggers: the cluster's admin login,
     // which only the router's own statements use (never a caller's SQL).
     resharding: { user: cluster.catalog.user, password: cluster.catalog.password, ...opts.resharding },

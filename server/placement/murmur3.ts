@@ -7,9 +7,8 @@
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
 
-/** MurmurHash3 x86 32-bit of `bytes`; returns an unsigned 32-bit integer. */
-export function murmur3(bytes: Uint8Array, seed = 0): number {
-  const length = bytes.length;
+/** MurmurHash3 x86 32-bit of `bytes` (its first `length`); returns an unsigned 32-bit integer. */
+export function murmur3(bytes: Uint8Array, seed = 0, length = bytes.length): number {
   const blockEnd = length & ~3;
   let h = seed >>> 0;
 
@@ -58,5 +57,13 @@ const utf8 = new TextEncoder();
  * An integer key is hashed as its decimal text, so 42 and "42" share a keyspace id.
  */
 export function keyspaceId(key: string): number {
+  // Keys are short: encoded into one reused buffer, not a new array per key (placement is on every
+  // request's path). A key that does not fit is encoded on its own.
+  if (key.length <= scratch.length / 3) {
+    const { written } = utf8.encodeInto(key, scratch);
+    return murmur3(scratch, 0, written);
+  }
   return murmur3(utf8.encode(key), 0);
 }
+
+const scratch = new Uint8Array(3 * 256);

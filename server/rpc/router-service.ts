@@ -25,6 +25,7 @@ import { isReadOnly, schemaChange } from "../sql/statement-kind.js";
 import { replicationSlots } from "../resharding/slot-lag.js";
 import { describeNodes, shardStatus } from "./topology.js";
 import { maxIdsPerCall } from "../ids/snowflake.js";
+import { StatementPlanner } from "../sql-planning/statement-plan.js";
 
 export interface RouterServiceDeps {
   planner: Planner;
@@ -32,7 +33,7 @@ export interface RouterServiceDeps {
   recovery: Recovery;
   /** BeginTransaction … CommitTransaction: the session table. */
   interactive: InteractiveTransactions;
-  config: Pick<Config, "limits" | "transfer">;
+  config: Pick<Config, "limits" | "transfer"> & Partial<Pick<Config, "tables">>;
   /** Holds writes to moving keys during a resharding cutover (routers with a catalog). */
   fence?: WriteFence;
   /** A source refused a write because this router's shard map is old: look for the new one now. */
@@ -57,6 +58,9 @@ export type RouterHandlers = { [K in keyof Impl]: (req: Parameters<Impl[K]>[0], 
 
 export function routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap, ids }: RouterServiceDeps): RouterHandlers {
   const limits = config.limits;
+  const statements = new StatementPlanner(config.tables ?? { sharded: {}, reference: [] });
+  /** A read goes to the shards that own keys; a write to every configured shard (as ExecuteOnAll). */
+  const everyShard = (write: boolean) => (write ? planner.shards.shards : planner.map.shards).map((s) => s.name);
   /** DDL and TRUNCATE are not replicated: refused while a reshard job moves rows. */
   function refuseSchemaChange(sql: string): void {
     if (!fence || fence.activeJobs.length === 0) return;
@@ -98,6 +102,26 @@ export function routerService({ planner, coordinator, recovery, interactive, con
         strategy: map.strategy.name,
         nodes: describeNodes(shard),
         shardMapVersion: BigInt(map.version),
+      };
+    },
+
+    async explain(req) {
+      const map = planner.map; // the answer describes one version
+      const e = await statements.explain(req.sql, req.params, map, everyShard);
+      const analysis = statements.analyze(req.sql);
+      const keysOf = new Map(e.decision.keys.map((k) => [k.group, k.values]));
+      return {
+        shards: e.decision.shards,
+        routing: e.reason,
+        tables: analysis.routing.tables.map((t) => ({
+          name: t.name, alias: t.alias, role: t.role, keyColumn: t.keyColumn ?? "",
+          keyValues: t.role === "sharded" ? (keysOf.get(t.group!) ?? []).map((v) => v ?? "NULL") : [],
+        })),
+        merge: e.merge,
+        mergeDescription: e.mergeDescription,
+        statements: e.statements.map((s) => ({ shard: s.shard, sql: s.sql, paramNumbers: s.params })),
+        shardMapVersion: BigInt(map.version),
+        statementKind: analysis.routing.statementKind,
       };
     },
 

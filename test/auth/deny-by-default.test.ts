@@ -39,6 +39,7 @@ function requestFor(method: DescMethod): Record<string, unknown> {
   switch (`${method.parent.name}/${method.name}`) {
     case "RouterService/ExecuteOnShard": return { key: "acct-1", sql: "insert into canary values (1)" };
     case "RouterService/ExecuteOnAll": return { sql: "insert into canary values (2)" };
+    case "RouterService/Explain": return { sql: "select * from accounts where id = 1" };
     case "RouterService/ExecuteTransaction": return { requestId: "deny-1", statements: [{ key: "acct-1", sql: "insert into canary values (3)" }] };
     case "RouterService/Transfer": return { fromKey: "acct-1", toKey: "acct-2", amount: 7n, requestId: "deny-2" };
     case "RouterService/BeginTransaction": return { key: "acct-1" };

@@ -24,6 +24,16 @@ test("a minimal config gets defaults", () => {
   assert.is(c.shards[0].nodes[0].role, "primary");
 });
 
+test("tables: empty by default (nothing known); a table is sharded or reference, not both", () => {
+  const bare = parseConfig({ shards: [{ name: "s0", nodes: [node] }] });
+  assert.equal(bare.tables, { sharded: {}, reference: [] });
+  const c = parseConfig({ shards: [{ name: "s0", nodes: [node] }], tables: { sharded: { accounts: "id", "app.orders": "account_id" }, reference: ["currencies"] } });
+  assert.equal(c.tables.sharded, { accounts: "id", "app.orders": "account_id" });
+  assert.match(error({ shards: [{ name: "s0", nodes: [node] }], tables: { sharded: { currencies: "code" }, reference: ["currencies"] } }), `tables.reference: "currencies" is also in tables.sharded`);
+  assert.match(error({ shards: [{ name: "s0", nodes: [node] }], tables: { sharded: { accounts: "" } } }), "tables.sharded.accounts");
+  assert.match(error({ shards: [{ name: "s0", nodes: [node] }], tables: { shardedd: {} } }), "tables");
+});
+
 test("errors name the bad field", () => {
   assert.match(error({ shards: [{ name: "s0", nodes: [{ ...node, port: "5432" }] }] }), "shards[0].nodes[0].port");
   assert.match(error({ shards: [] }), "shards");

@@ -53,6 +53,8 @@ export interface TestRouterOptions {
   resharding?: Record<string, unknown>;
   /** The ids section (global ids, NextIds). */
   ids?: unknown;
+  /** The tables section (default: the dev config's, accounts sharded by id). */
+  tables?: unknown;
   /**
    * The auth section, built once the cluster is up (its roles exist then); the harness clients
    * (`connect`, `grpc`) send no credentials, so the test makes its own. Default: no auth.
@@ -84,7 +86,7 @@ export async function startTestRouter(opts: TestRouterOptions = {}): Promise<Tes
   };
   try {
     cluster = await startLocalCluster({ dataDir, shards: opts.shards ?? 4, replicas: opts.replicas ?? 0, settings: opts.serverSettings });
-    const base = devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding, ssl: opts.ssl }) as { listen: object };
+    const base = devConfig(cluster, { port: 0, spareShards: opts.spareShards, unconfiguredShards: opts.unconfiguredShards, placement: opts.placement, pool: opts.pool, limits: opts.limits, transactions: opts.transactions, health: opts.health, breaker: opts.breaker, resharding: opts.resharding, ssl: opts.ssl, tables: opts.tables }) as { listen: object };
     const auth = opts.auth && (await opts.auth(cluster));
     const config = parseConfig({ ...base, ...(opts.ids ? { ids: opts.ids } : {}), ...(auth ? { auth } : {}), ...(opts.tls ? { listen: { ...base.listen, tls: opts.tls } } : {}) });
     router = await startRouter(config, opts.log && opts.logLevel ? { logger: lineLogger(opts.log, opts.logLevel) } : { log: opts.log });

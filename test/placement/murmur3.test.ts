@@ -57,4 +57,14 @@ test("an integer key is hashed as its decimal text", () => {
   assert.is(keyspaceId(String(-7n)), murmur3(utf8("-7")));
 });
 
+test("keyspaceId of short keys (a reused buffer) and long ones (their own) equals murmur3 of the key's UTF-8 bytes", () => {
+  const keys = ["", "a", "acct-7", "ü", "日本語キー", "🔑", "x".repeat(255), "é".repeat(256), "日".repeat(256), "日".repeat(257), "k".repeat(10_000)];
+  for (const key of keys) assert.is(keyspaceId(key), murmur3(utf8(key)), `${key.slice(0, 12)}… (${key.length})`);
+  // A long key between two short ones leaves nothing behind in the buffer.
+  const before = keyspaceId("abc");
+  keyspaceId("z".repeat(700));
+  assert.is(keyspaceId("abc"), before);
+  assert.is(murmur3(utf8("abcdef"), 0, 3), murmur3(utf8("abc")), "the length argument");
+});
+
 test.run();

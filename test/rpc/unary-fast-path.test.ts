@@ -43,6 +43,21 @@ test("binary calls (fast path) and JSON or compressed calls (connect-node) get t
   assert.equal(answers[0].columns, ["doubled", "s"]);
 });
 
+test("Explain answers alike on every path: its plan, and a refusal's code and message", async () => {
+  const answers = await Promise.all(Object.entries(clients).map(async ([name, c]) => {
+    const plan = await c.explain({ sql: "select id, avg(balance) as mean from accounts where id in ($1, 2, 3) group by id order by mean desc limit 2", params: [int(1n)] });
+    const refused = await failure(c.explain({ sql: "select count(distinct balance) from accounts" }));
+    return {
+      name, shards: plan.shards, routing: plan.routing, merge: plan.mergeDescription, statements: plan.statements.map((s) => [s.shard, s.sql]),
+      tables: plan.tables.map((t) => [t.name, t.role, t.keyColumn, t.keyValues]), refused: [refused.code, refused.rawMessage],
+    };
+  }));
+  for (const a of answers.slice(1)) assert.equal({ ...a, name: "" }, { ...answers[0], name: "" }, a.name);
+  assert.equal(answers[0].tables, [["accounts", "sharded", "id", ["1", "2", "3"]]]);
+  assert.is(answers[0].refused[0], Code.InvalidArgument);
+  assert.match(String(answers[0].refused[1]), "count(DISTINCT …)");
+});
+
 test("a Postgres error comes back with the same code, message and SQLSTATE detail on every path", async () => {
   const errors = await Promise.all(Object.entries(clients).map(async ([name, c]) => {
     const err = await failure(c.executeOnShard({ key: "acct-7", sql: "select 1 / 0" }));

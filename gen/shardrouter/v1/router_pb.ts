@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shardrouter/v1/router.proto.
  */
 export const file_shardrouter_v1_router: GenFile = /*@__PURE__*/
-  fileDesc("ChtzaGFyZHJvdXRlci92MS9yb3V0ZXIucHJvdG8SDnNoYXJkcm91dGVyLnYxItwBCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRyb2xlGAMgASgJEg4KBnN0YXR1cxgEIAEoCRIXCg9jb25maWd1cmVkX3JvbGUYBSABKAkSDwoHYnJlYWtlchgGIAEoCRIOCgZsYWdfbXMYByABKAESDgoGZmVuY2VkGAggASgIEhAKCHRpbWVsaW5lGAkgASgNEhMKC3Bvb2xfaW5fdXNlGAogASgNEhQKDHBvb2xfd2FpdGluZxgLIAEoDRIQCghwb29sX21heBgMIAEoDSIbCgxSb3V0ZVJlcXVlc3QSCwoDa2V5GAEgASgJIoUBCg1Sb3V0ZVJlc3BvbnNlEg0KBXNoYXJkGAEgASgJEhMKC2tleXNwYWNlX2lkGAIgASgNEhAKCHN0cmF0ZWd5GAMgASgJEiMKBW5vZGVzGAQgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIZChFzaGFyZF9tYXBfdmVyc2lvbhgFIAEoBCKtAQoVRXhlY3V0ZU9uU2hhcmRSZXF1ZXN0EgsKA2tleRgBIAEoCRILCgNzcWwYAiABKAkSJQoGcGFyYW1zGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSNwoPcmVhZF9wcmVmZXJlbmNlGAQgASgOMh4uc2hhcmRyb3V0ZXIudjEuUmVhZFByZWZlcmVuY2USGgoSbWF4X3JlcGxpY2FfbGFnX21zGAUgASgNIlIKFkV4ZWN1dGVPblNoYXJkUmVzcG9uc2USDQoFc2hhcmQYASABKAkSKQoGcmVzdWx0GAIgASgLMhkuc2hhcmRyb3V0ZXIudjEuUmVzdWx0U2V0IlgKB09yZGVyQnkSDgoGY29sdW1uGAEgASgJEhIKCmRlc2NlbmRpbmcYAiABKAgSKQoFbnVsbHMYAyABKA4yGi5zaGFyZHJvdXRlci52MS5OdWxsc09yZGVyInoKCUFnZ3JlZ2F0ZRIOCgZjb2x1bW4YASABKAkSMwoIZnVuY3Rpb24YAiABKA4yIS5zaGFyZHJvdXRlci52MS5BZ2dyZWdhdGVGdW5jdGlvbhISCgpzdW1fY29sdW1uGAMgASgJEhQKDGNvdW50X2NvbHVtbhgEIAEoCSKlAQoJTWVyZ2VTcGVjEikKCG9yZGVyX2J5GAEgAygLMhcuc2hhcmRyb3V0ZXIudjEuT3JkZXJCeRISCgVsaW1pdBgCIAEoBEgAiAEBEg4KBm9mZnNldBgDIAEoBBIQCghncm91cF9ieRgEIAMoCRItCgphZ2dyZWdhdGVzGAUgAygLMhkuc2hhcmRyb3V0ZXIudjEuQWdncmVnYXRlQggKBl9saW1pdCLfAQoTRXhlY3V0ZU9uQWxsUmVxdWVzdBILCgNzcWwYASABKAkSJQoGcGFyYW1zGAIgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSKAoFbWVyZ2UYAyABKAsyGS5zaGFyZHJvdXRlci52MS5NZXJnZVNwZWMSFQoNYWxsb3dfcGFydGlhbBgEIAEoCBI3Cg9yZWFkX3ByZWZlcmVuY2UYBSABKA4yHi5zaGFyZHJvdXRlci52MS5SZWFkUHJlZmVyZW5jZRIaChJtYXhfcmVwbGljYV9sYWdfbXMYBiABKA0ibwoMU2hhcmRPdXRjb21lEg0KBXNoYXJkGAEgASgJEhEKCXJvd19jb3VudBgCIAEoBBISCgplbGFwc2VkX21zGAMgASgBEikKBWVycm9yGAQgASgLMhouc2hhcmRyb3V0ZXIudjEuU2hhcmRFcnJvciI9CgpTaGFyZEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIQCghzcWxzdGF0ZRgDIAEoCSJvChRFeGVjdXRlT25BbGxSZXNwb25zZRIpCgZyZXN1bHQYASABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQSLAoGc2hhcmRzGAIgAygLMhwuc2hhcmRyb3V0ZXIudjEuU2hhcmRPdXRjb21lIhQKEkdldFRvcG9sb2d5UmVxdWVzdCI+CgxLZXlPd25lcnNoaXASEwoLZGVzY3JpcHRpb24YASABKAkSGQoRa2V5c3BhY2VfZnJhY3Rpb24YAiABKAEi1gEKBVNoYXJkEgwKBG5hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEiMKBW5vZGVzGAMgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIvCglvd25lcnNoaXAYBCABKAsyHC5zaGFyZHJvdXRlci52MS5LZXlPd25lcnNoaXASDgoGd2VpZ2h0GAUgASgNEg0KBXN0YXRlGAYgASgJEjoKEXJlcGxpY2F0aW9uX3Nsb3RzGAcgAygLMh8uc2hhcmRyb3V0ZXIudjEuUmVwbGljYXRpb25TbG90IkIKD1JlcGxpY2F0aW9uU2xvdBIMCgRuYW1lGAEgASgJEg4KBmFjdGl2ZRgCIAEoCBIRCglsYWdfYnl0ZXMYAyABKAQiiAEKE0dldFRvcG9sb2d5UmVzcG9uc2USEAoIc3RyYXRlZ3kYASABKAkSGQoRc2hhcmRfbWFwX3ZlcnNpb24YAiABKAQSJQoGc2hhcmRzGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuU2hhcmQSHQoVaW5fZG91YnRfdHJhbnNhY3Rpb25zGAQgASgNIh8KDk5leHRJZHNSZXF1ZXN0Eg0KBWNvdW50GAEgASgNIjEKD05leHRJZHNSZXNwb25zZRILCgNpZHMYASADKAMSEQoJd29ya2VyX2lkGAIgASgNKrkBCg5SZWFkUHJlZmVyZW5jZRIfChtSRUFEX1BSRUZFUkVOQ0VfVU5TUEVDSUZJRUQQABIbChdSRUFEX1BSRUZFUkVOQ0VfUFJJTUFSWRABEiUKIVJFQURfUFJFRkVSRU5DRV9QUklNQVJZX1BSRUZFUlJFRBACEiUKIVJFQURfUFJFRkVSRU5DRV9SRVBMSUNBX1BSRUZFUlJFRBADEhsKF1JFQURfUFJFRkVSRU5DRV9SRVBMSUNBEAQqVgoKTnVsbHNPcmRlchIbChdOVUxMU19PUkRFUl9VTlNQRUNJRklFRBAAEhUKEU5VTExTX09SREVSX0ZJUlNUEAESFAoQTlVMTFNfT1JERVJfTEFTVBACKsUBChFBZ2dyZWdhdGVGdW5jdGlvbhIiCh5BR0dSRUdBVEVfRlVOQ1RJT05fVU5TUEVDSUZJRUQQABIcChhBR0dSRUdBVEVfRlVOQ1RJT05fQ09VTlQQARIaChZBR0dSRUdBVEVfRlVOQ1RJT05fU1VNEAISGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX01JThADEhoKFkFHR1JFR0FURV9GVU5DVElPTl9NQVgQBBIaChZBR0dSRUdBVEVfRlVOQ1RJT05fQVZHEAUyrwgKDVJvdXRlclNlcnZpY2USSQoFUm91dGUSHC5zaGFyZHJvdXRlci52MS5Sb3V0ZVJlcXVlc3QaHS5zaGFyZHJvdXRlci52MS5Sb3V0ZVJlc3BvbnNlIgOQAgESXwoORXhlY3V0ZU9uU2hhcmQSJS5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25TaGFyZFJlcXVlc3QaJi5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25TaGFyZFJlc3BvbnNlElkKDEV4ZWN1dGVPbkFsbBIjLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVPbkFsbFJlcXVlc3QaJC5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25BbGxSZXNwb25zZRJNCghUcmFuc2ZlchIfLnNoYXJkcm91dGVyLnYxLlRyYW5zZmVyUmVxdWVzdBogLnNoYXJkcm91dGVyLnYxLlRyYW5zZmVyUmVzcG9uc2USawoSRXhlY3V0ZVRyYW5zYWN0aW9uEikuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZVRyYW5zYWN0aW9uUmVxdWVzdBoqLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVUcmFuc2FjdGlvblJlc3BvbnNlEmUKEEJlZ2luVHJhbnNhY3Rpb24SJy5zaGFyZHJvdXRlci52MS5CZWdpblRyYW5zYWN0aW9uUmVxdWVzdBooLnNoYXJkcm91dGVyLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXNwb25zZRJxChRFeGVjdXRlSW5UcmFuc2FjdGlvbhIrLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVJblRyYW5zYWN0aW9uUmVxdWVzdBosLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVJblRyYW5zYWN0aW9uUmVzcG9uc2USaAoRQ29tbWl0VHJhbnNhY3Rpb24SKC5zaGFyZHJvdXRlci52MS5Db21taXRUcmFuc2FjdGlvblJlcXVlc3QaKS5zaGFyZHJvdXRlci52MS5Db21taXRUcmFuc2FjdGlvblJlc3BvbnNlEm4KE1JvbGxiYWNrVHJhbnNhY3Rpb24SKi5zaGFyZHJvdXRlci52MS5Sb2xsYmFja1RyYW5zYWN0aW9uUmVxdWVzdBorLnNoYXJkcm91dGVyLnYxLlJvbGxiYWNrVHJhbnNhY3Rpb25SZXNwb25zZRJbCgtHZXRUb3BvbG9neRIiLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVxdWVzdBojLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVzcG9uc2UiA5ACARJKCgdOZXh0SWRzEh4uc2hhcmRyb3V0ZXIudjEuTmV4dElkc1JlcXVlc3QaHy5zaGFyZHJvdXRlci52MS5OZXh0SWRzUmVzcG9uc2ViBnByb3RvMw", [file_shardrouter_v1_transactions, file_shardrouter_v1_value]);
+  fileDesc("ChtzaGFyZHJvdXRlci92MS9yb3V0ZXIucHJvdG8SDnNoYXJkcm91dGVyLnYxItwBCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRyb2xlGAMgASgJEg4KBnN0YXR1cxgEIAEoCRIXCg9jb25maWd1cmVkX3JvbGUYBSABKAkSDwoHYnJlYWtlchgGIAEoCRIOCgZsYWdfbXMYByABKAESDgoGZmVuY2VkGAggASgIEhAKCHRpbWVsaW5lGAkgASgNEhMKC3Bvb2xfaW5fdXNlGAogASgNEhQKDHBvb2xfd2FpdGluZxgLIAEoDRIQCghwb29sX21heBgMIAEoDSIbCgxSb3V0ZVJlcXVlc3QSCwoDa2V5GAEgASgJIoUBCg1Sb3V0ZVJlc3BvbnNlEg0KBXNoYXJkGAEgASgJEhMKC2tleXNwYWNlX2lkGAIgASgNEhAKCHN0cmF0ZWd5GAMgASgJEiMKBW5vZGVzGAQgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIZChFzaGFyZF9tYXBfdmVyc2lvbhgFIAEoBCJECg5FeHBsYWluUmVxdWVzdBILCgNzcWwYASABKAkSJQoGcGFyYW1zGAIgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUijgIKD0V4cGxhaW5SZXNwb25zZRIOCgZzaGFyZHMYASADKAkSDwoHcm91dGluZxgCIAEoCRIuCgZ0YWJsZXMYAyADKAsyHi5zaGFyZHJvdXRlci52MS5FeHBsYWluZWRUYWJsZRIoCgVtZXJnZRgEIAEoCzIZLnNoYXJkcm91dGVyLnYxLk1lcmdlU3BlYxIZChFtZXJnZV9kZXNjcmlwdGlvbhgFIAEoCRIyCgpzdGF0ZW1lbnRzGAYgAygLMh4uc2hhcmRyb3V0ZXIudjEuU2hhcmRTdGF0ZW1lbnQSGQoRc2hhcmRfbWFwX3ZlcnNpb24YByABKAQSFgoOc3RhdGVtZW50X2tpbmQYCCABKAkiYwoORXhwbGFpbmVkVGFibGUSDAoEbmFtZRgBIAEoCRINCgVhbGlhcxgCIAEoCRIMCgRyb2xlGAMgASgJEhIKCmtleV9jb2x1bW4YBCABKAkSEgoKa2V5X3ZhbHVlcxgFIAMoCSJDCg5TaGFyZFN0YXRlbWVudBINCgVzaGFyZBgBIAEoCRILCgNzcWwYAiABKAkSFQoNcGFyYW1fbnVtYmVycxgDIAMoDSKtAQoVRXhlY3V0ZU9uU2hhcmRSZXF1ZXN0EgsKA2tleRgBIAEoCRILCgNzcWwYAiABKAkSJQoGcGFyYW1zGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSNwoPcmVhZF9wcmVmZXJlbmNlGAQgASgOMh4uc2hhcmRyb3V0ZXIudjEuUmVhZFByZWZlcmVuY2USGgoSbWF4X3JlcGxpY2FfbGFnX21zGAUgASgNIlIKFkV4ZWN1dGVPblNoYXJkUmVzcG9uc2USDQoFc2hhcmQYASABKAkSKQoGcmVzdWx0GAIgASgLMhkuc2hhcmRyb3V0ZXIudjEuUmVzdWx0U2V0IlgKB09yZGVyQnkSDgoGY29sdW1uGAEgASgJEhIKCmRlc2NlbmRpbmcYAiABKAgSKQoFbnVsbHMYAyABKA4yGi5zaGFyZHJvdXRlci52MS5OdWxsc09yZGVyInoKCUFnZ3JlZ2F0ZRIOCgZjb2x1bW4YASABKAkSMwoIZnVuY3Rpb24YAiABKA4yIS5zaGFyZHJvdXRlci52MS5BZ2dyZWdhdGVGdW5jdGlvbhISCgpzdW1fY29sdW1uGAMgASgJEhQKDGNvdW50X2NvbHVtbhgEIAEoCSKlAQoJTWVyZ2VTcGVjEikKCG9yZGVyX2J5GAEgAygLMhcuc2hhcmRyb3V0ZXIudjEuT3JkZXJCeRISCgVsaW1pdBgCIAEoBEgAiAEBEg4KBm9mZnNldBgDIAEoBBIQCghncm91cF9ieRgEIAMoCRItCgphZ2dyZWdhdGVzGAUgAygLMhkuc2hhcmRyb3V0ZXIudjEuQWdncmVnYXRlQggKBl9saW1pdCLfAQoTRXhlY3V0ZU9uQWxsUmVxdWVzdBILCgNzcWwYASABKAkSJQoGcGFyYW1zGAIgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSKAoFbWVyZ2UYAyABKAsyGS5zaGFyZHJvdXRlci52MS5NZXJnZVNwZWMSFQoNYWxsb3dfcGFydGlhbBgEIAEoCBI3Cg9yZWFkX3ByZWZlcmVuY2UYBSABKA4yHi5zaGFyZHJvdXRlci52MS5SZWFkUHJlZmVyZW5jZRIaChJtYXhfcmVwbGljYV9sYWdfbXMYBiABKA0ibwoMU2hhcmRPdXRjb21lEg0KBXNoYXJkGAEgASgJEhEKCXJvd19jb3VudBgCIAEoBBISCgplbGFwc2VkX21zGAMgASgBEikKBWVycm9yGAQgASgLMhouc2hhcmRyb3V0ZXIudjEuU2hhcmRFcnJvciI9CgpTaGFyZEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIQCghzcWxzdGF0ZRgDIAEoCSJvChRFeGVjdXRlT25BbGxSZXNwb25zZRIpCgZyZXN1bHQYASABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQSLAoGc2hhcmRzGAIgAygLMhwuc2hhcmRyb3V0ZXIudjEuU2hhcmRPdXRjb21lIhQKEkdldFRvcG9sb2d5UmVxdWVzdCI+CgxLZXlPd25lcnNoaXASEwoLZGVzY3JpcHRpb24YASABKAkSGQoRa2V5c3BhY2VfZnJhY3Rpb24YAiABKAEi1gEKBVNoYXJkEgwKBG5hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEiMKBW5vZGVzGAMgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIvCglvd25lcnNoaXAYBCABKAsyHC5zaGFyZHJvdXRlci52MS5LZXlPd25lcnNoaXASDgoGd2VpZ2h0GAUgASgNEg0KBXN0YXRlGAYgASgJEjoKEXJlcGxpY2F0aW9uX3Nsb3RzGAcgAygLMh8uc2hhcmRyb3V0ZXIudjEuUmVwbGljYXRpb25TbG90IkIKD1JlcGxpY2F0aW9uU2xvdBIMCgRuYW1lGAEgASgJEg4KBmFjdGl2ZRgCIAEoCBIRCglsYWdfYnl0ZXMYAyABKAQiiAEKE0dldFRvcG9sb2d5UmVzcG9uc2USEAoIc3RyYXRlZ3kYASABKAkSGQoRc2hhcmRfbWFwX3ZlcnNpb24YAiABKAQSJQoGc2hhcmRzGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuU2hhcmQSHQoVaW5fZG91YnRfdHJhbnNhY3Rpb25zGAQgASgNIh8KDk5leHRJZHNSZXF1ZXN0Eg0KBWNvdW50GAEgASgNIjEKD05leHRJZHNSZXNwb25zZRILCgNpZHMYASADKAMSEQoJd29ya2VyX2lkGAIgASgNKrkBCg5SZWFkUHJlZmVyZW5jZRIfChtSRUFEX1BSRUZFUkVOQ0VfVU5TUEVDSUZJRUQQABIbChdSRUFEX1BSRUZFUkVOQ0VfUFJJTUFSWRABEiUKIVJFQURfUFJFRkVSRU5DRV9QUklNQVJZX1BSRUZFUlJFRBACEiUKIVJFQURfUFJFRkVSRU5DRV9SRVBMSUNBX1BSRUZFUlJFRBADEhsKF1JFQURfUFJFRkVSRU5DRV9SRVBMSUNBEAQqVgoKTnVsbHNPcmRlchIbChdOVUxMU19PUkRFUl9VTlNQRUNJRklFRBAAEhUKEU5VTExTX09SREVSX0ZJUlNUEAESFAoQTlVMTFNfT1JERVJfTEFTVBACKsUBChFBZ2dyZWdhdGVGdW5jdGlvbhIiCh5BR0dSRUdBVEVfRlVOQ1RJT05fVU5TUEVDSUZJRUQQABIcChhBR0dSRUdBVEVfRlVOQ1RJT05fQ09VTlQQARIaChZBR0dSRUdBVEVfRlVOQ1RJT05fU1VNEAISGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX01JThADEhoKFkFHR1JFR0FURV9GVU5DVElPTl9NQVgQBBIaChZBR0dSRUdBVEVfRlVOQ1RJT05fQVZHEAUygAkKDVJvdXRlclNlcnZpY2USSQoFUm91dGUSHC5zaGFyZHJvdXRlci52MS5Sb3V0ZVJlcXVlc3QaHS5zaGFyZHJvdXRlci52MS5Sb3V0ZVJlc3BvbnNlIgOQAgESTwoHRXhwbGFpbhIeLnNoYXJkcm91dGVyLnYxLkV4cGxhaW5SZXF1ZXN0Gh8uc2hhcmRyb3V0ZXIudjEuRXhwbGFpblJlc3BvbnNlIgOQAgESXwoORXhlY3V0ZU9uU2hhcmQSJS5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25TaGFyZFJlcXVlc3QaJi5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25TaGFyZFJlc3BvbnNlElkKDEV4ZWN1dGVPbkFsbBIjLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVPbkFsbFJlcXVlc3QaJC5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25BbGxSZXNwb25zZRJNCghUcmFuc2ZlchIfLnNoYXJkcm91dGVyLnYxLlRyYW5zZmVyUmVxdWVzdBogLnNoYXJkcm91dGVyLnYxLlRyYW5zZmVyUmVzcG9uc2USawoSRXhlY3V0ZVRyYW5zYWN0aW9uEikuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZVRyYW5zYWN0aW9uUmVxdWVzdBoqLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVUcmFuc2FjdGlvblJlc3BvbnNlEmUKEEJlZ2luVHJhbnNhY3Rpb24SJy5zaGFyZHJvdXRlci52MS5CZWdpblRyYW5zYWN0aW9uUmVxdWVzdBooLnNoYXJkcm91dGVyLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXNwb25zZRJxChRFeGVjdXRlSW5UcmFuc2FjdGlvbhIrLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVJblRyYW5zYWN0aW9uUmVxdWVzdBosLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVJblRyYW5zYWN0aW9uUmVzcG9uc2USaAoRQ29tbWl0VHJhbnNhY3Rpb24SKC5zaGFyZHJvdXRlci52MS5Db21taXRUcmFuc2FjdGlvblJlcXVlc3QaKS5zaGFyZHJvdXRlci52MS5Db21taXRUcmFuc2FjdGlvblJlc3BvbnNlEm4KE1JvbGxiYWNrVHJhbnNhY3Rpb24SKi5zaGFyZHJvdXRlci52MS5Sb2xsYmFja1RyYW5zYWN0aW9uUmVxdWVzdBorLnNoYXJkcm91dGVyLnYxLlJvbGxiYWNrVHJhbnNhY3Rpb25SZXNwb25zZRJbCgtHZXRUb3BvbG9neRIiLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVxdWVzdBojLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVzcG9uc2UiA5ACARJKCgdOZXh0SWRzEh4uc2hhcmRyb3V0ZXIudjEuTmV4dElkc1JlcXVlc3QaHy5zaGFyZHJvdXRlci52MS5OZXh0SWRzUmVzcG9uc2ViBnByb3RvMw", [file_shardrouter_v1_transactions, file_shardrouter_v1_value]);
 
 /**
  * A node of a shard: its address, role and health, never its credentials.
@@ -175,6 +175,181 @@ export const RouteResponseSchema: GenMessage<RouteResponse> = /*@__PURE__*/
   messageDesc(file_shardrouter_v1_router, 2);
 
 /**
+ * @generated from message shardrouter.v1.ExplainRequest
+ */
+export type ExplainRequest = Message<"shardrouter.v1.ExplainRequest"> & {
+  /**
+   * One SQL statement; parameters are $1, $2, ...
+   *
+   * @generated from field: string sql = 1;
+   */
+  sql: string;
+
+  /**
+   * The call's parameters: a shard key given as $n is placed by its value.
+   *
+   * @generated from field: repeated shardrouter.v1.Value params = 2;
+   */
+  params: Value[];
+};
+
+/**
+ * Describes the message shardrouter.v1.ExplainRequest.
+ * Use `create(ExplainRequestSchema)` to create a new message.
+ */
+export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_router, 3);
+
+/**
+ * @generated from message shardrouter.v1.ExplainResponse
+ */
+export type ExplainResponse = Message<"shardrouter.v1.ExplainResponse"> & {
+  /**
+   * The shards the statement goes to, in shard map order.
+   *
+   * @generated from field: repeated string shards = 1;
+   */
+  shards: string[];
+
+  /**
+   * Why those shards, e.g. `accounts.id = "42"` or "no shard key in WHERE (…): every shard".
+   *
+   * @generated from field: string routing = 2;
+   */
+  routing: string;
+
+  /**
+   * The tables the statement reads or writes at its top level, as the tables config sees them.
+   *
+   * @generated from field: repeated shardrouter.v1.ExplainedTable tables = 3;
+   */
+  tables: ExplainedTable[];
+
+  /**
+   * How the shards' results merge (as ExecuteOnAll takes it); unset when one shard answers.
+   *
+   * @generated from field: shardrouter.v1.MergeSpec merge = 4;
+   */
+  merge?: MergeSpec | undefined;
+
+  /**
+   * The merge in words, e.g. "merge-sort the shards' sorted rows by balance DESC, then skip 5 and keep 10".
+   *
+   * @generated from field: string merge_description = 5;
+   */
+  mergeDescription: string;
+
+  /**
+   * The statement each shard receives, in the order of `shards`.
+   *
+   * @generated from field: repeated shardrouter.v1.ShardStatement statements = 6;
+   */
+  statements: ShardStatement[];
+
+  /**
+   * The shard map version that decided.
+   *
+   * @generated from field: uint64 shard_map_version = 7;
+   */
+  shardMapVersion: bigint;
+
+  /**
+   * The statement's kind as PostgreSQL's parser names it, e.g. "SelectStmt", "InsertStmt".
+   *
+   * @generated from field: string statement_kind = 8;
+   */
+  statementKind: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.ExplainResponse.
+ * Use `create(ExplainResponseSchema)` to create a new message.
+ */
+export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_router, 4);
+
+/**
+ * A table of an explained statement.
+ *
+ * @generated from message shardrouter.v1.ExplainedTable
+ */
+export type ExplainedTable = Message<"shardrouter.v1.ExplainedTable"> & {
+  /**
+   * As the statement names it (schema-qualified when it is).
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Its alias in the statement, or its name.
+   *
+   * @generated from field: string alias = 2;
+   */
+  alias: string;
+
+  /**
+   * "sharded", "reference" or "unknown" (not in the tables config).
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+
+  /**
+   * Sharded tables: the shard key column.
+   *
+   * @generated from field: string key_column = 4;
+   */
+  keyColumn: string;
+
+  /**
+   * Sharded tables: the key values the statement pins, as placed (a NULL is "NULL"); empty when none.
+   *
+   * @generated from field: repeated string key_values = 5;
+   */
+  keyValues: string[];
+};
+
+/**
+ * Describes the message shardrouter.v1.ExplainedTable.
+ * Use `create(ExplainedTableSchema)` to create a new message.
+ */
+export const ExplainedTableSchema: GenMessage<ExplainedTable> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_router, 5);
+
+/**
+ * What one shard receives.
+ *
+ * @generated from message shardrouter.v1.ShardStatement
+ */
+export type ShardStatement = Message<"shardrouter.v1.ShardStatement"> & {
+  /**
+   * @generated from field: string shard = 1;
+   */
+  shard: string;
+
+  /**
+   * @generated from field: string sql = 2;
+   */
+  sql: string;
+
+  /**
+   * The call's parameters this statement takes, by their number ($n) in the call, in order: the
+   * statement's $1 is the call's $param_numbers[0].
+   *
+   * @generated from field: repeated uint32 param_numbers = 3;
+   */
+  paramNumbers: number[];
+};
+
+/**
+ * Describes the message shardrouter.v1.ShardStatement.
+ * Use `create(ShardStatementSchema)` to create a new message.
+ */
+export const ShardStatementSchema: GenMessage<ShardStatement> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_router, 6);
+
+/**
  * @generated from message shardrouter.v1.ExecuteOnShardRequest
  */
 export type ExecuteOnShardRequest = Message<"shardrouter.v1.ExecuteOnShardRequest"> & {
@@ -213,7 +388,7 @@ export type ExecuteOnShardRequest = Message<"shardrouter.v1.ExecuteOnShardReques
  * Use `create(ExecuteOnShardRequestSchema)` to create a new message.
  */
 export const ExecuteOnShardRequestSchema: GenMessage<ExecuteOnShardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 3);
+  messageDesc(file_shardrouter_v1_router, 7);
 
 /**
  * @generated from message shardrouter.v1.ExecuteOnShardResponse
@@ -235,7 +410,7 @@ export type ExecuteOnShardResponse = Message<"shardrouter.v1.ExecuteOnShardRespo
  * Use `create(ExecuteOnShardResponseSchema)` to create a new message.
  */
 export const ExecuteOnShardResponseSchema: GenMessage<ExecuteOnShardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 4);
+  messageDesc(file_shardrouter_v1_router, 8);
 
 /**
  * Sort direction and null placement of one ORDER BY key.
@@ -268,7 +443,7 @@ export type OrderBy = Message<"shardrouter.v1.OrderBy"> & {
  * Use `create(OrderBySchema)` to create a new message.
  */
 export const OrderBySchema: GenMessage<OrderBy> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 5);
+  messageDesc(file_shardrouter_v1_router, 9);
 
 /**
  * How to re-aggregate one column of the shards' partial aggregates.
@@ -306,7 +481,7 @@ export type Aggregate = Message<"shardrouter.v1.Aggregate"> & {
  * Use `create(AggregateSchema)` to create a new message.
  */
 export const AggregateSchema: GenMessage<Aggregate> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 6);
+  messageDesc(file_shardrouter_v1_router, 10);
 
 /**
  * How ExecuteOnAll merges the shards' results. Empty: concatenate in shard order.
@@ -351,7 +526,7 @@ export type MergeSpec = Message<"shardrouter.v1.MergeSpec"> & {
  * Use `create(MergeSpecSchema)` to create a new message.
  */
 export const MergeSpecSchema: GenMessage<MergeSpec> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 7);
+  messageDesc(file_shardrouter_v1_router, 11);
 
 /**
  * @generated from message shardrouter.v1.ExecuteOnAllRequest
@@ -397,7 +572,7 @@ export type ExecuteOnAllRequest = Message<"shardrouter.v1.ExecuteOnAllRequest"> 
  * Use `create(ExecuteOnAllRequestSchema)` to create a new message.
  */
 export const ExecuteOnAllRequestSchema: GenMessage<ExecuteOnAllRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 8);
+  messageDesc(file_shardrouter_v1_router, 12);
 
 /**
  * What one shard contributed to an ExecuteOnAll.
@@ -433,7 +608,7 @@ export type ShardOutcome = Message<"shardrouter.v1.ShardOutcome"> & {
  * Use `create(ShardOutcomeSchema)` to create a new message.
  */
 export const ShardOutcomeSchema: GenMessage<ShardOutcome> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 9);
+  messageDesc(file_shardrouter_v1_router, 13);
 
 /**
  * @generated from message shardrouter.v1.ShardError
@@ -462,7 +637,7 @@ export type ShardError = Message<"shardrouter.v1.ShardError"> & {
  * Use `create(ShardErrorSchema)` to create a new message.
  */
 export const ShardErrorSchema: GenMessage<ShardError> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 10);
+  messageDesc(file_shardrouter_v1_router, 14);
 
 /**
  * @generated from message shardrouter.v1.ExecuteOnAllResponse
@@ -484,7 +659,7 @@ export type ExecuteOnAllResponse = Message<"shardrouter.v1.ExecuteOnAllResponse"
  * Use `create(ExecuteOnAllResponseSchema)` to create a new message.
  */
 export const ExecuteOnAllResponseSchema: GenMessage<ExecuteOnAllResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 11);
+  messageDesc(file_shardrouter_v1_router, 15);
 
 /**
  * @generated from message shardrouter.v1.GetTopologyRequest
@@ -497,7 +672,7 @@ export type GetTopologyRequest = Message<"shardrouter.v1.GetTopologyRequest"> & 
  * Use `create(GetTopologyRequestSchema)` to create a new message.
  */
 export const GetTopologyRequestSchema: GenMessage<GetTopologyRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 12);
+  messageDesc(file_shardrouter_v1_router, 16);
 
 /**
  * Keys a shard owns under the active strategy.
@@ -525,7 +700,7 @@ export type KeyOwnership = Message<"shardrouter.v1.KeyOwnership"> & {
  * Use `create(KeyOwnershipSchema)` to create a new message.
  */
 export const KeyOwnershipSchema: GenMessage<KeyOwnership> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 13);
+  messageDesc(file_shardrouter_v1_router, 17);
 
 /**
  * @generated from message shardrouter.v1.Shard
@@ -580,7 +755,7 @@ export type Shard = Message<"shardrouter.v1.Shard"> & {
  * Use `create(ShardSchema)` to create a new message.
  */
 export const ShardSchema: GenMessage<Shard> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 14);
+  messageDesc(file_shardrouter_v1_router, 18);
 
 /**
  * A reshard job's logical replication slot on a shard's primary.
@@ -613,7 +788,7 @@ export type ReplicationSlot = Message<"shardrouter.v1.ReplicationSlot"> & {
  * Use `create(ReplicationSlotSchema)` to create a new message.
  */
 export const ReplicationSlotSchema: GenMessage<ReplicationSlot> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 15);
+  messageDesc(file_shardrouter_v1_router, 19);
 
 /**
  * @generated from message shardrouter.v1.GetTopologyResponse
@@ -647,7 +822,7 @@ export type GetTopologyResponse = Message<"shardrouter.v1.GetTopologyResponse"> 
  * Use `create(GetTopologyResponseSchema)` to create a new message.
  */
 export const GetTopologyResponseSchema: GenMessage<GetTopologyResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 16);
+  messageDesc(file_shardrouter_v1_router, 20);
 
 /**
  * @generated from message shardrouter.v1.NextIdsRequest
@@ -666,7 +841,7 @@ export type NextIdsRequest = Message<"shardrouter.v1.NextIdsRequest"> & {
  * Use `create(NextIdsRequestSchema)` to create a new message.
  */
 export const NextIdsRequestSchema: GenMessage<NextIdsRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 17);
+  messageDesc(file_shardrouter_v1_router, 21);
 
 /**
  * @generated from message shardrouter.v1.NextIdsResponse
@@ -695,7 +870,7 @@ export type NextIdsResponse = Message<"shardrouter.v1.NextIdsResponse"> & {
  * Use `create(NextIdsResponseSchema)` to create a new message.
  */
 export const NextIdsResponseSchema: GenMessage<NextIdsResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 18);
+  messageDesc(file_shardrouter_v1_router, 22);
 
 /**
  * Which node of a shard may serve a statement.
@@ -823,6 +998,18 @@ export const RouterService: GenService<{
     methodKind: "unary";
     input: typeof RouteRequestSchema;
     output: typeof RouteResponseSchema;
+  },
+  /**
+   * Explain tells how the router reads a statement: the shards it goes to and why, how their results
+   * merge, and the statement each shard receives. Nothing runs. What the router cannot answer across
+   * shards is INVALID_ARGUMENT naming the construct and what to do instead.
+   *
+   * @generated from rpc shardrouter.v1.RouterService.Explain
+   */
+  explain: {
+    methodKind: "unary";
+    input: typeof ExplainRequestSchema;
+    output: typeof ExplainResponseSchema;
   },
   /**
    * ExecuteOnShard runs one statement, with bound parameters, on the shard that owns the key.

@@ -1,0 +1,36 @@
+// Cached routing decisions per second, in process (issue 15's target: >= 1 M/s for a cached
+// statement): the analysis of a statement's text comes from the cache, and each call resolves its
+// parameter and places the key on the shard map. No network, no database.
+//   node --import tsx benchmarks/sql-routing.ts [seconds per case, default 2]
+import type { Value } from "../gen/shardrouter/v1/value_pb.js";
+import { PlacementConfigSchema } from "../server/placement/placement-config.js";
+import { buildShardMap } from "../server/placement/shard-map.js";
+import { loadParser } from "../server/sql/parser.js";
+import { type StatementPlanner as Planner, StatementPlanner } from "../server/sql-planning/statement-plan.js";
+
+await loadParser();
+const seconds = Number(process.argv[2] ?? 2);
+const shards = ["s0", "s1", "s2", "s3"];
+const map = buildShardMap(PlacementConfigSchema.parse({ strategy: "hash_ring" }), shards.map((name) => ({ name, weight: 1 })));
+const planner = new StatementPlanner({ sharded: { accounts: "id", orders: "account_id" }, reference: ["currencies"] });
+const every = () => shards;
+const params: Value[][] = Array.from({ length: 1024 }, (_, i) => [{ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value: BigInt(i * 7919) } } as Value]);
+
+function run(name: string, sql: string, withParams: boolean, p: Planner = planner): void {
+  let n = 0;
+  let sink = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    for (let i = 0; i < 1000; i++) {
+      const d = p.route(p.analyze(sql), withParams ? params[n & 1023] : [], map, every) as { shards: string[] };
+      sink += d.shards.length;
+      n++;
+    }
+  }
+  const rate = n / seconds;
+  console.log(`${name.padEnd(58)} ${(rate / 1e6).toFixed(2)} M decisions/s  (${(1e9 / rate).toFixed(0)} ns each)${sink ? "" : " "}`);
+}
+
+run("point select, key from $1", "select id, balance from accounts where id = $1", true);
+run("co-located join, key from $1", "select a.id, o.total from accounts a join orders o on o.account_id = a.id where a.id = $1", true);
+run("every shard: ORDER BY … LIMIT", "select id, balance from accounts order by balance desc limit 10", false);

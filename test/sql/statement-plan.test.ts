@@ -1,0 +1,279 @@
+// The SQL analysis (server/sql-planning): which shards a statement reaches and why, the merge derived
+// from it, the text each shard gets, and the refusals, over many statement shapes.
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as assert from "uvu/assert";
+import { AggregateFunction, NullsOrder } from "../../gen/shardrouter/v1/router_pb.js";
+import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
+import { PlacementConfigSchema } from "../../server/placement/placement-config.js";
+import { buildShardMap } from "../../server/placement/shard-map.js";
+import { loadParser } from "../../server/sql/parser.js";
+import { type Explanation, StatementPlanner } from "../../server/sql-planning/statement-plan.js";
+import { test } from "../harness/uvu.js";
+
+await loadParser();
+
+const names = ["s0", "s1", "s2", "s3"];
+const map = buildShardMap(PlacementConfigSchema.parse({ strategy: "hash_ring" }), names.map((name) => ({ name, weight: 1 })));
+const owner = (key: string) => (map.strategy.place(key) as { shard: string }).shard;
+const tables = { sharded: { accounts: "id", orders: "account_id", Weird: "Key" }, reference: ["currencies"] };
+const planner = new StatementPlanner(tables);
+const every = () => names;
+const int = (v: bigint): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value: v } }) as Value;
+const str = (v: string): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value: v } }) as Value;
+const ordered = (shards: string[]) => names.filter((n) => shards.includes(n));
+
+/** Keys 0…n on pairwise different shards (as many as there are). */
+function keysOnDifferentShards(count: number): string[] {
+  const seen = new Map<string, string>();
+  for (let i = 1; seen.size < count; i++) if (![...seen.values()].includes(owner(String(i)))) seen.set(String(i), owner(String(i)));
+  return [...seen.keys()];
+}
+const [k1, k2, k3] = keysOnDifferentShards(3);
+
+const explain = (sql: string, params: Value[] = []): Promise<Explanation> => planner.explain(sql, params, map, every);
+
+async function refused(sql: string, params: Value[] = []): Promise<string> {
+  try {
+    await explain(sql, params);
+  } catch (err) {
+    assert.instance(err, ConnectError);
+    assert.is((err as ConnectError).code, Code.InvalidArgument, sql);
+    return (err as ConnectError).rawMessage;
+  }
+  throw new Error(`expected ${JSON.stringify(sql)} to be refused`);
+}
+
+test("key = constant, = $n, and $n = key pin one shard; the statement goes as written", async () => {
+  for (const [sql, params] of [
+    [`select * from accounts where id = ${k1}`, []],
+    ["select * from accounts where id = $1", [int(BigInt(k1))]],
+    ["select * from accounts where $1::int8 = id and balance > 0", [int(BigInt(k1))]],
+    ["select * from accounts where id = $1", [str(k1)]],
+  ] as [string, Value[]][]) {
+    const e = await explain(sql, params);
+    assert.equal(e.decision.shards, [owner(k1)], sql);
+    assert.is(e.reason, `accounts.id = "${k1}"`);
+    assert.equal(e.statements, [{ shard: owner(k1), sql, params: params.map((_, i) => i + 1) }]);
+    assert.is(e.merge, undefined);
+  }
+});
+
+test("key IN (…) reaches the owners of its keys, in shard map order; a key from another param too", async () => {
+  const e = await explain(`select * from accounts where id in (${k1}, $1, ${k3})`, [int(BigInt(k2))]);
+  assert.equal(e.decision.shards, ordered([owner(k1), owner(k2), owner(k3)]));
+  assert.equal(e.decision.keys[0].values, [k1, k2, k3]);
+  assert.is(e.statements.length, 3);
+  const same = await explain(`select * from accounts where id in (${k1}, ${k1})`);
+  assert.equal(same.decision.shards, [owner(k1)]);
+});
+
+test("no key in WHERE, OR of keys, NOT IN, a key compared with <: every shard, and saying so", async () => {
+  for (const sql of ["select * from accounts", "select * from accounts where id = 1 or id = 2", "select * from accounts where id not in (1)",
+    "select * from accounts where id < 10", "select * from accounts where balance = 5"]) {
+    const e = await explain(sql);
+    assert.equal(e.decision.shards, names, sql);
+    assert.match(e.reason, "no shard key in WHERE", sql);
+  }
+});
+
+test("quoted identifiers and table aliases resolve as PostgreSQL does", async () => {
+  assert.equal((await explain(`select * from "accounts" a where a."id" = ${k1}`)).decision.shards, [owner(k1)]);
+  assert.equal((await explain(`select * from "Weird" w where w."Key" = ${k1}`)).decision.shards, [owner(k1)]);
+  // Weird (unquoted) folds to weird, which is not the configured "Weird": unknown, every shard.
+  const folded = await explain(`select * from Weird where "Key" = ${k1}`);
+  assert.equal(folded.decision.shards, names);
+  assert.match(folded.reason, "weird is not in the tables config");
+  // An alias's column: b.id is not a key when b is another table's alias.
+  assert.equal((await explain(`select * from accounts a, currencies b where b.id = ${k1}`)).decision.shards, names);
+  // ID unquoted folds to id: the key.
+  assert.equal((await explain(`select * from accounts where ID = ${k1}`)).decision.shards, [owner(k1)]);
+});
+
+test("INSERT VALUES: one row to its shard; rows on several shards split, parameters renumbered", async () => {
+  const one = await explain("insert into accounts (id, balance) values ($1, $2)", [int(BigInt(k1)), int(5n)]);
+  assert.equal(one.decision.shards, [owner(k1)]);
+  assert.equal(one.statements, [{ shard: owner(k1), sql: "insert into accounts (id, balance) values ($1, $2)", params: [1, 2] }]);
+
+  const sql = `insert into accounts (balance, id) values ($1, $2), (7, ${k2}), ($3, $4) returning id, $5::text as tag`;
+  const e = await explain(sql, [int(1n), int(BigInt(k1)), int(3n), int(BigInt(k3)), str("t")]);
+  assert.equal(e.decision.shards, ordered([owner(k1), owner(k2), owner(k3)]));
+  assert.equal(e.decision.rowShards, [owner(k1), owner(k2), owner(k3)]);
+  const by = new Map(e.statements.map((s) => [s.shard, s]));
+  assert.equal(by.get(owner(k1)), { shard: owner(k1), sql: "insert into accounts (balance, id) values ($1, $2) returning id, $3::text as tag", params: [1, 2, 5] });
+  assert.equal(by.get(owner(k2)), { shard: owner(k2), sql: `insert into accounts (balance, id) values (7, ${k2}) returning id, $1::text as tag`, params: [5] });
+  assert.equal(by.get(owner(k3)), { shard: owner(k3), sql: "insert into accounts (balance, id) values ($1, $2) returning id, $3::text as tag", params: [3, 4, 5] });
+  assert.match(e.mergeDescription, "concatenate");
+});
+
+test("INSERT refusals: no key column, a key expression, INSERT … SELECT, a NULL key", async () => {
+  assert.match(await refused("insert into accounts (balance) values (1)"), "without id in its column list");
+  assert.match(await refused("insert into accounts (id) values (nextval('s'))"), "is an expression or DEFAULT");
+  assert.match(await refused("insert into accounts (id) select id from currencies"), "INSERT … SELECT");
+  assert.match(await refused("insert into accounts (id) values ($1)", [{ $typeName: "shardrouter.v1.Value", kind: { case: "nullValue", value: 0 } } as Value]), "NULL shard key");
+});
+
+test("joins: a sharded table with itself or another on the key is co-located; not on the key, refused", async () => {
+  const self = await explain(`select * from accounts a join accounts b on a.id = b.id where b.id = ${k1}`);
+  assert.equal(self.decision.shards, [owner(k1)]);
+  const colocated = await explain(`select * from accounts a join orders o on o.account_id = a.id where a.id = ${k1}`);
+  assert.equal(colocated.decision.shards, [owner(k1)]);
+  const all = await explain("select * from accounts a join accounts b using (id)");
+  assert.equal(all.decision.shards, names, "every shard: co-located, not pinned");
+  const everywhere = await explain("select a.id, o.total from accounts a left join orders o on o.account_id = a.id order by a.id");
+  assert.equal(everywhere.decision.shards, names);
+  assert.match(await refused("select * from accounts a join accounts b on a.name = b.name"), "a join of the sharded tables a and b not on their shard keys");
+  assert.match(await refused(`select * from accounts a join orders o on o.note = a.name where a.id = ${k1}`), "not on their shard keys");
+  // Both sides pinned to keys on one shard: that shard holds every row either side needs.
+  const pinned = await explain(`select * from accounts a, accounts b where a.id = ${k1} and b.id = ${k1}`);
+  assert.equal(pinned.decision.shards, [owner(k1)]);
+  // A key pinned only in an outer join's ON restricts nothing.
+  assert.equal((await explain(`select * from accounts a left join orders o on o.account_id = a.id and o.account_id = ${k1}`)).decision.shards, names);
+});
+
+test("reference tables: joined to a sharded table they follow its routing; alone a read needs one shard, a write all", async () => {
+  const joined = await explain(`select * from accounts a join currencies c on c.code = a.currency where a.id = ${k1}`);
+  assert.equal(joined.decision.shards, [owner(k1)]);
+  const read = await explain("select * from currencies");
+  assert.equal(read.decision.shards, ["s0"]);
+  assert.match(read.reason, "reference tables only");
+  const write = await explain("update currencies set rate = 2");
+  assert.equal(write.decision.shards, names);
+  assert.match(write.reason, "writes reference tables");
+  const roles = (await explain("select * from currencies, accounts, other"));
+  assert.match(roles.reason, "other is not in the tables config");
+});
+
+test("ORDER BY: output names, aliases of expressions, positions, the same expression; NULLS FIRST/LAST; DESC", async () => {
+  const e = await explain("select id, balance * 2 as double, name from accounts order by double desc nulls last, 3 nulls first, accounts.id, balance * 2");
+  assert.equal(e.merge!.orderBy.map((o) => [o.column, o.descending, o.nulls]), [
+    ["double", true, NullsOrder.LAST], ["name", false, NullsOrder.FIRST], ["id", false, NullsOrder.UNSPECIFIED], ["double", false, NullsOrder.UNSPECIFIED],
+  ]);
+  assert.match(e.mergeDescription, `merge-sort the shards' sorted rows by "double" DESC NULLS LAST, "name" ASC NULLS FIRST`);
+  assert.is(e.statements[0].sql, "select id, balance * 2 as double, name from accounts order by double desc nulls last, 3 nulls first, accounts.id, balance * 2");
+  const star = await explain("select * from accounts order by balance desc");
+  assert.equal(star.merge!.orderBy.map((o) => o.column), ["balance"]);
+  assert.match(await refused("select id from accounts order by balance + 1"), "ORDER BY an expression that is not in the select list");
+  assert.match(await refused("select * from accounts order by 2"), "ORDER BY 2 after SELECT *");
+  assert.match(await refused("select a.id, b.id from accounts a join accounts b on a.id = b.id order by id"), "a name two output columns share");
+});
+
+test("LIMIT/OFFSET: applied after the merge, each shard asked for LIMIT limit+offset; parameters resolved per call", async () => {
+  const e = await explain("select id from accounts order by id limit 10 offset 5");
+  assert.is(e.merge!.limit, 10n);
+  assert.is(e.merge!.offset, 5n);
+  assert.is(e.statements[0].sql, "select id from accounts order by id limit 15 offset 0");
+  assert.match(e.mergeDescription, "each shard asked for LIMIT 15");
+  const p = await explain("select id from accounts order by id limit $1 offset $2", [int(3n), int(4n)]);
+  assert.is(p.merge!.limit, 3n);
+  assert.is(p.merge!.offset, 4n);
+  assert.is(p.statements[0].sql, "select id from accounts order by id limit ($1::int8 + $2::int8) offset 0");
+  const onlyLimit = await explain("select id from accounts limit 3");
+  assert.is(onlyLimit.statements[0].sql, "select id from accounts limit 3");
+  const fetch = await explain("select id from accounts order by id offset 2 rows fetch first 3 rows only");
+  assert.is(fetch.statements[0].sql, "select id from accounts order by id offset 0 rows fetch first 5 rows only");
+  assert.match(await refused("select id from accounts limit 1 + 1"), "LIMIT with an expression");
+  assert.match(await refused("select id from accounts order by id fetch first 3 rows with ties"), "WITH TIES");
+});
+
+test("GROUP BY with each aggregate: re-aggregated; avg asked as sum and count and divided after; ORDER BY/LIMIT not pushed down", async () => {
+  const sql = "select currency, count(*) as n, sum(balance) as total, min(balance) as lo, max(balance) as hi, avg(balance) as mean from accounts group by currency order by mean desc limit 3";
+  const e = await explain(sql);
+  assert.equal(e.merge!.groupBy, ["currency"]);
+  assert.equal(e.merge!.aggregates.map((a) => [a.column, a.function, a.sumColumn, a.countColumn]), [
+    ["n", AggregateFunction.COUNT, "", ""], ["total", AggregateFunction.SUM, "", ""], ["lo", AggregateFunction.MIN, "", ""],
+    ["hi", AggregateFunction.MAX, "", ""], ["mean", AggregateFunction.AVG, "mean__sum", "mean__count"],
+  ]);
+  assert.is(e.statements[0].sql,
+    `select currency, count(*) as n, sum(balance) as total, min(balance) as lo, max(balance) as hi, sum(balance) AS "mean__sum", count(balance) AS "mean__count" from accounts group by currency limit ALL`);
+  assert.equal(e.merge!.orderBy.map((o) => o.column), ["mean"]);
+  assert.is(e.merge!.limit, 3n);
+  assert.match(e.mergeDescription, "no LIMIT pushed down");
+  // Without GROUP BY: one group; unaliased aggregates keep PostgreSQL's names.
+  const whole = await explain("select count(*), avg ( balance ) from accounts");
+  assert.equal(whole.merge!.groupBy, []);
+  assert.equal(whole.merge!.aggregates.map((a) => a.column), ["count", "avg"]);
+  assert.is(whole.statements[0].sql, `select count(*), sum( balance ) AS "avg__sum", count( balance ) AS "avg__count" from accounts`);
+});
+
+test("the text edits skip strings, quoted names and comments, and keep nested parentheses whole", async () => {
+  const sql = `select "order", avg((balance + 1) * 2) "m(1)" from accounts /* order by */ where note <> 'order by x)' group by "order" order by "m(1)" -- order by
+ limit 4`;
+  const e = await explain(sql);
+  assert.is(e.statements[0].sql, `select "order", sum((balance + 1) * 2) AS "m(1)__sum", count((balance + 1) * 2) AS "m(1)__count" from accounts /* order by */ where note <> 'order by x)' group by "order" limit ALL`);
+  assert.equal(e.merge!.orderBy.map((o) => o.column), ["m(1)"]);
+  assert.equal(e.merge!.groupBy, ["order"]);
+});
+
+test("grouping by the shard key is shard-local: nothing re-aggregated, count(DISTINCT) and HAVING allowed, LIMIT pushed down", async () => {
+  const e = await explain("select id, count(distinct note) as n from accounts group by id having count(*) > 1 order by id limit 5 offset 1");
+  assert.equal(e.merge!.groupBy, []);
+  assert.equal(e.merge!.aggregates, []);
+  assert.is(e.statements[0].sql, "select id, count(distinct note) as n from accounts group by id having count(*) > 1 order by id limit 6 offset 0");
+  const distinct = await explain("select distinct id, name from accounts");
+  assert.equal(distinct.merge!.groupBy, []);
+});
+
+test("DISTINCT: a GROUP BY of every output column", async () => {
+  const e = await explain("select distinct name, currency from accounts order by name");
+  assert.equal(e.merge!.groupBy, ["name", "currency"]);
+  assert.equal(e.merge!.aggregates, []);
+  assert.match(e.mergeDescription, "DISTINCT");
+});
+
+test("refusals name the construct and the alternative; a pinned statement is never refused for them", async () => {
+  const cases: [string, string][] = [
+    ["select count(distinct balance) from accounts", "count(DISTINCT …) cannot be answered across shards: pin the shard key"],
+    ["select string_agg(name, ',') from accounts", "the aggregate string_agg()"],
+    ["select id, rank() over (order by balance) from accounts", "a window function (OVER …)"],
+    ["select currency, count(*) from accounts group by currency having count(*) > 1", "HAVING over groups of several shards"],
+    ["select currency, count(*) * 2 as c from accounts group by currency", "an expression over an aggregate"],
+    ["select distinct on (name) name, balance from accounts", "DISTINCT ON"],
+    ["select currency, count(*) from accounts group by rollup (currency)", "GROUPING SETS, ROLLUP or CUBE"],
+    ["select id from accounts union select id from orders", "UNION over a sharded table"],
+    ["select * from currencies where code in (select currency from accounts)", "a subquery, CTE or set operation reading the sharded table accounts"],
+    ["update accounts set id = 5 where id = 4", "UPDATE of the shard key accounts.id"],
+  ];
+  for (const [sql, message] of cases) assert.match(await refused(sql), message, sql);
+  // The same constructs pinned to one shard: that shard answers them whole.
+  for (const sql of ["select count(distinct balance) from accounts where id = 1", "select id, rank() over (order by balance) from accounts where id in (1, 1)",
+    "select string_agg(name, ',') from accounts where id = $1"]) {
+    const e = await explain(sql, [int(1n)]);
+    assert.is(e.decision.shards.length, 1, sql);
+  }
+  // A window partitioned by the key is shard-local.
+  assert.is((await explain("select id, rank() over (partition by id order by balance) from accounts")).decision.shards.length, 4);
+  // A subquery over a sharded table is refused even when pinned: its rows may be elsewhere.
+  assert.match(await refused("select * from accounts where id = 1 and balance > (select avg(balance) from accounts)"), "subquery");
+});
+
+test("writes without a key reach every configured shard; DDL too", async () => {
+  assert.equal((await explain("update accounts set balance = 0")).decision.shards, names);
+  assert.equal((await explain(`delete from accounts where id = ${k2}`)).decision.shards, [owner(k2)]);
+  const ddl = await explain("create table t (x int)");
+  assert.equal(ddl.decision.shards, names);
+  assert.match(ddl.reason, "a Create statement: every shard");
+});
+
+test("an empty tables config knows nothing: every statement that reads a table goes to every shard", async () => {
+  const blank = new StatementPlanner({ sharded: {}, reference: [] });
+  const e = await blank.explain("select * from accounts where id = 1", [], map, every);
+  assert.equal(e.decision.shards, names);
+  assert.match(e.reason, "accounts is not in the tables config: every shard");
+});
+
+test("analyses are cached per text (bounded LRU); routing by params is per call", async () => {
+  const small = new StatementPlanner(tables, 2);
+  const a = small.analyze("select * from accounts where id = $1");
+  assert.is(small.analyze("select * from accounts where id = $1"), a);
+  small.analyze("select 1");
+  small.analyze("select * from accounts where id = $1"); // touched: now the most recent
+  small.analyze("select 2"); // evicts "select 1"
+  assert.is(small.cachedStatements, 2);
+  assert.is(small.analyze("select * from accounts where id = $1"), a);
+  const r1 = small.route(a, [int(BigInt(k1))], map, every) as { shards: string[] };
+  const r2 = small.route(a, [int(BigInt(k2))], map, every) as { shards: string[] };
+  assert.equal([r1.shards, r2.shards], [[owner(k1)], [owner(k2)]]);
+  assert.match(await refused("select * from accounts where id = $1"), "but 0 parameter(s) were given");
+});
+
+test.run();
