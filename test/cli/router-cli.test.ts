@@ -239,4 +239,25 @@ test("mistakes in the command line exit 2 with the command's usage on stderr; --
   assert.match((await cli("--help")).stdout, /^  reshard status \[JOB\] \[--wait\]$/m);
 });
 
+test("explain: the shards Explain names for a pinned statement (the key's shard) and for a scan (every shard)", async () => {
+  const pinned = await json("explain", "select balance from accounts where id = $1", "acct-1");
+  assert.equal(pinned.shards, [(await t.connect.route({ key: "acct-1" })).shard]);
+  assert.match(pinned.routing, /id/);
+  assert.is(pinned.statements.length, 1);
+  const scan = await json("explain", "select id from accounts order by id limit 3");
+  assert.equal([...scan.shards].sort(), t.cluster.shards.map((s) => s.name).sort());
+  assert.match(await ok("explain", "select id from accounts order by id limit 3"), /SHARD\s+STATEMENT/);
+});
+
+test("ids COUNT: distinct increasing 64-bit ids from NextIds; a bad count is a usage error (exit 2)", async () => {
+  const got: string[] = await json("ids", "5");
+  assert.is(got.length, 5);
+  const ids = got.map(BigInt);
+  for (let i = 1; i < ids.length; i++) assert.ok(ids[i] > ids[i - 1], `${ids[i]} > ${ids[i - 1]}`);
+  assert.is((await ok("ids")).trim().split("\n").length, 1);
+  const bad = await cli("ids", "0");
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /COUNT/);
+});
+
 test.run();

@@ -1,8 +1,9 @@
-// The RouterService commands, on the SDK's client: route, topology, query, all, transfer.
+// The RouterService commands, on the SDK's client: route, topology, query, all, transfer, explain, ids.
 import { Code } from "@connectrpc/connect";
 import type { AllOptions, NodeInfo, ReadPreferenceName, ShardOutcome } from "../client.ts";
 import type { OrderKey } from "../merge-spec.ts";
 import type { Column, Row } from "../results.ts";
+import { encodeParams } from "../values.ts";
 import { type Command, type Context, UsageError, type Values, expectArgs, failure, intFlag, print } from "./command.ts";
 import { RawJson, type TableColumn, cellText, keyValues, printable, table } from "./output.ts";
 
@@ -194,5 +195,41 @@ const transfer: Command = {
   },
 };
 
-export const routerCommands: Command[] = [route, topology, query, all, transfer];
+const explain: Command = {
+  name: "explain",
+  args: "SQL [PARAM …]",
+  summary: "how the router reads a statement: the shards it goes to and why, the merge, each shard's SQL (nothing runs)",
+  options: {},
+  help: paramsHelp.replace("query --key acct-1", "explain"),
+  async run(ctx) {
+    const [sql, ...params] = expectArgs(ctx, 1, Infinity, "SQL");
+    const r = await ctx.router().rpc.explain({ sql, params: encodeParams(params) });
+    const doc = {
+      shards: r.shards, routing: r.routing, statementKind: r.statementKind, merge: r.mergeDescription, shardMapVersion: r.shardMapVersion,
+      tables: r.tables.map((x) => ({ name: x.name, alias: x.alias, role: x.role, keyColumn: x.keyColumn, keyValues: x.keyValues })),
+      statements: r.statements.map((s) => ({ shard: s.shard, sql: s.sql, paramNumbers: s.paramNumbers })),
+    };
+    print(ctx, doc, () =>
+      keyValues([["shards", r.shards.join(", ")], ["why", r.routing], ["merge", r.mergeDescription || "none"], ["shard map", `v${r.shardMapVersion}`]], ctx.style) +
+      "\n" + table([{ header: "SHARD" }, { header: "STATEMENT" }], r.statements.map((s) => [s.shard, s.sql].map(cellText)), ctx.style));
+    return 0;
+  },
+};
+
+const ids: Command = {
+  name: "ids",
+  args: "[COUNT]",
+  summary: "global ids (NextIds): COUNT (default 1, at most 10000) 64-bit ids, unique across routers, one per line",
+  options: {},
+  async run(ctx) {
+    const [text] = expectArgs(ctx, 0, 1, "[COUNT]");
+    const count = text === undefined ? 1 : Number(text);
+    if (!Number.isInteger(count) || count < 1 || count > 10_000) throw new UsageError(`COUNT: "${text}" must be a whole number from 1 to 10000`);
+    const got = await ctx.router().nextIds(count);
+    print(ctx, got.map(String), () => got.map((id) => `${id}\n`).join(""));
+    return 0;
+  },
+};
+
+export const routerCommands: Command[] = [route, topology, query, all, transfer, explain, ids];
 
