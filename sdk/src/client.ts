@@ -244,10 +244,7 @@ export class ShardRouterClient {
     return {
       key: typeof key === "string" ? key : String(key),
       query,
-      sql: <R>(strings: TemplateStringsArray, ...values: SqlParam[]) => call(async () => {
-        const s = fromTemplate(strings, values);
-        return query<R>(s.sql, s.params);
-      }),
+      sql: templated(query),
       begin,
       transaction: async <T>(fn: (tx: ShardTransaction) => Promise<T>, opts?: BeginOptions) => {
         const tx = await begin(opts);
@@ -290,10 +287,7 @@ export class ShardRouterClient {
     return {
       shard,
       query,
-      sql: <R>(strings: TemplateStringsArray, ...values: SqlParam[]) => call(async () => {
-        const s = fromTemplate(strings, values);
-        return query<R>(s.sql, s.params);
-      }),
+      sql: templated(query),
       commit: (opts?: CallOptions) => call(async () => {
         open();
         ended = "was committed";
@@ -422,6 +416,14 @@ function encodeStatementParams(s: TransactionStatement, index: number) {
     const e = ConnectError.from(err);
     throw new ConnectError(`statement ${index + 1}: ${e.rawMessage}`, e.code);
   }
+}
+
+/** The tagged-template form of a query function: the literal's values become its bound parameters. */
+function templated(query: <R>(sql: string, params?: readonly SqlParam[]) => Promise<ShardResult<R>>) {
+  return <R>(strings: TemplateStringsArray, ...values: SqlParam[]): Promise<ShardResult<R>> => call(async () => {
+    const s = fromTemplate(strings, values);
+    return query<R>(s.sql, s.params);
+  });
 }
 
 async function call<T>(fn: () => Promise<T>): Promise<T> {

@@ -33,25 +33,12 @@ class ShardSession extends PgRemoteSession<Record<string, unknown>, TablesRelati
 
   override async transaction<T>(fn: (tx: PgProxyTransaction<Record<string, unknown>, TablesRelationalConfig>) => Promise<T>, config?: PgTransactionConfig): Promise<T> {
     if (config?.deferrable) throw new TypeError("transaction: deferrable is not supported by shardrouter's interactive transactions");
-    const begun = await this.scope.begin({ isolationLevel: isolationOf(config?.isolationLevel), readOnly: config?.accessMode === "read only" });
-    const session = new PgRemoteSession(callbackOn(begun), this.pgDialect, this.relational, { logger: loggerOf(this.config), cache: this.config.cache });
-    const tx = new ShardDrizzleTransaction(this.pgDialect, session, this.relational);
-    let result: T;
-    try {
-      result = await fn(tx);
-    } catch (err) {
-      // tx.rollback() lands here too (it throws TransactionRollbackError). A rollback that fails must
-      // not hide the caller's error: the router's idle timeout rolls back then.
-      await begun.rollback().catch(() => {});
-      throw err;
-    }
-    try {
-      await begun.commit();
-    } catch (err) {
-      await begun.rollback().catch(() => {}); // a commit with no answer: make sure the session ends
-      throw err;
-    }
-    return result;
+    // The SDK's transaction(): commits when fn resolves, rolls back when it throws (tx.rollback() throws
+    // TransactionRollbackError, so it lands there too), and ends a session whose commit got no answer.
+    return this.scope.transaction((begun) => {
+      const session = new PgRemoteSession(callbackOn(begun), this.pgDialect, this.relational, { logger: loggerOf(this.config), cache: this.config.cache });
+      return fn(new ShardDrizzleTransaction(this.pgDialect, session, this.relational));
+    }, { isolationLevel: isolationOf(config?.isolationLevel), readOnly: config?.accessMode === "read only" });
   }
 }
 
