@@ -125,6 +125,10 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       };
     },
 
+    async execute() {
+      throw new ConnectError("Execute is not implemented yet", Code.Unimplemented);
+    },
+
     async executeOnShard(req, ctx) {
       const isolated = checkStatement(req.sql) === "isolated";
       const params = encodeParams(req.params);

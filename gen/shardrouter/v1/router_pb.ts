@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file shardrouter/v1/router.proto.
  */
 export const file_shardrouter_v1_router: GenFile = /*@__PURE__*/
-  fileDesc("ChtzaGFyZHJvdXRlci92MS9yb3V0ZXIucHJvdG8SDnNoYXJkcm91dGVyLnYxItwBCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRyb2xlGAMgASgJEg4KBnN0YXR1cxgEIAEoCRIXCg9jb25maWd1cmVkX3JvbGUYBSABKAkSDwoHYnJlYWtlchgGIAEoCRIOCgZsYWdfbXMYByABKAESDgoGZmVuY2VkGAggASgIEhAKCHRpbWVsaW5lGAkgASgNEhMKC3Bvb2xfaW5fdXNlGAogASgNEhQKDHBvb2xfd2FpdGluZxgLIAEoDRIQCghwb29sX21heBgMIAEoDSIbCgxSb3V0ZVJlcXVlc3QSCwoDa2V5GAEgASgJIoUBCg1Sb3V0ZVJlc3BvbnNlEg0KBXNoYXJkGAEgASgJEhMKC2tleXNwYWNlX2lkGAIgASgNEhAKCHN0cmF0ZWd5GAMgASgJEiMKBW5vZGVzGAQgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIZChFzaGFyZF9tYXBfdmVyc2lvbhgFIAEoBCJECg5FeHBsYWluUmVxdWVzdBILCgNzcWwYASABKAkSJQoGcGFyYW1zGAIgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUijgIKD0V4cGxhaW5SZXNwb25zZRIOCgZzaGFyZHMYASADKAkSDwoHcm91dGluZxgCIAEoCRIuCgZ0YWJsZXMYAyADKAsyHi5zaGFyZHJvdXRlci52MS5FeHBsYWluZWRUYWJsZRIoCgVtZXJnZRgEIAEoCzIZLnNoYXJkcm91dGVyLnYxLk1lcmdlU3BlYxIZChFtZXJnZV9kZXNjcmlwdGlvbhgFIAEoCRIyCgpzdGF0ZW1lbnRzGAYgAygLMh4uc2hhcmRyb3V0ZXIudjEuU2hhcmRTdGF0ZW1lbnQSGQoRc2hhcmRfbWFwX3ZlcnNpb24YByABKAQSFgoOc3RhdGVtZW50X2tpbmQYCCABKAkiYwoORXhwbGFpbmVkVGFibGUSDAoEbmFtZRgBIAEoCRINCgVhbGlhcxgCIAEoCRIMCgRyb2xlGAMgASgJEhIKCmtleV9jb2x1bW4YBCABKAkSEgoKa2V5X3ZhbHVlcxgFIAMoCSJDCg5TaGFyZFN0YXRlbWVudBINCgVzaGFyZBgBIAEoCRILCgNzcWwYAiABKAkSFQoNcGFyYW1fbnVtYmVycxgDIAMoDSKtAQoVRXhlY3V0ZU9uU2hhcmRSZXF1ZXN0EgsKA2tleRgBIAEoCRILCgNzcWwYAiABKAkSJQoGcGFyYW1zGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSNwoPcmVhZF9wcmVmZXJlbmNlGAQgASgOMh4uc2hhcmRyb3V0ZXIudjEuUmVhZFByZWZlcmVuY2USGgoSbWF4X3JlcGxpY2FfbGFnX21zGAUgASgNIlIKFkV4ZWN1dGVPblNoYXJkUmVzcG9uc2USDQoFc2hhcmQYASABKAkSKQoGcmVzdWx0GAIgASgLMhkuc2hhcmRyb3V0ZXIudjEuUmVzdWx0U2V0IlgKB09yZGVyQnkSDgoGY29sdW1uGAEgASgJEhIKCmRlc2NlbmRpbmcYAiABKAgSKQoFbnVsbHMYAyABKA4yGi5zaGFyZHJvdXRlci52MS5OdWxsc09yZGVyInoKCUFnZ3JlZ2F0ZRIOCgZjb2x1bW4YASABKAkSMwoIZnVuY3Rpb24YAiABKA4yIS5zaGFyZHJvdXRlci52MS5BZ2dyZWdhdGVGdW5jdGlvbhISCgpzdW1fY29sdW1uGAMgASgJEhQKDGNvdW50X2NvbHVtbhgEIAEoCSKlAQoJTWVyZ2VTcGVjEikKCG9yZGVyX2J5GAEgAygLMhcuc2hhcmRyb3V0ZXIudjEuT3JkZXJCeRISCgVsaW1pdBgCIAEoBEgAiAEBEg4KBm9mZnNldBgDIAEoBBIQCghncm91cF9ieRgEIAMoCRItCgphZ2dyZWdhdGVzGAUgAygLMhkuc2hhcmRyb3V0ZXIudjEuQWdncmVnYXRlQggKBl9saW1pdCLfAQoTRXhlY3V0ZU9uQWxsUmVxdWVzdBILCgNzcWwYASABKAkSJQoGcGFyYW1zGAIgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUSKAoFbWVyZ2UYAyABKAsyGS5zaGFyZHJvdXRlci52MS5NZXJnZVNwZWMSFQoNYWxsb3dfcGFydGlhbBgEIAEoCBI3Cg9yZWFkX3ByZWZlcmVuY2UYBSABKA4yHi5zaGFyZHJvdXRlci52MS5SZWFkUHJlZmVyZW5jZRIaChJtYXhfcmVwbGljYV9sYWdfbXMYBiABKA0ibwoMU2hhcmRPdXRjb21lEg0KBXNoYXJkGAEgASgJEhEKCXJvd19jb3VudBgCIAEoBBISCgplbGFwc2VkX21zGAMgASgBEikKBWVycm9yGAQgASgLMhouc2hhcmRyb3V0ZXIudjEuU2hhcmRFcnJvciI9CgpTaGFyZEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIQCghzcWxzdGF0ZRgDIAEoCSJvChRFeGVjdXRlT25BbGxSZXNwb25zZRIpCgZyZXN1bHQYASABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQSLAoGc2hhcmRzGAIgAygLMhwuc2hhcmRyb3V0ZXIudjEuU2hhcmRPdXRjb21lIhQKEkdldFRvcG9sb2d5UmVxdWVzdCI+CgxLZXlPd25lcnNoaXASEwoLZGVzY3JpcHRpb24YASABKAkSGQoRa2V5c3BhY2VfZnJhY3Rpb24YAiABKAEi1gEKBVNoYXJkEgwKBG5hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEiMKBW5vZGVzGAMgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIvCglvd25lcnNoaXAYBCABKAsyHC5zaGFyZHJvdXRlci52MS5LZXlPd25lcnNoaXASDgoGd2VpZ2h0GAUgASgNEg0KBXN0YXRlGAYgASgJEjoKEXJlcGxpY2F0aW9uX3Nsb3RzGAcgAygLMh8uc2hhcmRyb3V0ZXIudjEuUmVwbGljYXRpb25TbG90IkIKD1JlcGxpY2F0aW9uU2xvdBIMCgRuYW1lGAEgASgJEg4KBmFjdGl2ZRgCIAEoCBIRCglsYWdfYnl0ZXMYAyABKAQiiAEKE0dldFRvcG9sb2d5UmVzcG9uc2USEAoIc3RyYXRlZ3kYASABKAkSGQoRc2hhcmRfbWFwX3ZlcnNpb24YAiABKAQSJQoGc2hhcmRzGAMgAygLMhUuc2hhcmRyb3V0ZXIudjEuU2hhcmQSHQoVaW5fZG91YnRfdHJhbnNhY3Rpb25zGAQgASgNIh8KDk5leHRJZHNSZXF1ZXN0Eg0KBWNvdW50GAEgASgNIjEKD05leHRJZHNSZXNwb25zZRILCgNpZHMYASADKAMSEQoJd29ya2VyX2lkGAIgASgNKrkBCg5SZWFkUHJlZmVyZW5jZRIfChtSRUFEX1BSRUZFUkVOQ0VfVU5TUEVDSUZJRUQQABIbChdSRUFEX1BSRUZFUkVOQ0VfUFJJTUFSWRABEiUKIVJFQURfUFJFRkVSRU5DRV9QUklNQVJZX1BSRUZFUlJFRBACEiUKIVJFQURfUFJFRkVSRU5DRV9SRVBMSUNBX1BSRUZFUlJFRBADEhsKF1JFQURfUFJFRkVSRU5DRV9SRVBMSUNBEAQqVgoKTnVsbHNPcmRlchIbChdOVUxMU19PUkRFUl9VTlNQRUNJRklFRBAAEhUKEU5VTExTX09SREVSX0ZJUlNUEAESFAoQTlVMTFNfT1JERVJfTEFTVBACKsUBChFBZ2dyZWdhdGVGdW5jdGlvbhIiCh5BR0dSRUdBVEVfRlVOQ1RJT05fVU5TUEVDSUZJRUQQABIcChhBR0dSRUdBVEVfRlVOQ1RJT05fQ09VTlQQARIaChZBR0dSRUdBVEVfRlVOQ1RJT05fU1VNEAISGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX01JThADEhoKFkFHR1JFR0FURV9GVU5DVElPTl9NQVgQBBIaChZBR0dSRUdBVEVfRlVOQ1RJT05fQVZHEAUygAkKDVJvdXRlclNlcnZpY2USSQoFUm91dGUSHC5zaGFyZHJvdXRlci52MS5Sb3V0ZVJlcXVlc3QaHS5zaGFyZHJvdXRlci52MS5Sb3V0ZVJlc3BvbnNlIgOQAgESTwoHRXhwbGFpbhIeLnNoYXJkcm91dGVyLnYxLkV4cGxhaW5SZXF1ZXN0Gh8uc2hhcmRyb3V0ZXIudjEuRXhwbGFpblJlc3BvbnNlIgOQAgESXwoORXhlY3V0ZU9uU2hhcmQSJS5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25TaGFyZFJlcXVlc3QaJi5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25TaGFyZFJlc3BvbnNlElkKDEV4ZWN1dGVPbkFsbBIjLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVPbkFsbFJlcXVlc3QaJC5zaGFyZHJvdXRlci52MS5FeGVjdXRlT25BbGxSZXNwb25zZRJNCghUcmFuc2ZlchIfLnNoYXJkcm91dGVyLnYxLlRyYW5zZmVyUmVxdWVzdBogLnNoYXJkcm91dGVyLnYxLlRyYW5zZmVyUmVzcG9uc2USawoSRXhlY3V0ZVRyYW5zYWN0aW9uEikuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZVRyYW5zYWN0aW9uUmVxdWVzdBoqLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVUcmFuc2FjdGlvblJlc3BvbnNlEmUKEEJlZ2luVHJhbnNhY3Rpb24SJy5zaGFyZHJvdXRlci52MS5CZWdpblRyYW5zYWN0aW9uUmVxdWVzdBooLnNoYXJkcm91dGVyLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXNwb25zZRJxChRFeGVjdXRlSW5UcmFuc2FjdGlvbhIrLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVJblRyYW5zYWN0aW9uUmVxdWVzdBosLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVJblRyYW5zYWN0aW9uUmVzcG9uc2USaAoRQ29tbWl0VHJhbnNhY3Rpb24SKC5zaGFyZHJvdXRlci52MS5Db21taXRUcmFuc2FjdGlvblJlcXVlc3QaKS5zaGFyZHJvdXRlci52MS5Db21taXRUcmFuc2FjdGlvblJlc3BvbnNlEm4KE1JvbGxiYWNrVHJhbnNhY3Rpb24SKi5zaGFyZHJvdXRlci52MS5Sb2xsYmFja1RyYW5zYWN0aW9uUmVxdWVzdBorLnNoYXJkcm91dGVyLnYxLlJvbGxiYWNrVHJhbnNhY3Rpb25SZXNwb25zZRJbCgtHZXRUb3BvbG9neRIiLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVxdWVzdBojLnNoYXJkcm91dGVyLnYxLkdldFRvcG9sb2d5UmVzcG9uc2UiA5ACARJKCgdOZXh0SWRzEh4uc2hhcmRyb3V0ZXIudjEuTmV4dElkc1JlcXVlc3QaHy5zaGFyZHJvdXRlci52MS5OZXh0SWRzUmVzcG9uc2ViBnByb3RvMw", [file_shardrouter_v1_transactions, file_shardrouter_v1_value]);
+  fileDesc("ChtzaGFyZHJvdXRlci92MS9yb3V0ZXIucHJvdG8SDnNoYXJkcm91dGVyLnYxItwBCgROb2RlEgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIMCgRyb2xlGAMgASgJEg4KBnN0YXR1cxgEIAEoCRIXCg9jb25maWd1cmVkX3JvbGUYBSABKAkSDwoHYnJlYWtlchgGIAEoCRIOCgZsYWdfbXMYByABKAESDgoGZmVuY2VkGAggASgIEhAKCHRpbWVsaW5lGAkgASgNEhMKC3Bvb2xfaW5fdXNlGAogASgNEhQKDHBvb2xfd2FpdGluZxgLIAEoDRIQCghwb29sX21heBgMIAEoDSIbCgxSb3V0ZVJlcXVlc3QSCwoDa2V5GAEgASgJIoUBCg1Sb3V0ZVJlc3BvbnNlEg0KBXNoYXJkGAEgASgJEhMKC2tleXNwYWNlX2lkGAIgASgNEhAKCHN0cmF0ZWd5GAMgASgJEiMKBW5vZGVzGAQgAygLMhQuc2hhcmRyb3V0ZXIudjEuTm9kZRIZChFzaGFyZF9tYXBfdmVyc2lvbhgFIAEoBCJECg5FeHBsYWluUmVxdWVzdBILCgNzcWwYASABKAkSJQoGcGFyYW1zGAIgAygLMhUuc2hhcmRyb3V0ZXIudjEuVmFsdWUijgIKD0V4cGxhaW5SZXNwb25zZRIOCgZzaGFyZHMYASADKAkSDwoHcm91dGluZxgCIAEoCRIuCgZ0YWJsZXMYAyADKAsyHi5zaGFyZHJvdXRlci52MS5FeHBsYWluZWRUYWJsZRIoCgVtZXJnZRgEIAEoCzIZLnNoYXJkcm91dGVyLnYxLk1lcmdlU3BlYxIZChFtZXJnZV9kZXNjcmlwdGlvbhgFIAEoCRIyCgpzdGF0ZW1lbnRzGAYgAygLMh4uc2hhcmRyb3V0ZXIudjEuU2hhcmRTdGF0ZW1lbnQSGQoRc2hhcmRfbWFwX3ZlcnNpb24YByABKAQSFgoOc3RhdGVtZW50X2tpbmQYCCABKAkiYwoORXhwbGFpbmVkVGFibGUSDAoEbmFtZRgBIAEoCRINCgVhbGlhcxgCIAEoCRIMCgRyb2xlGAMgASgJEhIKCmtleV9jb2x1bW4YBCABKAkSEgoKa2V5X3ZhbHVlcxgFIAMoCSJDCg5TaGFyZFN0YXRlbWVudBINCgVzaGFyZBgBIAEoCRILCgNzcWwYAiABKAkSFQoNcGFyYW1fbnVtYmVycxgDIAMoDSLKAQoORXhlY3V0ZVJlcXVlc3QSCwoDc3FsGAEgASgJEiUKBnBhcmFtcxgCIAMoCzIVLnNoYXJkcm91dGVyLnYxLlZhbHVlEjcKD3JlYWRfcHJlZmVyZW5jZRgDIAEoDjIeLnNoYXJkcm91dGVyLnYxLlJlYWRQcmVmZXJlbmNlEhoKEm1heF9yZXBsaWNhX2xhZ19tcxgEIAEoDRIbChNhbGxvd19zY2F0dGVyX3dyaXRlGAUgASgIEhIKCnJlcXVlc3RfaWQYBiABKAkitQEKD0V4ZWN1dGVSZXNwb25zZRIpCgZyZXN1bHQYASABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQSDgoGc2hhcmRzGAIgAygJEg8KB3JvdXRpbmcYAyABKAkSEQoJdHdvX3BoYXNlGAQgASgIEhYKDnRyYW5zYWN0aW9uX2lkGAUgASgJEhAKCHJlcGxheWVkGAYgASgIEhkKEXNoYXJkX21hcF92ZXJzaW9uGAcgASgEIq0BChVFeGVjdXRlT25TaGFyZFJlcXVlc3QSCwoDa2V5GAEgASgJEgsKA3NxbBgCIAEoCRIlCgZwYXJhbXMYAyADKAsyFS5zaGFyZHJvdXRlci52MS5WYWx1ZRI3Cg9yZWFkX3ByZWZlcmVuY2UYBCABKA4yHi5zaGFyZHJvdXRlci52MS5SZWFkUHJlZmVyZW5jZRIaChJtYXhfcmVwbGljYV9sYWdfbXMYBSABKA0iUgoWRXhlY3V0ZU9uU2hhcmRSZXNwb25zZRINCgVzaGFyZBgBIAEoCRIpCgZyZXN1bHQYAiABKAsyGS5zaGFyZHJvdXRlci52MS5SZXN1bHRTZXQiWAoHT3JkZXJCeRIOCgZjb2x1bW4YASABKAkSEgoKZGVzY2VuZGluZxgCIAEoCBIpCgVudWxscxgDIAEoDjIaLnNoYXJkcm91dGVyLnYxLk51bGxzT3JkZXIiegoJQWdncmVnYXRlEg4KBmNvbHVtbhgBIAEoCRIzCghmdW5jdGlvbhgCIAEoDjIhLnNoYXJkcm91dGVyLnYxLkFnZ3JlZ2F0ZUZ1bmN0aW9uEhIKCnN1bV9jb2x1bW4YAyABKAkSFAoMY291bnRfY29sdW1uGAQgASgJIrMBCglNZXJnZVNwZWMSKQoIb3JkZXJfYnkYASADKAsyFy5zaGFyZHJvdXRlci52MS5PcmRlckJ5EhIKBWxpbWl0GAIgASgESACIAQESDgoGb2Zmc2V0GAMgASgEEhAKCGdyb3VwX2J5GAQgAygJEi0KCmFnZ3JlZ2F0ZXMYBSADKAsyGS5zaGFyZHJvdXRlci52MS5BZ2dyZWdhdGUSDAoEYXV0bxgGIAEoCEIICgZfbGltaXQi3wEKE0V4ZWN1dGVPbkFsbFJlcXVlc3QSCwoDc3FsGAEgASgJEiUKBnBhcmFtcxgCIAMoCzIVLnNoYXJkcm91dGVyLnYxLlZhbHVlEigKBW1lcmdlGAMgASgLMhkuc2hhcmRyb3V0ZXIudjEuTWVyZ2VTcGVjEhUKDWFsbG93X3BhcnRpYWwYBCABKAgSNwoPcmVhZF9wcmVmZXJlbmNlGAUgASgOMh4uc2hhcmRyb3V0ZXIudjEuUmVhZFByZWZlcmVuY2USGgoSbWF4X3JlcGxpY2FfbGFnX21zGAYgASgNIm8KDFNoYXJkT3V0Y29tZRINCgVzaGFyZBgBIAEoCRIRCglyb3dfY291bnQYAiABKAQSEgoKZWxhcHNlZF9tcxgDIAEoARIpCgVlcnJvchgEIAEoCzIaLnNoYXJkcm91dGVyLnYxLlNoYXJkRXJyb3IiPQoKU2hhcmRFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSEAoIc3Fsc3RhdGUYAyABKAkibwoURXhlY3V0ZU9uQWxsUmVzcG9uc2USKQoGcmVzdWx0GAEgASgLMhkuc2hhcmRyb3V0ZXIudjEuUmVzdWx0U2V0EiwKBnNoYXJkcxgCIAMoCzIcLnNoYXJkcm91dGVyLnYxLlNoYXJkT3V0Y29tZSIUChJHZXRUb3BvbG9neVJlcXVlc3QiPgoMS2V5T3duZXJzaGlwEhMKC2Rlc2NyaXB0aW9uGAEgASgJEhkKEWtleXNwYWNlX2ZyYWN0aW9uGAIgASgBItYBCgVTaGFyZBIMCgRuYW1lGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIjCgVub2RlcxgDIAMoCzIULnNoYXJkcm91dGVyLnYxLk5vZGUSLwoJb3duZXJzaGlwGAQgASgLMhwuc2hhcmRyb3V0ZXIudjEuS2V5T3duZXJzaGlwEg4KBndlaWdodBgFIAEoDRINCgVzdGF0ZRgGIAEoCRI6ChFyZXBsaWNhdGlvbl9zbG90cxgHIAMoCzIfLnNoYXJkcm91dGVyLnYxLlJlcGxpY2F0aW9uU2xvdCJCCg9SZXBsaWNhdGlvblNsb3QSDAoEbmFtZRgBIAEoCRIOCgZhY3RpdmUYAiABKAgSEQoJbGFnX2J5dGVzGAMgASgEIogBChNHZXRUb3BvbG9neVJlc3BvbnNlEhAKCHN0cmF0ZWd5GAEgASgJEhkKEXNoYXJkX21hcF92ZXJzaW9uGAIgASgEEiUKBnNoYXJkcxgDIAMoCzIVLnNoYXJkcm91dGVyLnYxLlNoYXJkEh0KFWluX2RvdWJ0X3RyYW5zYWN0aW9ucxgEIAEoDSIfCg5OZXh0SWRzUmVxdWVzdBINCgVjb3VudBgBIAEoDSIxCg9OZXh0SWRzUmVzcG9uc2USCwoDaWRzGAEgAygDEhEKCXdvcmtlcl9pZBgCIAEoDSq5AQoOUmVhZFByZWZlcmVuY2USHwobUkVBRF9QUkVGRVJFTkNFX1VOU1BFQ0lGSUVEEAASGwoXUkVBRF9QUkVGRVJFTkNFX1BSSU1BUlkQARIlCiFSRUFEX1BSRUZFUkVOQ0VfUFJJTUFSWV9QUkVGRVJSRUQQAhIlCiFSRUFEX1BSRUZFUkVOQ0VfUkVQTElDQV9QUkVGRVJSRUQQAxIbChdSRUFEX1BSRUZFUkVOQ0VfUkVQTElDQRAEKlYKCk51bGxzT3JkZXISGwoXTlVMTFNfT1JERVJfVU5TUEVDSUZJRUQQABIVChFOVUxMU19PUkRFUl9GSVJTVBABEhQKEE5VTExTX09SREVSX0xBU1QQAirFAQoRQWdncmVnYXRlRnVuY3Rpb24SIgoeQUdHUkVHQVRFX0ZVTkNUSU9OX1VOU1BFQ0lGSUVEEAASHAoYQUdHUkVHQVRFX0ZVTkNUSU9OX0NPVU5UEAESGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX1NVTRACEhoKFkFHR1JFR0FURV9GVU5DVElPTl9NSU4QAxIaChZBR0dSRUdBVEVfRlVOQ1RJT05fTUFYEAQSGgoWQUdHUkVHQVRFX0ZVTkNUSU9OX0FWRxAFMswJCg1Sb3V0ZXJTZXJ2aWNlEkkKBVJvdXRlEhwuc2hhcmRyb3V0ZXIudjEuUm91dGVSZXF1ZXN0Gh0uc2hhcmRyb3V0ZXIudjEuUm91dGVSZXNwb25zZSIDkAIBEk8KB0V4cGxhaW4SHi5zaGFyZHJvdXRlci52MS5FeHBsYWluUmVxdWVzdBofLnNoYXJkcm91dGVyLnYxLkV4cGxhaW5SZXNwb25zZSIDkAIBEkoKB0V4ZWN1dGUSHi5zaGFyZHJvdXRlci52MS5FeGVjdXRlUmVxdWVzdBofLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVSZXNwb25zZRJfCg5FeGVjdXRlT25TaGFyZBIlLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVPblNoYXJkUmVxdWVzdBomLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVPblNoYXJkUmVzcG9uc2USWQoMRXhlY3V0ZU9uQWxsEiMuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZU9uQWxsUmVxdWVzdBokLnNoYXJkcm91dGVyLnYxLkV4ZWN1dGVPbkFsbFJlc3BvbnNlEk0KCFRyYW5zZmVyEh8uc2hhcmRyb3V0ZXIudjEuVHJhbnNmZXJSZXF1ZXN0GiAuc2hhcmRyb3V0ZXIudjEuVHJhbnNmZXJSZXNwb25zZRJrChJFeGVjdXRlVHJhbnNhY3Rpb24SKS5zaGFyZHJvdXRlci52MS5FeGVjdXRlVHJhbnNhY3Rpb25SZXF1ZXN0Giouc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZVRyYW5zYWN0aW9uUmVzcG9uc2USZQoQQmVnaW5UcmFuc2FjdGlvbhInLnNoYXJkcm91dGVyLnYxLkJlZ2luVHJhbnNhY3Rpb25SZXF1ZXN0Giguc2hhcmRyb3V0ZXIudjEuQmVnaW5UcmFuc2FjdGlvblJlc3BvbnNlEnEKFEV4ZWN1dGVJblRyYW5zYWN0aW9uEisuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZUluVHJhbnNhY3Rpb25SZXF1ZXN0Giwuc2hhcmRyb3V0ZXIudjEuRXhlY3V0ZUluVHJhbnNhY3Rpb25SZXNwb25zZRJoChFDb21taXRUcmFuc2FjdGlvbhIoLnNoYXJkcm91dGVyLnYxLkNvbW1pdFRyYW5zYWN0aW9uUmVxdWVzdBopLnNoYXJkcm91dGVyLnYxLkNvbW1pdFRyYW5zYWN0aW9uUmVzcG9uc2USbgoTUm9sbGJhY2tUcmFuc2FjdGlvbhIqLnNoYXJkcm91dGVyLnYxLlJvbGxiYWNrVHJhbnNhY3Rpb25SZXF1ZXN0Gisuc2hhcmRyb3V0ZXIudjEuUm9sbGJhY2tUcmFuc2FjdGlvblJlc3BvbnNlElsKC0dldFRvcG9sb2d5EiIuc2hhcmRyb3V0ZXIudjEuR2V0VG9wb2xvZ3lSZXF1ZXN0GiMuc2hhcmRyb3V0ZXIudjEuR2V0VG9wb2xvZ3lSZXNwb25zZSIDkAIBEkoKB05leHRJZHMSHi5zaGFyZHJvdXRlci52MS5OZXh0SWRzUmVxdWVzdBofLnNoYXJkcm91dGVyLnYxLk5leHRJZHNSZXNwb25zZWIGcHJvdG8z", [file_shardrouter_v1_transactions, file_shardrouter_v1_value]);
 
 /**
  * A node of a shard: its address, role and health, never its credentials.
@@ -350,6 +350,119 @@ export const ShardStatementSchema: GenMessage<ShardStatement> = /*@__PURE__*/
   messageDesc(file_shardrouter_v1_router, 6);
 
 /**
+ * @generated from message shardrouter.v1.ExecuteRequest
+ */
+export type ExecuteRequest = Message<"shardrouter.v1.ExecuteRequest"> & {
+  /**
+   * One SQL statement; parameters are $1, $2, ...
+   *
+   * @generated from field: string sql = 1;
+   */
+  sql: string;
+
+  /**
+   * @generated from field: repeated shardrouter.v1.Value params = 2;
+   */
+  params: Value[];
+
+  /**
+   * Reads only: which node of each shard may answer. Writes always go to primaries.
+   *
+   * @generated from field: shardrouter.v1.ReadPreference read_preference = 3;
+   */
+  readPreference: ReadPreference;
+
+  /**
+   * With a replica-allowing preference: replicas lagging more than this are not used (0: no bound).
+   *
+   * @generated from field: uint32 max_replica_lag_ms = 4;
+   */
+  maxReplicaLagMs: number;
+
+  /**
+   * An UPDATE or DELETE that pins no shard key runs on every shard (atomically) only when true;
+   * otherwise it is refused, so a forgotten WHERE never touches every shard by accident.
+   *
+   * @generated from field: bool allow_scatter_write = 5;
+   */
+  allowScatterWrite: boolean;
+
+  /**
+   * Writes on several shards: a retry with the same id (and the same request) is answered from the
+   * first attempt's record instead of running again. Empty: the router makes one up (no retry safety).
+   *
+   * @generated from field: string request_id = 6;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message shardrouter.v1.ExecuteRequest.
+ * Use `create(ExecuteRequestSchema)` to create a new message.
+ */
+export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_router, 7);
+
+/**
+ * @generated from message shardrouter.v1.ExecuteResponse
+ */
+export type ExecuteResponse = Message<"shardrouter.v1.ExecuteResponse"> & {
+  /**
+   * The rows (merged when several shards answered), rows_affected summed over the shards.
+   *
+   * @generated from field: shardrouter.v1.ResultSet result = 1;
+   */
+  result?: ResultSet | undefined;
+
+  /**
+   * The shards that ran the statement, in shard map order.
+   *
+   * @generated from field: repeated string shards = 2;
+   */
+  shards: string[];
+
+  /**
+   * Why those shards, as Explain says it.
+   *
+   * @generated from field: string routing = 3;
+   */
+  routing: string;
+
+  /**
+   * A write on several shards: committed with two-phase commit under this transaction id.
+   *
+   * @generated from field: bool two_phase = 4;
+   */
+  twoPhase: boolean;
+
+  /**
+   * @generated from field: string transaction_id = 5;
+   */
+  transactionId: string;
+
+  /**
+   * The answer was the stored one of an earlier attempt with this request_id.
+   *
+   * @generated from field: bool replayed = 6;
+   */
+  replayed: boolean;
+
+  /**
+   * The shard map version that routed the statement.
+   *
+   * @generated from field: uint64 shard_map_version = 7;
+   */
+  shardMapVersion: bigint;
+};
+
+/**
+ * Describes the message shardrouter.v1.ExecuteResponse.
+ * Use `create(ExecuteResponseSchema)` to create a new message.
+ */
+export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
+  messageDesc(file_shardrouter_v1_router, 8);
+
+/**
  * @generated from message shardrouter.v1.ExecuteOnShardRequest
  */
 export type ExecuteOnShardRequest = Message<"shardrouter.v1.ExecuteOnShardRequest"> & {
@@ -388,7 +501,7 @@ export type ExecuteOnShardRequest = Message<"shardrouter.v1.ExecuteOnShardReques
  * Use `create(ExecuteOnShardRequestSchema)` to create a new message.
  */
 export const ExecuteOnShardRequestSchema: GenMessage<ExecuteOnShardRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 7);
+  messageDesc(file_shardrouter_v1_router, 9);
 
 /**
  * @generated from message shardrouter.v1.ExecuteOnShardResponse
@@ -410,7 +523,7 @@ export type ExecuteOnShardResponse = Message<"shardrouter.v1.ExecuteOnShardRespo
  * Use `create(ExecuteOnShardResponseSchema)` to create a new message.
  */
 export const ExecuteOnShardResponseSchema: GenMessage<ExecuteOnShardResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 8);
+  messageDesc(file_shardrouter_v1_router, 10);
 
 /**
  * Sort direction and null placement of one ORDER BY key.
@@ -443,7 +556,7 @@ export type OrderBy = Message<"shardrouter.v1.OrderBy"> & {
  * Use `create(OrderBySchema)` to create a new message.
  */
 export const OrderBySchema: GenMessage<OrderBy> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 9);
+  messageDesc(file_shardrouter_v1_router, 11);
 
 /**
  * How to re-aggregate one column of the shards' partial aggregates.
@@ -481,7 +594,7 @@ export type Aggregate = Message<"shardrouter.v1.Aggregate"> & {
  * Use `create(AggregateSchema)` to create a new message.
  */
 export const AggregateSchema: GenMessage<Aggregate> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 10);
+  messageDesc(file_shardrouter_v1_router, 12);
 
 /**
  * How ExecuteOnAll merges the shards' results. Empty: concatenate in shard order.
@@ -519,6 +632,14 @@ export type MergeSpec = Message<"shardrouter.v1.MergeSpec"> & {
    * @generated from field: repeated shardrouter.v1.Aggregate aggregates = 5;
    */
   aggregates: Aggregate[];
+
+  /**
+   * Derive the merge from the statement, as Execute does (and send each shard the statement Explain
+   * shows, e.g. avg as sum and count, LIMIT limit+offset). Every other field must then be empty.
+   *
+   * @generated from field: bool auto = 6;
+   */
+  auto: boolean;
 };
 
 /**
@@ -526,7 +647,7 @@ export type MergeSpec = Message<"shardrouter.v1.MergeSpec"> & {
  * Use `create(MergeSpecSchema)` to create a new message.
  */
 export const MergeSpecSchema: GenMessage<MergeSpec> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 11);
+  messageDesc(file_shardrouter_v1_router, 13);
 
 /**
  * @generated from message shardrouter.v1.ExecuteOnAllRequest
@@ -572,7 +693,7 @@ export type ExecuteOnAllRequest = Message<"shardrouter.v1.ExecuteOnAllRequest"> 
  * Use `create(ExecuteOnAllRequestSchema)` to create a new message.
  */
 export const ExecuteOnAllRequestSchema: GenMessage<ExecuteOnAllRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 12);
+  messageDesc(file_shardrouter_v1_router, 14);
 
 /**
  * What one shard contributed to an ExecuteOnAll.
@@ -608,7 +729,7 @@ export type ShardOutcome = Message<"shardrouter.v1.ShardOutcome"> & {
  * Use `create(ShardOutcomeSchema)` to create a new message.
  */
 export const ShardOutcomeSchema: GenMessage<ShardOutcome> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 13);
+  messageDesc(file_shardrouter_v1_router, 15);
 
 /**
  * @generated from message shardrouter.v1.ShardError
@@ -637,7 +758,7 @@ export type ShardError = Message<"shardrouter.v1.ShardError"> & {
  * Use `create(ShardErrorSchema)` to create a new message.
  */
 export const ShardErrorSchema: GenMessage<ShardError> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 14);
+  messageDesc(file_shardrouter_v1_router, 16);
 
 /**
  * @generated from message shardrouter.v1.ExecuteOnAllResponse
@@ -659,7 +780,7 @@ export type ExecuteOnAllResponse = Message<"shardrouter.v1.ExecuteOnAllResponse"
  * Use `create(ExecuteOnAllResponseSchema)` to create a new message.
  */
 export const ExecuteOnAllResponseSchema: GenMessage<ExecuteOnAllResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 15);
+  messageDesc(file_shardrouter_v1_router, 17);
 
 /**
  * @generated from message shardrouter.v1.GetTopologyRequest
@@ -672,7 +793,7 @@ export type GetTopologyRequest = Message<"shardrouter.v1.GetTopologyRequest"> & 
  * Use `create(GetTopologyRequestSchema)` to create a new message.
  */
 export const GetTopologyRequestSchema: GenMessage<GetTopologyRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 16);
+  messageDesc(file_shardrouter_v1_router, 18);
 
 /**
  * Keys a shard owns under the active strategy.
@@ -700,7 +821,7 @@ export type KeyOwnership = Message<"shardrouter.v1.KeyOwnership"> & {
  * Use `create(KeyOwnershipSchema)` to create a new message.
  */
 export const KeyOwnershipSchema: GenMessage<KeyOwnership> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 17);
+  messageDesc(file_shardrouter_v1_router, 19);
 
 /**
  * @generated from message shardrouter.v1.Shard
@@ -755,7 +876,7 @@ export type Shard = Message<"shardrouter.v1.Shard"> & {
  * Use `create(ShardSchema)` to create a new message.
  */
 export const ShardSchema: GenMessage<Shard> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 18);
+  messageDesc(file_shardrouter_v1_router, 20);
 
 /**
  * A reshard job's logical replication slot on a shard's primary.
@@ -788,7 +909,7 @@ export type ReplicationSlot = Message<"shardrouter.v1.ReplicationSlot"> & {
  * Use `create(ReplicationSlotSchema)` to create a new message.
  */
 export const ReplicationSlotSchema: GenMessage<ReplicationSlot> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 19);
+  messageDesc(file_shardrouter_v1_router, 21);
 
 /**
  * @generated from message shardrouter.v1.GetTopologyResponse
@@ -822,7 +943,7 @@ export type GetTopologyResponse = Message<"shardrouter.v1.GetTopologyResponse"> 
  * Use `create(GetTopologyResponseSchema)` to create a new message.
  */
 export const GetTopologyResponseSchema: GenMessage<GetTopologyResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 20);
+  messageDesc(file_shardrouter_v1_router, 22);
 
 /**
  * @generated from message shardrouter.v1.NextIdsRequest
@@ -841,7 +962,7 @@ export type NextIdsRequest = Message<"shardrouter.v1.NextIdsRequest"> & {
  * Use `create(NextIdsRequestSchema)` to create a new message.
  */
 export const NextIdsRequestSchema: GenMessage<NextIdsRequest> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 21);
+  messageDesc(file_shardrouter_v1_router, 23);
 
 /**
  * @generated from message shardrouter.v1.NextIdsResponse
@@ -870,7 +991,7 @@ export type NextIdsResponse = Message<"shardrouter.v1.NextIdsResponse"> & {
  * Use `create(NextIdsResponseSchema)` to create a new message.
  */
 export const NextIdsResponseSchema: GenMessage<NextIdsResponse> = /*@__PURE__*/
-  messageDesc(file_shardrouter_v1_router, 22);
+  messageDesc(file_shardrouter_v1_router, 24);
 
 /**
  * Which node of a shard may serve a statement.
@@ -1010,6 +1131,21 @@ export const RouterService: GenService<{
     methodKind: "unary";
     input: typeof ExplainRequestSchema;
     output: typeof ExplainResponseSchema;
+  },
+  /**
+   * Execute runs one statement where the router reads it should go (see Explain): the shard its
+   * shard key pins, the shards of the keys it lists, one shard for reference tables, or every shard,
+   * merged as its ORDER BY, LIMIT, GROUP BY, DISTINCT and aggregates ask. A write that reaches several
+   * shards (a multi-row INSERT, a reference table, an UPDATE or DELETE over every shard when
+   * allow_scatter_write is set) commits on all of them atomically, through two-phase commit.
+   * What cannot be answered correctly across shards is INVALID_ARGUMENT naming the construct.
+   *
+   * @generated from rpc shardrouter.v1.RouterService.Execute
+   */
+  execute: {
+    methodKind: "unary";
+    input: typeof ExecuteRequestSchema;
+    output: typeof ExecuteResponseSchema;
   },
   /**
    * ExecuteOnShard runs one statement, with bound parameters, on the shard that owns the key.
