@@ -97,7 +97,10 @@ export class StatementPlanner {
 
   /** Which shards one call goes to. Throws the refusal that applies to it (invalid_argument). */
   route(analysis: StatementAnalysis, params: readonly Value[], map: ShardMap, everyShard: (write: boolean) => readonly string[]): RoutingDecision | Promise<RoutingDecision> {
-    const decided = routeAnalysis(analysis.routing, params, map, everyShard(analysis.routing.write));
+    // Rows of a sharded table live on the shards of the map (a reshard's stream carries writes on to
+    // a receiving shard); DDL and reference tables go to every configured shard, spares included.
+    const r = analysis.routing;
+    const decided = routeAnalysis(r, params, map, everyShard(r.write && !r.tables.some((t) => t.role === "sharded")));
     if (decided instanceof Promise) return decided.then((d) => this.check(analysis, d));
     return this.check(analysis, decided);
   }

@@ -19,7 +19,8 @@ const keys = Array.from({ length: 40 }, (_, i) => i + 1);
 const balanceOf = (k: number) => (k * 37) % 11;
 
 test.before(hook(async () => {
-  t = await startTestRouter({ shards: 3, tables: { sharded: { items: "id" }, reference: ["currencies"] } });
+  // Three shards own keys; a fourth is a spare (configured, in no map yet).
+  t = await startTestRouter({ shards: 4, spareShards: 1, tables: { sharded: { items: "id" }, reference: ["currencies"] } });
   await t.grpc.executeOnAll({ sql: "create table items (id int8 primary key, cur text not null, balance int8 not null check (balance >= 0))" });
   await t.grpc.executeOnAll({ sql: "create table currencies (code text primary key, name text not null)" });
   const values = keys.map((k, i) => `($${i * 3 + 1}, $${i * 3 + 2}, $${i * 3 + 3})`).join(", ");
@@ -77,9 +78,9 @@ test("a join with a reference table runs on each shard and merges", async () => 
   assert.equal(rows(one.result), [["Euro"], ["US dollar"]]);
 });
 
-test("a reference-table write reaches every shard atomically", async () => {
+test("a reference-table write reaches every shard atomically, the spare too", async () => {
   const r = await t.grpc.execute({ sql: "insert into currencies (code, name) values ($1, $2)", params: [str("JPY"), str("Yen")] });
-  assert.is(r.shards.length, 3);
+  assert.is(r.shards.length, 4);
   assert.ok(r.twoPhase);
   for (const s of t.cluster.shards) {
     const got = await t.direct(s.nodes[0])`select name from currencies where code = 'JPY'`;
@@ -99,6 +100,7 @@ test("UPDATE without a key is refused unless allow_scatter_write; then every sha
   assert.match(refused.rawMessage, "allow_scatter_write");
   const ok = await t.grpc.execute({ sql: "update items set balance = balance + 1", allowScatterWrite: true });
   assert.is(ok.result?.rowsAffected, BigInt(keys.length));
+  assert.equal(ok.shards, t.cluster.shards.slice(0, 3).map((s) => s.name), "rows live on the map's shards: the spare gets no DML");
   // One shard's row violates the CHECK: nothing changes anywhere.
   const before = rows((await t.grpc.execute({ sql: "select sum(balance) as s from items" })).result);
   const failed = await failure(t.grpc.execute({ sql: "update items set balance = balance - 2", allowScatterWrite: true }));
