@@ -169,7 +169,7 @@ function describeMerge(m: MergeAnalysis, spec: MergeSpec): string {
   const quote = (s: string) => JSON.stringify(s);
   if (m.regroup) {
     const aggs = spec.aggregates.map((a) => a.function === AggregateFunction.AVG
-      ? `avg ${quote(a.column)} = sum(${quote(a.sumColumn)}) / sum(${quote(a.countColumn)}) (each shard sends sum and count)`
+      ? `avg ${quote(a.column)} = sum(${quote(a.sumColumn)}) / sum(${quote(a.countColumn)}) (each shard sends sum and count; the average takes their place)`
       : `${AggregateFunction[a.function].toLowerCase()} of ${quote(a.column)}${a.function === AggregateFunction.COUNT ? " (partial counts summed)" : ""}`);
     const keys = spec.groupBy.length ? `group by ${spec.groupBy.map(quote).join(", ")}` : "one group";
     parts.push(m.distinct ? `DISTINCT: ${keys}` : `${keys}${aggs.length ? `, re-aggregating ${aggs.join(", ")}` : ""}`);
