@@ -15,18 +15,19 @@ export function keyText(key: KeySource, params: readonly Value[]): string | null
   return text;
 }
 
-/** Every key of a pin, arrays given to `= ANY($n)` spread into their elements. */
-export function keyTexts(keys: readonly PinKey[], params: readonly Value[], column: string): (string | null)[] {
+/** Every key of a pin, arrays given to `= ANY($n)` spread into their elements; `table.column` names it in errors. */
+export function keyTexts(keys: readonly PinKey[], params: readonly Value[], table: string, column: string): (string | null)[] {
   if (keys.length === 1 && keys[0].kind !== "array") return [keyText(keys[0], params)];
   const out: (string | null)[] = [];
   for (const k of keys) {
-    if (k.kind === "array") arrayTexts(k.number, params, column, out);
+    if (k.kind === "array") arrayTexts(k.number, params, table, column, out);
     else out.push(keyText(k, params));
   }
   return out;
 }
 
-function arrayTexts(number: number, params: readonly Value[], column: string, out: (string | null)[]): void {
+function arrayTexts(number: number, params: readonly Value[], table: string, keyColumn: string, out: (string | null)[]): void {
+  const column = `${table}.${keyColumn}`; // for messages; ANY is off the hot path
   const value = params[number - 1];
   if (!value) throw new ConnectError(`the statement uses $${number} as an array of shard keys (${column} = ANY($${number})), but ${params.length} parameter(s) were given`, Code.InvalidArgument);
   const kind = value.kind;

@@ -516,14 +516,13 @@ function routeStatement(a: RoutingAnalysis, p: Prepared, params: readonly Value[
   }
   const keys = a.pins.map((pin, g) => {
     const t = p.groupTables[g];
-    return { table: t.name, column: t.keyColumn!, values: keyTexts(pin!.keys, params, `${t.alias}.${t.keyColumn}`), group: g };
+    return { table: t.name, column: t.keyColumn!, values: keyTexts(pin!.keys, params, t.alias, t.keyColumn!), group: g };
   });
   // `key = NULL` matches no row: any one shard gives the (empty) answer.
   const placed = keys.flatMap((k) => k.values.filter((v): v is string => v !== null).map((v) => placeOn(map, v)));
   return gather(placed, (owners) => {
     const shards = owners.length ? inMapOrder(owners, everyShard) : everyShard.slice(0, 1);
-    const why = () => keys.map((k, g) => describeKeys({ name: k.table, keyColumn: k.column }, k.values, a.pins[g]!.any)).join("; ");
-    const d = settle(decision(shards, why, keys), always, p.multiShard);
+    const d = settle(decision(shards, () => keys.map((k, g) => describeKeys({ name: k.table, keyColumn: k.column }, k.values, a.pins[g]!.any)).join("; "), keys), always, p.multiShard);
     return owners.length ? d : oneOfAny(d);
   });
 }
@@ -534,28 +533,40 @@ function routeStatement(a: RoutingAnalysis, p: Prepared, params: readonly Value[
  * nothing; both are said in the reason.
  */
 function confine(a: RoutingAnalysis, d: Decision, params: readonly Value[], map: ShardMap): Decision | Promise<Decision> {
-  const pins = a.nested.map((n) => ({ n, values: keyTexts(n.pin.keys, params, `${n.table}.${n.column}`) }));
-  const placed = pins.flatMap(({ values }) => values.filter((v): v is string => v !== null).map((v) => placeOn(map, v)));
-  return gather(placed, (owners) => {
-    const outerWhy = d.why;
-    const pinned = () => pins.map(({ n, values }) => describeKeys({ name: n.table, keyColumn: n.column }, values, n.pin.any)).join(", ");
-    const said = () => [...pins.length ? [`subquery ${pinned()}`] : [], ...a.correlations.map((c) => `subquery ${c} (the outer row's shard)`)].join("; ");
-    d.why = () => `${typeof outerWhy === "string" ? outerWhy : outerWhy()}; ${said()}`;
-    const needed = [...new Set(owners)];
-    if (d.refused || needed.length === 0) return d;
-    const free = anyOne.has(d);
-    if (needed.length === 1 && free) {
-      d.shards = needed;
-      d.why = () => `${said()}: the shard of those keys (the statement itself reads no sharded row)`;
-      return d;
-    }
-    if (map.shards.length < 2 || needed.length === 1 && d.shards.length === 1 && d.shards[0] === needed[0]) return d;
-    const construct = free
-      ? `subqueries or CTEs reading keys of several shards (${pinned()}: on ${needed.join(" and ")})`
-      : `a subquery or CTE reading ${pinned()} (on ${needed.join(" and ")}) in a statement that runs on ${d.shards.length === 1 ? d.shards[0] : `${d.shards.length} shards`}`;
-    d.refused = refusal(construct, "a subquery sees only the rows of the shard the statement runs on: pin it to a key of that shard, or run it as its own statement", true);
+  const values = a.nested.map((n) => keyTexts(n.pin.keys, params, n.table, n.column));
+  const placed: (string | Promise<string>)[] = [];
+  for (const vs of values) for (const v of vs) if (v !== null) placed.push(placeOn(map, v));
+  return gather(placed, (owners) => confined(a, d, values, owners, map));
+}
+
+function confined(a: RoutingAnalysis, d: Decision, values: (string | null)[][], owners: string[], map: ShardMap): Decision {
+  const outerWhy = d.why;
+  d.why = () => `${typeof outerWhy === "string" ? outerWhy : outerWhy()}; ${nestedReason(a, values)}`;
+  if (d.refused || owners.length === 0) return d;
+  const needed = owners.every((o) => o === owners[0]) ? [owners[0]] : [...new Set(owners)];
+  const free = anyOne.has(d);
+  if (needed.length === 1 && free) {
+    d.shards = needed;
+    d.why = () => `${nestedReason(a, values)}: the shard of those keys (the statement itself reads no sharded row)`;
     return d;
-  });
+  }
+  if (map.shards.length < 2 || needed.length === 1 && d.shards.length === 1 && d.shards[0] === needed[0]) return d;
+  const construct = free
+    ? `subqueries or CTEs reading keys of several shards (${pinnedKeys(a, values)}: on ${needed.join(" and ")})`
+    : `a subquery or CTE reading ${pinnedKeys(a, values)} (on ${needed.join(" and ")}) in a statement that runs on ${d.shards.length === 1 ? d.shards[0] : `${d.shards.length} shards`}`;
+  d.refused = refusal(construct, "a subquery sees only the rows of the shard the statement runs on: pin it to a key of that shard, or run it as its own statement", true);
+  return d;
+}
+
+function pinnedKeys(a: RoutingAnalysis, values: (string | null)[][]): string {
+  return a.nested.map((n, i) => describeKeys({ name: n.table, keyColumn: n.column }, values[i], n.pin.any)).join(", ");
+}
+
+/** The subqueries in the reason: their pinned keys, and the ones joined on the outer row's key. */
+function nestedReason(a: RoutingAnalysis, values: (string | null)[][]): string {
+  const parts = a.nested.length ? [`subquery ${pinnedKeys(a, values)}`] : [];
+  for (const c of a.correlations) parts.push(`subquery ${c} (the outer row's shard)`);
+  return parts.join("; ");
 }
 
 function placeOn(map: ShardMap, key: string): string | Promise<string> {
