@@ -57,7 +57,7 @@ async function run(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps, ana
     const verb = statementKind.replace(/Stmt$/, "").toUpperCase();
     throw new ConnectError(
       `${verb} ${tables[0] ? `of ${tables[0].name} ` : ""}pins no shard key, so it would run on every shard: ` +
-      `pin the key in WHERE (${tables[0]?.keyColumn ?? "the key"} = $1 or IN (…)), or set allow_scatter_write to run it on every shard atomically`,
+      `pin the key in WHERE (${tables[0]?.keyColumn ?? "the key"} = $1, IN (…) or = ANY($1)), or set allow_scatter_write to run it on every shard atomically`,
       Code.InvalidArgument);
   }
   const params = req.params.map((v, i) => encodeParam(v, i + 1));
