@@ -19,6 +19,8 @@ export interface ScatterRequest {
   isolated?: boolean;
   params: RawParam[];
   merge: MergeSpec | undefined;
+  /** The merge was derived from the statement: averages go back where the SELECT list had them. */
+  derivedMerge?: boolean;
   allowPartial: boolean;
   readPreference: ReadPreference;
   maxReplicaLagMs: number;
@@ -64,7 +66,7 @@ export async function scatterGather(shards: ShardSet, req: ScatterRequest): Prom
     const ok = outcomes.filter((o) => o.result);
     if (ok.length === 0) throw outcomes[0].error!;
     const columns = sameColumns(ok.map((o) => ({ shard: o.shard, columns: o.result!.columns })));
-    const merged = runMerge(planMerge(req.merge, columns), { columns, parts: ok.map((o) => o.result!.rows) });
+    const merged = runMerge(planMerge(req.merge, columns, req.derivedMerge), { columns, parts: ok.map((o) => o.result!.rows) });
     return {
       result: create(ResultSetSchema, {
         columns: merged.columns,

@@ -2,7 +2,7 @@
 // No handler touches a database or computes placement itself.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { ReplicationSlotSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
+import { type MergeSpec, ReplicationSlotSchema, RouterService } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import type { Caller } from "../auth/caller.js";
 import type { Config } from "../config/config.js";
@@ -25,7 +25,9 @@ import { isReadOnly, schemaChange } from "../sql/statement-kind.js";
 import { replicationSlots } from "../resharding/slot-lag.js";
 import { describeNodes, shardStatus } from "./topology.js";
 import { maxIdsPerCall } from "../ids/snowflake.js";
-import { StatementPlanner } from "../sql-planning/statement-plan.js";
+import { mergeSpec, StatementPlanner } from "../sql-planning/statement-plan.js";
+import { refusalError } from "../sql-planning/refusals.js";
+import { execute } from "./execute.js";
 
 export interface RouterServiceDeps {
   planner: Planner;
@@ -92,6 +94,17 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       }
     }
   }
+  /** ExecuteOnAll with merge.auto: the merge Execute would derive, and the statement shards then get. */
+  function derivedMerge(sql: string, params: Value[], given: MergeSpec): { sql: string; merge: MergeSpec | undefined } {
+    if (given.orderBy.length || given.limit !== undefined || given.offset || given.groupBy.length || given.aggregates.length) {
+      throw new ConnectError("merge.auto derives the whole merge from the statement: leave order_by, limit, offset, group_by and aggregates empty", Code.InvalidArgument);
+    }
+    const analysis = statements.analyze(sql);
+    const refused = analysis.routing.refusals.find((r) => !r.anyShards) ?? analysis.merge?.refusals[0];
+    if (refused && planner.shards.shards.length > 1) throw refusalError(refused);
+    return { sql: analysis.multiShardSql, merge: analysis.merge ? mergeSpec(analysis.merge, params) : undefined };
+  }
+
   return {
     async route(req) {
       const map = planner.map; // the answer describes one version
@@ -125,8 +138,8 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       };
     },
 
-    async execute() {
-      throw new ConnectError("Execute is not implemented yet", Code.Unimplemented);
+    async execute(req, ctx) {
+      return execute(req, ctx, { planner, coordinator, statements, limits, everyShard, fenced: write, refuseSchemaChange });
     },
 
     async executeOnShard(req, ctx) {
@@ -152,8 +165,9 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       const readOnly = isReadOnly(req.sql);
       if (!readOnly) refuseSchemaChange(req.sql);
       const map = planner.map;
+      const { sql, merge } = req.merge?.auto ? derivedMerge(req.sql, req.params, req.merge) : req;
       return write(fence && !readOnly ? "all" : undefined, ctx.signal, () => scatterGather(planner.shards, {
-        sql: req.sql, isolated, params: encodeParams(req.params), merge: req.merge, allowPartial: req.allowPartial,
+        sql, isolated, params: encodeParams(req.params), merge, derivedMerge: req.merge?.auto, allowPartial: req.allowPartial,
         readPreference: req.readPreference, maxReplicaLagMs: req.maxReplicaLagMs, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
         only: readOnly ? new Set(map.shards.map((s) => s.name)) : undefined, loginFor: ctx.caller?.loginFor,
       }));

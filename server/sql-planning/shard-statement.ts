@@ -62,22 +62,30 @@ export function insertLayout(sql: string, insert: ParseNode): InsertLayout | und
  * the new statement takes, in order.
  */
 export function insertForRows(sql: string, layout: InsertLayout, keep: readonly number[]): { sql: string; params: number[] } {
+  const { rows, params } = layout;
+  // Each parameter's row (-1: outside the VALUES rows), by one walk: both lists are in text order.
+  const rowOf: number[] = [];
+  let r = 0;
+  for (const p of params) {
+    while (r < rows.length && rows[r]!.end <= p.start) r++;
+    rowOf.push(r < rows.length && p.start >= rows[r]!.start ? r : -1);
+  }
   const kept = new Set(keep);
-  const inKept = (pos: number) => layout.rows.some((r, i) => kept.has(i) && pos >= r.start && pos < r.end);
-  const inAnyRow = (pos: number) => layout.rows.some((r) => pos >= r.start && pos < r.end);
-  const used = layout.params.filter((p) => !inAnyRow(p.start) || inKept(p.start)).map((p) => p.number);
-  const numbers = [...new Set(used)].sort((a, b) => a - b);
+  const numbers = [...new Set(params.filter((_, i) => rowOf[i] === -1 || kept.has(rowOf[i]!)).map((p) => p.number))].sort((a, b) => a - b);
   const renumber = new Map(numbers.map((n, i) => [n, i + 1]));
-  const first = layout.rows[0];
-  const last = layout.rows[layout.rows.length - 1];
-  const rowText = (r: { start: number; end: number }) => {
-    const inner = layout.params.filter((p) => p.start >= r.start && p.end <= r.end)
-      .map((p) => ({ start: p.start - r.start, end: p.end - r.start, text: `$${renumber.get(p.number)}` }));
-    return applyEdits(sql.slice(r.start, r.end), inner);
-  };
-  const rowsText = keep.map((i) => rowText(layout.rows[i])).join(", ");
-  const outside = layout.params.filter((p) => p.end <= first.start || p.start >= last.end)
-    .map((p) => ({ start: p.start, end: p.end, text: `$${renumber.get(p.number)}` }));
+  const inRow = new Map<number, Edit[]>();
+  params.forEach((p, i) => {
+    const row = rowOf[i]!;
+    if (row < 0 || !kept.has(row)) return;
+    const at = rows[row]!.start;
+    let list = inRow.get(row);
+    if (!list) inRow.set(row, (list = []));
+    list.push({ start: p.start - at, end: p.end - at, text: `$${renumber.get(p.number)}` });
+  });
+  const rowsText = keep.map((i) => applyEdits(sql.slice(rows[i]!.start, rows[i]!.end), inRow.get(i) ?? [])).join(", ");
+  const first = rows[0]!;
+  const last = rows[rows.length - 1]!;
+  const outside = params.filter((_, i) => rowOf[i] === -1).map((p) => ({ start: p.start, end: p.end, text: `$${renumber.get(p.number)}` }));
   const all = [...outside, { start: first.start, end: last.end, text: rowsText }].sort((a, b) => a.start - b.start);
   return { sql: applyEdits(sql, all), params: numbers };
 }

@@ -22,6 +22,8 @@ export interface StatementAnalysis {
   /** The text shards get when the statement reaches several (merge edits applied). */
   multiShardSql: string;
   insert?: InsertLayout;
+  /** The statement guard's "isolated": it runs code nobody can read, on a connection of its own. */
+  isolated: boolean;
 }
 
 export interface ShardStatement { shard: string; sql: string; params: number[] }
@@ -73,7 +75,7 @@ export class StatementPlanner {
     const { stmts } = parse(sql);
     if (stmts.length === 0) throw new ConnectError("sql must contain a statement", Code.InvalidArgument);
     if (stmts.length > 1) throw new ConnectError("one statement per call: remove everything after the first ';'", Code.InvalidArgument);
-    checkStatement(sql); // what the statement guard refuses (session state), Explain refuses too
+    const isolated = checkStatement(sql) === "isolated"; // what the guard refuses (session state), Explain refuses too
     const stmt = stmts[0].stmt;
     const [kind, node] = unwrap(stmt)!;
     const write = kind !== "SelectStmt" || !isReadOnly(sql);
@@ -90,12 +92,15 @@ export class StatementPlanner {
       multiShardSql = applyEdits(sql, merge.edits);
     }
     const insert = kind === "InsertStmt" && routing.insertKeys ? insertLayout(sql, node) : undefined;
-    return { sql, routing, merge, multiShardSql, insert };
+    return { sql, routing, merge, multiShardSql, insert, isolated };
   }
 
   /** Which shards one call goes to. Throws the refusal that applies to it (invalid_argument). */
   route(analysis: StatementAnalysis, params: readonly Value[], map: ShardMap, everyShard: (write: boolean) => readonly string[]): RoutingDecision | Promise<RoutingDecision> {
-    const decided = routeAnalysis(analysis.routing, params, map, everyShard(analysis.routing.write));
+    // Rows of a sharded table live on the shards of the map (a reshard's stream carries writes on to
+    // a receiving shard); DDL and reference tables go to every configured shard, spares included.
+    const r = analysis.routing;
+    const decided = routeAnalysis(r, params, map, everyShard(r.write && !r.tables.some((t) => t.role === "sharded")));
     if (decided instanceof Promise) return decided.then((d) => this.check(analysis, d));
     return this.check(analysis, decided);
   }
@@ -106,22 +111,30 @@ export class StatementPlanner {
     return d;
   }
 
+  /** The statement each shard of `decision` receives, and the call's parameters it takes. */
+  shardStatements(analysis: StatementAnalysis, decision: RoutingDecision, paramCount: number): ShardStatement[] {
+    const sql = analysis.sql;
+    if (analysis.insert && decision.rowShards && decision.shards.length > 1) {
+      return decision.shards.map((shard) => {
+        const rows = decision.rowShards!.flatMap((s, i) => (s === shard ? [i] : []));
+        return { shard, ...insertForRows(sql, analysis.insert!, rows) };
+      });
+    }
+    const all = Array.from({ length: paramCount }, (_, i) => i + 1);
+    const text = decision.shards.length > 1 ? analysis.multiShardSql : sql;
+    return decision.shards.map((shard) => ({ shard, sql: text, params: all }));
+  }
+
   /** Everything Explain reports for one call. */
   async explain(sql: string, params: readonly Value[], map: ShardMap, everyShard: (write: boolean) => readonly string[]): Promise<Explanation> {
     const analysis = this.analyze(sql);
     const decision = await this.route(analysis, params, map, everyShard);
     const reason = reasonOf(decision);
     const several = decision.shards.length > 1;
+    const statements = this.shardStatements(analysis, decision, params.length);
     if (analysis.insert && decision.rowShards && several) {
-      const statements = decision.shards.map((shard) => {
-        const rows = decision.rowShards!.flatMap((s, i) => (s === shard ? [i] : []));
-        return { shard, ...insertForRows(sql, analysis.insert!, rows) };
-      });
       return { decision, reason, mergeDescription: "concatenate the shards' results (RETURNING rows) in shard order", statements };
     }
-    const all = params.map((_, i) => i + 1);
-    const text = several ? analysis.multiShardSql : sql;
-    const statements = decision.shards.map((shard) => ({ shard, sql: text, params: all }));
     if (!several) return { decision, reason, mergeDescription: "none: one shard answers the statement as written", statements };
     const m = analysis.merge;
     if (!m) return { decision, reason, mergeDescription: "concatenate the shards' results in shard order", statements };
@@ -156,7 +169,7 @@ function describeMerge(m: MergeAnalysis, spec: MergeSpec): string {
   const quote = (s: string) => JSON.stringify(s);
   if (m.regroup) {
     const aggs = spec.aggregates.map((a) => a.function === AggregateFunction.AVG
-      ? `avg ${quote(a.column)} = sum(${quote(a.sumColumn)}) / sum(${quote(a.countColumn)}) (each shard sends sum and count)`
+      ? `avg ${quote(a.column)} = sum(${quote(a.sumColumn)}) / sum(${quote(a.countColumn)}) (each shard sends sum and count; the average takes their place)`
       : `${AggregateFunction[a.function].toLowerCase()} of ${quote(a.column)}${a.function === AggregateFunction.COUNT ? " (partial counts summed)" : ""}`);
     const keys = spec.groupBy.length ? `group by ${spec.groupBy.map(quote).join(", ")}` : "one group";
     parts.push(m.distinct ? `DISTINCT: ${keys}` : `${keys}${aggs.length ? `, re-aggregating ${aggs.join(", ")}` : ""}`);

@@ -2,7 +2,7 @@
 // engine primitives) and runs it. Validation happens here, once, before any row is touched, so a bad
 // spec fails with InvalidArgument naming the column rather than halfway through a merge.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { MergeSpec } from "../../../gen/shardrouter/v1/router_pb.js";
+import { AggregateFunction, type MergeSpec } from "../../../gen/shardrouter/v1/router_pb.js";
 import type { Column, Row } from "../../../gen/shardrouter/v1/value_pb.js";
 import { AggregateStep, resolveAggregation } from "./aggregate.js";
 import { resolveOrder } from "./columns.js";
@@ -10,6 +10,7 @@ import { ConcatenateStep, concatParts } from "./concatenate.js";
 import { LimitStep } from "./limit.js";
 import { MergeSortStep } from "./merge-sort.js";
 import type { MergeInput, MergeStep } from "./merge-step.js";
+import { RestoreAvgStep } from "./restore-avg.js";
 import { SortStep } from "./sort.js";
 
 /**
@@ -18,9 +19,10 @@ import { SortStep } from "./sort.js";
  * - groupBy/aggregates: aggregate, then sort if orderBy (aggregation output is in first-seen order);
  * - else orderBy: k-way merge of the shards' already sorted rows;
  * - else: concatenate in shard order;
- * - then limit when limit or offset is set.
+ * - then limit when limit or offset is set;
+ * - a merge derived from the statement (`derived`): each average back in its sum helper's place.
  */
-export function planMerge(spec: MergeSpec | undefined, columns: Column[]): MergeStep[] {
+export function planMerge(spec: MergeSpec | undefined, columns: Column[], derived = false): MergeStep[] {
   const steps: MergeStep[] = [];
   const orderBy = spec?.orderBy ?? [];
   if (spec && (spec.groupBy.length || spec.aggregates.length)) {
@@ -40,6 +42,8 @@ export function planMerge(spec: MergeSpec | undefined, columns: Column[]): Merge
     }
     steps.push(new LimitStep(spec.limit, spec.offset));
   }
+  const averages = spec?.aggregates.filter((a) => a.function === AggregateFunction.AVG) ?? [];
+  if (derived && averages.length) steps.push(new RestoreAvgStep(averages));
   return steps;
 }
 

@@ -1,0 +1,143 @@
+// RouterService.Execute against real shards: it goes where Explain says, merges what several shards
+// answer as the statement asks (averages back in their place), writes on several shards atomically,
+// refuses a write that pins no key unless allow_scatter_write is set, and replays a request_id.
+import { Code } from "@connectrpc/connect";
+import * as assert from "uvu/assert";
+import type { ResultSet, Value } from "../../gen/shardrouter/v1/value_pb.js";
+import { failure } from "../harness/failure.js";
+import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
+import { hook, test } from "../harness/uvu.js";
+
+let t: TestRouter;
+const int = (value: bigint): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value } }) as Value;
+const str = (value: string): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "stringValue", value } }) as Value;
+/** Rows as plain arrays of the values' JSON-ish text. */
+const rows = (r: ResultSet | undefined) => (r?.rows ?? []).map((row) => row.values.map((v) => (v.kind.case === undefined || v.kind.case === "nullValue" ? null : String(v.kind.value))));
+const names = (r: ResultSet | undefined) => (r?.columns ?? []).map((c) => c.name);
+
+const keys = Array.from({ length: 40 }, (_, i) => i + 1);
+const balanceOf = (k: number) => (k * 37) % 11;
+
+test.before(hook(async () => {
+  // Three shards own keys; a fourth is a spare (configured, in no map yet).
+  t = await startTestRouter({ shards: 4, spareShards: 1, tables: { sharded: { items: "id" }, reference: ["currencies"] } });
+  await t.grpc.executeOnAll({ sql: "create table items (id int8 primary key, cur text not null, balance int8 not null check (balance >= 0))" });
+  await t.grpc.executeOnAll({ sql: "create table currencies (code text primary key, name text not null)" });
+  const values = keys.map((k, i) => `($${i * 3 + 1}, $${i * 3 + 2}, $${i * 3 + 3})`).join(", ");
+  const params = keys.flatMap((k) => [int(BigInt(k)), str(k % 3 === 0 ? "EUR" : "USD"), int(BigInt(balanceOf(k)))]);
+  const inserted = await t.grpc.execute({ sql: `insert into items (id, cur, balance) values ${values}`, params });
+  assert.is(inserted.result?.rowsAffected, BigInt(keys.length));
+  assert.is(inserted.shards.length, 3, "40 keys spread over the 3 shards");
+  assert.ok(inserted.twoPhase, "a multi-shard INSERT commits in two phases");
+  await t.grpc.execute({ sql: "insert into currencies (code, name) values ('EUR', 'Euro'), ('USD', 'US dollar')" });
+}));
+test.after(hook(async () => { await t?.stop(); }));
+
+test("a pinned key runs on its shard only, as written", async () => {
+  for (const k of [1, 7, 33]) {
+    const route = await t.grpc.route({ key: String(k) });
+    const r = await t.grpc.execute({ sql: "select id, balance from items where id = $1", params: [int(BigInt(k))] });
+    assert.equal(r.shards, [route.shard]);
+    assert.is(r.routing, `items.id = "${k}"`);
+    assert.equal(rows(r.result), [[String(k), String(balanceOf(k))]]);
+  }
+});
+
+test("every row lives on its key's shard only (the INSERT was split by rows)", async () => {
+  for (const s of t.cluster.shards) {
+    const ids = (await t.direct(s.nodes[0])`select id from items order by id`).map((r) => Number(r.id));
+    const owned = [];
+    for (const k of keys) if ((await t.grpc.route({ key: String(k) })).shard === s.name) owned.push(k);
+    assert.equal(ids, owned, s.name);
+  }
+});
+
+test("a read without key merges ORDER BY, LIMIT and OFFSET over every shard", async () => {
+  const r = await t.grpc.execute({ sql: "select id, balance from items order by balance desc, id limit 5 offset 2" });
+  const expected = [...keys].sort((a, b) => balanceOf(b) - balanceOf(a) || a - b).slice(2, 7);
+  assert.equal(rows(r.result), expected.map((k) => [String(k), String(balanceOf(k))]));
+  assert.is(r.shards.length, 3);
+});
+
+test("avg comes back where the SELECT list put it, with no helper columns", async () => {
+  const r = await t.grpc.execute({ sql: "select cur, avg(balance) as mean, count(*) as n from items group by cur order by cur" });
+  assert.equal(names(r.result), ["cur", "mean", "n"]);
+  for (const [cur, mean, n] of rows(r.result)) {
+    const mine = keys.filter((k) => (k % 3 === 0 ? "EUR" : "USD") === cur);
+    assert.is(n, String(mine.length));
+    const sum = mine.reduce((s, k) => s + balanceOf(k), 0);
+    assert.is(Number(mean).toFixed(10), (sum / mine.length).toFixed(10), `${cur}: ${mean}`);
+  }
+});
+
+test("a join with a reference table runs on each shard and merges", async () => {
+  const r = await t.grpc.execute({ sql: "select c.name, count(*) as n from items i join currencies c on c.code = i.cur group by c.name order by n desc" });
+  assert.equal(rows(r.result), [["US dollar", String(keys.filter((k) => k % 3 !== 0).length)], ["Euro", String(keys.filter((k) => k % 3 === 0).length)]]);
+  const one = await t.grpc.execute({ sql: "select name from currencies order by code" });
+  assert.is(one.shards.length, 1, "reference tables are read on one shard");
+  assert.equal(rows(one.result), [["Euro"], ["US dollar"]]);
+});
+
+test("a reference-table write reaches every shard atomically, the spare too", async () => {
+  const r = await t.grpc.execute({ sql: "insert into currencies (code, name) values ($1, $2)", params: [str("JPY"), str("Yen")] });
+  assert.is(r.shards.length, 4);
+  assert.ok(r.twoPhase);
+  for (const s of t.cluster.shards) {
+    const got = await t.direct(s.nodes[0])`select name from currencies where code = 'JPY'`;
+    assert.equal(got.map((x) => x.name), ["Yen"], s.name);
+  }
+  const dup = await failure(t.grpc.execute({ sql: "insert into currencies (code, name) values ('JPY', 'again')" }));
+  assert.is(dup.code, Code.AlreadyExists);
+  for (const s of t.cluster.shards) {
+    const got = await t.direct(s.nodes[0])`select count(*)::int as n from currencies where code = 'JPY'`;
+    assert.is(got[0].n, 1, s.name);
+  }
+});
+
+test("UPDATE without a key is refused unless allow_scatter_write; then every shard, atomically", async () => {
+  const refused = await failure(t.grpc.execute({ sql: "update items set balance = balance + 1" }));
+  assert.is(refused.code, Code.InvalidArgument);
+  assert.match(refused.rawMessage, "allow_scatter_write");
+  const ok = await t.grpc.execute({ sql: "update items set balance = balance + 1", allowScatterWrite: true });
+  assert.is(ok.result?.rowsAffected, BigInt(keys.length));
+  assert.equal(ok.shards, t.cluster.shards.slice(0, 3).map((s) => s.name), "rows live on the map's shards: the spare gets no DML");
+  // One shard's row violates the CHECK: nothing changes anywhere.
+  const before = rows((await t.grpc.execute({ sql: "select sum(balance) as s from items" })).result);
+  const failed = await failure(t.grpc.execute({ sql: "update items set balance = balance - 2", allowScatterWrite: true }));
+  assert.is(failed.code, Code.FailedPrecondition, failed.rawMessage);
+  assert.equal(rows((await t.grpc.execute({ sql: "select sum(balance) as s from items" })).result), before);
+  await t.grpc.execute({ sql: "update items set balance = balance - 1", allowScatterWrite: true });
+});
+
+test("a write with a request_id is applied once; a retry gets the stored answer", async () => {
+  const req = { sql: "insert into items (id, cur, balance) values (101, 'USD', 1), (102, 'USD', 2), (103, 'USD', 3) returning id", requestId: "exec-once-1" };
+  const first = await t.grpc.execute(req);
+  const again = await t.grpc.execute(req);
+  assert.ok(again.replayed);
+  assert.equal(rows(again.result), rows(first.result));
+  assert.equal(rows(first.result).map((r) => r[0]).sort(), ["101", "102", "103"]);
+  // The record is kept under the least key (101): the same id with other content is refused.
+  const other = await failure(t.grpc.execute({ ...req, sql: "insert into items (id, cur, balance) values (101, 'USD', 9), (104, 'USD', 1)" }));
+  assert.is(other.code, Code.FailedPrecondition, other.rawMessage);
+  assert.match(other.rawMessage, "already used for a different request");
+  await t.grpc.execute({ sql: "delete from items where id in (101, 102, 103)" });
+});
+
+test("what cannot be answered across shards is invalid_argument naming it", async () => {
+  const e = await failure(t.grpc.execute({ sql: "select count(distinct cur) from items" }));
+  assert.is(e.code, Code.InvalidArgument);
+  assert.match(e.rawMessage, "count(DISTINCT …)");
+  const pinned = await t.grpc.execute({ sql: "select count(distinct cur) as n from items where id = 3" });
+  assert.equal(rows(pinned.result), [["1"]]);
+});
+
+test("ExecuteOnAll with merge.auto derives the merge as Execute does", async () => {
+  const auto = await t.grpc.executeOnAll({ sql: "select cur, avg(balance) as mean from items group by cur order by cur", merge: { auto: true } });
+  const exec = await t.grpc.execute({ sql: "select cur, avg(balance) as mean from items group by cur order by cur" });
+  assert.equal(names(auto.result), ["cur", "mean"]);
+  assert.equal(rows(auto.result), rows(exec.result));
+  const mixed = await failure(t.grpc.executeOnAll({ sql: "select id from items", merge: { auto: true, limit: 1n } }));
+  assert.is(mixed.code, Code.InvalidArgument);
+});
+
+test.run();
