@@ -46,8 +46,8 @@ export interface ExecuteOptions extends QueryOptions {
    */
   allowScatterWrite?: boolean;
   /**
-   * A write on several shards: a retry with the same id (and the same statement) is answered from the
-   * first attempt's record (`replayed: true`) instead of running again. Unset: no retry safety.
+   * Makes a write safe to retry: a retry with the same id (and the same statement) is answered from
+   * the first attempt's record (`replayed: true`) instead of running again. Unset: no retry safety.
    */
   requestId?: string;
 }

@@ -33,11 +33,10 @@ export interface ExplainResult {
   statementKind: string;
   tables: ExplainedTable[];
   /**
-   * How the shards' results merge, as all()'s options (so `router.all(statements[0].sql, params, merge)`
-   * merges the same way); undefined when one shard answers.
+   * How the shards' results merge, in the shape of all()'s options; undefined when one shard answers.
    */
   merge: DerivedMerge | undefined;
-  /** The merge in words, e.g. "merge-sort the shards' sorted rows by balance DESC, then keep 5"; "" when none. */
+  /** The merge in words, e.g. "merge-sort the shards' sorted rows by balance DESC, then keep 5", or "none: one shard answers …". */
   mergeDescription: string;
   /** What each shard receives, in the order of `shards`. */
   statements: ExplainedStatement[];

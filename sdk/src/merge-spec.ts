@@ -91,7 +91,7 @@ export function mergeSpec(opts: MergeOptions): MergeSpec {
   });
 }
 
-/** A merge as the router read it (explain()): the options all() takes, so they can be handed back to it. */
+/** A merge as the router read it (explain()), in the shape of all()'s options. */
 export interface DerivedMerge {
   orderBy: OrderKey[];
   /** Unset: no LIMIT. */

@@ -177,7 +177,7 @@ test("execute: a write on two shards commits on both (two-phase) and --request-i
   for (const key of keys) assert.is(await balance(key), 5n, `${key} is on its owner's shard`);
   const replay = lines(await ok("execute", insert, ...keys, "--request-id", "cli-exec-1"));
   assert.is(replay[0], "INSERT 2");
-  assert.ok(replay.includes(`two-phase   yes: committed on every shard together, transaction ${first.transactionId}`), replay.join("\n"));
+  assert.ok(replay.includes(`two-phase   yes: its shards committed together, transaction ${first.transactionId}`), replay.join("\n"));
   assert.ok(replay.includes("request id  cli-exec-1"), replay.join("\n"));
   assert.match(replay.join("\n"), /^replayed +yes: the stored outcome/m);
 
@@ -189,6 +189,9 @@ test("execute: a write on two shards commits on both (two-phase) and --request-i
   const everywhere = await json("execute", "--allow-scatter-write", update);
   assert.equal([everywhere.command, everywhere.rowsAffected, everywhere.twoPhase, everywhere.shards.length], ["UPDATE", 2, true, 4]);
   for (const key of keys) assert.is(await balance(key), 6n);
+  const removed = lines(await ok("execute", "delete from accounts where id in ($1, $2)", ...keys));
+  assert.is(removed[0], "DELETE 2", "an IN list pins both keys: no flag needed");
+  for (const key of keys) assert.is((await (await shardOf(key)).sql`select id from accounts where id = ${key}`).length, 0, `${key} deleted`);
 
   const replica = await cli("execute", "--read", "replica", "select 1 as one from accounts where id = $1", "acct-7");
   assert.is(replica.code, 1);

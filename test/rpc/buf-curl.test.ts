@@ -85,6 +85,10 @@ test("Execute as the README and npm start's banner show it: a pinned read, count
   assert.equal(top.result.rows.map((r: { values: { stringValue: string }[] }) => r.values[0].stringValue), ["acct-0", "acct-1", "acct-10", "acct-100", "acct-101"]);
   const write = await json("-d", '{"sql":"update accounts set balance = balance + 1 where id in ($1, $2)","params":[{"stringValue":"acct-1"},{"stringValue":"acct-3"}],"requestId":"demo-bonus-1"}', `${svc()}/Execute`);
   assert.equal([write.result.rowsAffected, write.twoPhase, write.shards], ["2", true, ["shard-0", "shard-1"]]);
+  const again = await json("-d", '{"sql":"update accounts set balance = balance + 1 where id in ($1, $2)","params":[{"stringValue":"acct-1"},{"stringValue":"acct-3"}],"requestId":"demo-bonus-1"}', `${svc()}/Execute`);
+  assert.equal([again.replayed, again.transactionId], [true, write.transactionId], "the same requestId: the stored answer, nothing added");
+  const explained = await json("-d", '{"sql":"select id, balance from accounts order by balance desc, id limit 5"}', `${svc()}/Explain`);
+  assert.equal(explained.shards, ["shard-0", "shard-1"]);
   const manual = await json("-d", '{"sql":"select id, balance from accounts order by balance desc, id limit 5","merge":{"orderBy":[{"column":"balance","descending":true},{"column":"id"}],"limit":"5"}}', `${svc()}/ExecuteOnAll`);
   assert.equal(manual.result.rows.map((r: { values: { stringValue: string }[] }) => r.values[0].stringValue), ["acct-1", "acct-3", "acct-0", "acct-10", "acct-100"]);
 });

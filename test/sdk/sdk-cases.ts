@@ -527,7 +527,7 @@ const executeCases: SdkCase[] = [
     async fn({ client }) {
       const agg = await client.execute("select count(*) as n, avg(balance) as mean, sum(balance) as total from accounts where id like 'acct-%'");
       assert.deepEqual(agg.columns.map((c) => c.name), ["n", "mean", "total"], "avg restored where the statement put it, its helper columns gone");
-      assert.deepEqual([agg.rows[0].n, Number(agg.rows[0].mean), agg.rows[0].total], [1000n, 1000, "1000000"]);
+      assert.deepEqual([agg.rows[0].n, agg.rows[0].mean, agg.rows[0].total], [1000n, "1000.0000000000000000", "1000000"], "avg with the digits Postgres' own avg() shows");
       assert.equal(agg.shards.length, 4);
       assert.match(agg.routing, /every shard/);
       const top = await client.execute<{ id: string }>("select id from accounts where id like 'acct-%' order by id desc limit $1 offset $2", [3, 2]);
@@ -603,7 +603,8 @@ const executeCases: SdkCase[] = [
       assert.deepEqual(e.statements.map((s) => s.shard), names);
       assert.ok(e.statements.every((s) => s.sql.includes('"mean__sum"')), "avg goes to the shards as sum and count");
       const pinned = await client.explain("delete from accounts where id = $1", ["acct-5"]);
-      assert.deepEqual([pinned.shards, pinned.merge, pinned.mergeDescription], [[(await client.route("acct-5")).shard], undefined, ""]);
+      assert.deepEqual([pinned.shards, pinned.merge], [[(await client.route("acct-5")).shard], undefined]);
+      assert.match(pinned.mergeDescription, /one shard/);
       assert.deepEqual(pinned.statements.map((s) => s.paramNumbers), [[1]]);
       assert.deepEqual(pinned.tables[0].keyValues, ["acct-5"]);
       assert.deepEqual(await balancesOf(client, "acct-5"), [1000n], "explain deleted nothing");

@@ -128,9 +128,9 @@ const execute: Command = {
   summary: "one statement where the router reads it should go (its key's shard, or every shard, merged); prints the shards and why",
   help: `  --allow-scatter-write   let an UPDATE or DELETE that pins no shard key run on every shard (all
                           of them commit together); without it such a statement is refused
-  --request-id ID         a write on several shards: running it again with the same id returns the
-                          first outcome (replayed) instead of writing twice
-${readHelp}
+  --request-id ID         makes a write safe to run again: the same id returns the first outcome
+                          (replayed) instead of writing twice
+  --read PREF             reads: primary (default), primary-preferred, replica-preferred or replica
   \`shardrouter explain SQL\` says where a statement would go, without running it.
 ${paramsHelp.replace("query --key acct-1", "execute")}`,
   options: { "allow-scatter-write": { type: "boolean" }, "request-id": { type: "string" }, read: { type: "string" } },
@@ -150,7 +150,7 @@ ${paramsHelp.replace("query --key acct-1", "execute")}`,
     print(ctx, doc, () => {
       const body = r.columns.length > 0 ? `${rowsTable(ctx, r.columns, rows)}(${plural(rows.length, "row")})\n` : `${r.command} ${r.rowsAffected}\n`;
       const about: [string, string][] = [["shards", r.shards.join(", ")], ["routing", r.routing]];
-      if (r.twoPhase) about.push(["two-phase", `yes: committed on every shard together, transaction ${r.transactionId}`]);
+      if (r.twoPhase) about.push(["two-phase", `yes: its shards committed together, transaction ${r.transactionId}`]);
       if (requestId !== undefined) about.push(["request id", requestId]);
       if (r.replayed) about.push(["replayed", "yes: the stored outcome of an earlier run with this request id; nothing ran now"]);
       return body + keyValues(about, ctx.style);
