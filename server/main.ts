@@ -4,7 +4,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile, parseConfig, type Config } from "./config/config.js";
 import { seedDemoAccounts } from "./dev-cluster/demo-accounts.js";
-import { type DevAuth, ensureDevAuth, READER_ROLE } from "./dev-cluster/dev-auth.js";
+import { type DevAuth, ensureDevAuth, READER_ROLE, READER_RPCS } from "./dev-cluster/dev-auth.js";
 import { devConfig } from "./dev-cluster/dev-config.js";
 import { type LocalCluster, startLocalCluster } from "./dev-cluster/local-cluster.js";
 import { createLogger, defaultLogLevel, isLogLevel, type Logger, logLevels } from "./observability/logger.js";
@@ -124,14 +124,16 @@ Every call needs a bearer token (they are kept in the data dir; --fresh makes ne
   dev     ${auth.devToken}
           every RPC, as the router's own login
   reader  ${auth.readerToken}
-          Route, ExecuteOnShard, ExecuteOnAll, GetTopology, as ${READER_ROLE}: SELECT only
+          ${READER_RPCS.join(", ")}, as ${READER_ROLE}: SELECT only
 ` : `
 No auth (--insecure): anyone who reaches this port runs any SQL as the router's login.
 `}
 Try it (the router answers gRPC reflection, so no .proto files are needed):
   ${curl} --protocol grpc -d '{"key":"acct-1"}' ${svc}/Route
   ${curl} -d '{"key":"acct-1","sql":"select id, balance from accounts where id = $1","params":[{"stringValue":"acct-1"}]}' ${svc}/ExecuteOnShard
-  ${curl} -d '{"sql":"select count(*) as n, sum(balance) as total from accounts","merge":{"aggregates":[{"column":"n","function":"AGGREGATE_FUNCTION_COUNT"},{"column":"total","function":"AGGREGATE_FUNCTION_SUM"}]}}' ${svc}/ExecuteOnAll
+  ${curl} -d '{"sql":"select id, balance from accounts where id = $1","params":[{"stringValue":"acct-1"}]}' ${svc}/Execute
+  ${curl} -d '{"sql":"select count(*) as n, sum(balance) as total from accounts"}' ${svc}/Execute
+  ${curl} -d '{"sql":"select id, balance from accounts order by balance desc, id limit 5"}' ${svc}/Execute
   ${curl} -d '{"sql":"select id, balance from accounts order by balance desc, id limit 5","merge":{"orderBy":[{"column":"balance","descending":true},{"column":"id"}],"limit":"5"}}' ${svc}/ExecuteOnAll
   ${curl} -d '{"fromKey":"acct-1","toKey":"acct-2","amount":"10","requestId":"demo-1"}' ${svc}/Transfer
   ${curl} --protocol grpc ${svc}/GetTopology
@@ -141,6 +143,7 @@ Try it (the router answers gRPC reflection, so no .proto files are needed):
 Or with the command line (npm run shardrouter -- --help):
   export SHARDROUTER_URL=${url}${auth ? ` SHARDROUTER_TOKEN=${auth.devToken}` : ""}
   npm run shardrouter -- topology
+  npm run shardrouter -- execute 'select id, balance from accounts order by balance desc, id limit 5'
   npm run shardrouter -- query --key acct-1 'select id, balance from accounts where id = $1' acct-1
 ${spare.length ? `
 Spare shards (their nodes are configured, the shard map in the catalog does not name them, so they own

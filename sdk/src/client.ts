@@ -3,9 +3,10 @@
 // rejects that call's promise (InvalidArgument) before anything is sent.
 import { type CallOptions as ConnectCallOptions, type Client, Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { codeFromString } from "@connectrpc/connect/protocol-connect";
-import { ReadPreference, RouterService } from "./gen/shardrouter/v1/router_pb.ts";
+import { type ExecuteResponse, ReadPreference, RouterService } from "./gen/shardrouter/v1/router_pb.ts";
 import { IsolationLevel, TransactionOutcome, type TransferResponse } from "./gen/shardrouter/v1/transactions_pb.ts";
 import { toShardRouterError } from "./errors.ts";
+import { type ExplainResult, explainResultOf } from "./explain.ts";
 import { type MergeOptions, mergeSpec } from "./merge-spec.ts";
 import { type QueryResult, type Row, type RowMode, decodeResult } from "./results.ts";
 import { fromTemplate } from "./sql-template.ts";
@@ -35,6 +36,29 @@ export interface AllOptions extends QueryOptions, MergeOptions {
   /** Return the other shards' rows when some fail; failures are then in `shards[i].error`. */
   allowPartial?: boolean;
 }
+
+export interface ExecuteOptions extends QueryOptions {
+  /** With a preference that allows replicas: a replica lagging more than this is not used (0 or unset: no bound). */
+  maxReplicaLagMs?: number;
+  /**
+   * An UPDATE or DELETE that pins no shard key runs on every shard (atomically) only with this;
+   * without it such a statement is refused (InvalidArgument), so a forgotten WHERE never touches every shard.
+   */
+  allowScatterWrite?: boolean;
+  /**
+   * Makes a write safe to retry: a retry with the same id (and the same statement) is answered from
+   * the first attempt's record (`replayed: true`) instead of running again. Unset: no retry safety.
+   */
+  requestId?: string;
+}
+
+/**
+ * The rows (merged when several shards answered; rowsAffected summed), and the fields of
+ * shardrouter.v1.ExecuteResponse: shards (those that ran it, in shard map order), routing (why, as
+ * explain() words it), twoPhase and transactionId (a write on several shards, committed together),
+ * replayed (the stored answer of an earlier call with the same requestId: nothing ran now), shardMapVersion.
+ */
+export type ExecuteResult<R = Row> = QueryResult<R> & Omit<ExecuteResponse, "$typeName" | "result">;
 
 export interface NodeInfo { name: string; address: string; role: string; status: string }
 
@@ -179,6 +203,12 @@ const preferences: Record<ReadPreferenceName, ReadPreference> = {
   replica: ReadPreference.REPLICA,
 };
 
+function maxReplicaLag(ms: number | undefined): number {
+  if (ms === undefined) return 0;
+  if (!Number.isInteger(ms) || ms < 0 || ms > 0xffff_ffff) throw invalid(`maxReplicaLagMs: expected a whole number of milliseconds >= 0, got ${String(ms)}`);
+  return ms;
+}
+
 function readPreference(name: ReadPreferenceName | undefined): ReadPreference {
   if (name === undefined) return ReadPreference.UNSPECIFIED;
   const p = preferences[name];
@@ -317,7 +347,45 @@ export class ShardRouterClient {
     };
   }
 
-  /** One statement on every shard in parallel, merged as `opts` says (concatenated in shard order by default). */
+  /**
+   * One statement where the router reads it should go: the shard its key pins, the shards of the keys
+   * it lists, one shard for reference tables, or every shard, merged as its ORDER BY, LIMIT, GROUP BY
+   * and aggregates ask. A write on several shards commits on all of them together (two-phase commit).
+   * What cannot be answered correctly across shards is refused (InvalidArgument) naming the construct.
+   */
+  execute<R = Row>(sql: string, params?: readonly SqlParam[], opts: ExecuteOptions = {}): Promise<ExecuteResult<R>> {
+    return call(async () => {
+      if (opts.requestId !== undefined && typeof opts.requestId !== "string") throw invalid("requestId: expected a string");
+      const r = await this.rpc.execute({
+        sql, params: encodeParams(params), readPreference: readPreference(opts.readPreference), maxReplicaLagMs: maxReplicaLag(opts.maxReplicaLagMs),
+        allowScatterWrite: !!opts.allowScatterWrite, requestId: opts.requestId ?? "",
+      }, connectOptions(opts));
+      return {
+        ...decodeResult<R>(r.result, this.decodeFor(opts), opts.rowMode),
+        shards: r.shards, routing: r.routing, twoPhase: r.twoPhase, transactionId: r.transactionId, replayed: r.replayed, shardMapVersion: r.shardMapVersion,
+      };
+    });
+  }
+
+  /**
+   * execute() as a tagged template: `` router.sql`select … from accounts where id = ${id}` `` sends
+   * `… where id = $1` with `id` as a bound parameter, never as text. For options, use execute().
+   */
+  // A property, so `const { sql } = router` keeps working.
+  readonly sql: <R = Row>(strings: TemplateStringsArray, ...values: SqlParam[]) => Promise<ExecuteResult<R>> = (strings, ...values) => call(async () => {
+    const s = fromTemplate(strings, values, "execute(sql, params)");
+    return this.execute(s.sql, s.params);
+  });
+
+  /** How the router reads a statement, without running it: the shards and why, the merge, each shard's statement. */
+  explain(sql: string, params?: readonly SqlParam[], opts?: CallOptions): Promise<ExplainResult> {
+    return call(async () => explainResultOf(await this.rpc.explain({ sql, params: encodeParams(params) }, connectOptions(opts))));
+  }
+
+  /**
+   * One statement on every shard in parallel, merged as `opts` says (concatenated in shard order by
+   * default; `merge: "auto"` derives the merge from the statement, as execute() does).
+   */
   all<R = Row>(sql: string, params?: readonly SqlParam[], opts: AllOptions = {}): Promise<AllResult<R>> {
     return call(async () => {
       const r = await this.rpc.executeOnAll({

@@ -16,12 +16,13 @@ export function createClient(options: ClientOptions): ShardRouterClient {
 
 export { ShardRouterClient } from "./client.ts";
 export type {
-  AllOptions, AllResult, BeginOptions, CallOptions, IsolationLevelName, ShardTransaction, TransactionQueryOptions, NodeInfo, Outcome, QueryOptions, ReadPreferenceName, RouteInfo, ShardKey,
+  AllOptions, AllResult, BeginOptions, CallOptions, ExecuteOptions, ExecuteResult, IsolationLevelName, ShardTransaction, TransactionQueryOptions, NodeInfo, Outcome, QueryOptions, ReadPreferenceName, RouteInfo, ShardKey,
   ShardOutcome, ShardResult, ShardScope, ShardTopology, Topology, TransactionOptions, TransactionResult,
   TransactionStatement, TransferOptions, TransferResult,
 } from "./client.ts";
 export { type PostgresError, ShardRouterError, postgresErrorOf, sqlstateOf } from "./errors.ts";
-export type { AggregateSpec, MergeOptions, OrderKey } from "./merge-spec.ts";
+export type { ExplainedStatement, ExplainedTable, ExplainResult } from "./explain.ts";
+export type { AggregateSpec, DerivedMerge, MergeOptions, OrderKey } from "./merge-spec.ts";
 export type { Column, Field, QueryResult, Row, RowMode } from "./results.ts";
 export type { Protocol, TransportOptions } from "./transports.ts";
 export { type DecodeOptions, type JsonObject, type SqlParam, type TypedParam, type TypeParser, date, float, json, numeric, timestamp, uuid } from "./values.ts";

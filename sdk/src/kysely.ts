@@ -1,6 +1,8 @@
 // "@shardrouter/sdk/kysely": Kysely over the router. ShardRouterDialect binds a Kysely instance to one
 // shard key: every query runs on the shard that owns it (ExecuteOnShard), and db.transaction() is an
 // interactive transaction there (BeginTransaction … CommitTransaction), savepoints included.
+// ShardRouterExecuteDialect needs no key: each statement goes to Execute, where the router reads
+// which shards it needs and how their rows merge (writes on several shards commit together).
 // ShardRouterScatterDialect runs read-only queries on every shard and merges the rows as
 // ExecuteOnAll does. Kysely's own Postgres compiler, adapter and introspector do the SQL.
 import { Code } from "@connectrpc/connect";
@@ -9,7 +11,7 @@ import {
   type DialectAdapter, type Driver, IdentifierNode, type Kysely, PostgresAdapter, PostgresIntrospector,
   PostgresQueryCompiler, type QueryCompiler, type QueryResult, RawNode, type TransactionSettings, createQueryId,
 } from "kysely";
-import type { AllOptions, IsolationLevelName, ShardKey, ShardRouterClient, ShardScope, ShardTransaction } from "./client.ts";
+import type { AllOptions, ExecuteOptions, IsolationLevelName, ShardKey, ShardRouterClient, ShardScope, ShardTransaction } from "./client.ts";
 import { ShardRouterError } from "./errors.ts";
 import type { QueryResult as RouterResult } from "./results.ts";
 import type { SqlParam } from "./values.ts";
@@ -51,13 +53,38 @@ export class ShardRouterDialect extends PostgresOverRouter {
   }
 }
 
+export interface ShardRouterExecuteDialectConfig extends Pick<ExecuteOptions, "readPreference" | "maxReplicaLagMs" | "allowScatterWrite" | "decode"> {
+  client: ShardRouterClient;
+}
+
+/**
+ * Kysely without a shard key: every statement goes to the router's Execute, which reads it and runs
+ * it on the shard its key pins (`where("id", "=", id)`, an insert's rows), on the shards of the keys
+ * it lists, or on every shard, merged as its ORDER BY, LIMIT, GROUP BY and aggregates ask. A write on
+ * several shards commits on all of them together. Transactions are refused: an interactive one lives
+ * on one shard (ShardRouterDialect), statements known up front go to client.transaction([...]).
+ */
+export class ShardRouterExecuteDialect extends PostgresOverRouter {
+  readonly #config: ShardRouterExecuteDialectConfig;
+
+  constructor(config: ShardRouterExecuteDialectConfig) {
+    super();
+    this.#config = config;
+  }
+
+  createDriver(): Driver {
+    return new ExecuteDriver(this.#config);
+  }
+}
+
 export interface ShardRouterScatterDialectConfig extends Omit<AllOptions, "rowMode"> {
   client: ShardRouterClient;
 }
 
 /**
  * Read-only Kysely over every shard: each SELECT runs on all shards and the rows are merged as the
- * options say (orderBy, limit, offset, groupBy, aggregates; concatenated in shard order without them).
+ * options say (orderBy, limit, offset, groupBy, aggregates, or merge: "auto" to derive them from each
+ * statement; concatenated in shard order without them).
  * Writes and transactions are refused: they need a shard key (ShardRouterDialect).
  */
 export class ShardRouterScatterDialect extends PostgresOverRouter {
@@ -92,12 +119,16 @@ class ShardConnection implements DatabaseConnection {
     return kyselyResult(r);
   }
 
-  // The router answers with whole results (bounded by its row and byte limits), so a stream is the
-  // whole result handed over in chunks: it saves no memory, but lets streaming code run unchanged.
-  async *streamQuery<R>(q: CompiledQuery, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
-    const { rows } = await this.executeQuery<R>(q);
-    for (let i = 0; i < rows.length; i += chunkSize) yield { rows: rows.slice(i, i + chunkSize) };
+  streamQuery<R>(q: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    return inChunks(this.executeQuery<R>(q), chunkSize);
   }
+}
+
+// The router answers with whole results (bounded by its row and byte limits), so a stream is the
+// whole result handed over in chunks: it saves no memory, but lets streaming code run unchanged.
+async function* inChunks<R>(result: Promise<QueryResult<R>>, chunkSize = 100): AsyncIterableIterator<QueryResult<R>> {
+  const { rows } = await result;
+  for (let i = 0; i < rows.length; i += chunkSize) yield { rows: rows.slice(i, i + chunkSize) };
 }
 
 const isolation: Record<string, IsolationLevelName | undefined> = {
@@ -170,10 +201,43 @@ function savepointCommand(command: string, name: string): RawNode {
   return RawNode.createWithChildren([RawNode.createWithSql(`${command} `), IdentifierNode.create(name)]);
 }
 
-class ScatterDriver implements Driver {
-  constructor(private readonly config: ShardRouterScatterDialectConfig) {}
+/** The drivers without a shard key: no connection to hold, and beginTransaction refuses, so nothing to end. */
+abstract class KeylessDriver implements Driver {
+  abstract acquireConnection(): Promise<DatabaseConnection>;
+
+  abstract beginTransaction(): Promise<void>;
 
   async init(): Promise<void> {}
+
+  async commitTransaction(): Promise<void> {}
+
+  async rollbackTransaction(): Promise<void> {}
+
+  async releaseConnection(): Promise<void> {}
+
+  async destroy(): Promise<void> {}
+}
+
+class ExecuteDriver extends KeylessDriver {
+  constructor(private readonly config: ShardRouterExecuteDialectConfig) {
+    super();
+  }
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const { client, ...options } = this.config;
+    const executeQuery = async <R>(q: CompiledQuery): Promise<QueryResult<R>> => kyselyResult(await client.execute<R>(q.sql, params(q), options));
+    return { executeQuery, streamQuery: <R>(q: CompiledQuery, chunkSize?: number) => inChunks(executeQuery<R>(q), chunkSize) };
+  }
+
+  async beginTransaction(): Promise<void> {
+    throw new TypeError("ShardRouterExecuteDialect: no transactions; use ShardRouterDialect for an interactive one on a key's shard, or client.transaction([...]) for statements on several shards");
+  }
+}
+
+class ScatterDriver extends KeylessDriver {
+  constructor(private readonly config: ShardRouterScatterDialectConfig) {
+    super();
+  }
 
   async acquireConnection(): Promise<DatabaseConnection> {
     const { client, ...options } = this.config;
@@ -193,12 +257,4 @@ class ScatterDriver implements Driver {
   async beginTransaction(): Promise<void> {
     throw new TypeError("ShardRouterScatterDialect: a transaction needs a shard key; use ShardRouterDialect");
   }
-
-  async commitTransaction(): Promise<void> {}
-
-  async rollbackTransaction(): Promise<void> {}
-
-  async releaseConnection(): Promise<void> {}
-
-  async destroy(): Promise<void> {}
 }

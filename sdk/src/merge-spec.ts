@@ -1,5 +1,6 @@
-// all()'s merge options in JS shapes → the MergeSpec message. Order keys are strings as in SQL
-// ("balance desc nulls last") or objects; aggregates are keyed by the column they produce.
+// all()'s merge options in JS shapes ↔ the MergeSpec message (out for all(), back for explain()).
+// Order keys are strings as in SQL ("balance desc nulls last") or objects; aggregates are keyed by
+// the column they produce.
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AggregateFunction, type MergeSpec, MergeSpecSchema, NullsOrder } from "./gen/shardrouter/v1/router_pb.ts";
@@ -15,6 +16,12 @@ export interface OrderKey {
 export type AggregateSpec = "count" | "sum" | "min" | "max" | { avg: { sum: string; count: string } };
 
 export interface MergeOptions {
+  /**
+   * "auto": the router derives the merge from the statement, as execute() does (ORDER BY, LIMIT,
+   * GROUP BY, DISTINCT, aggregates; avg restored), and sends each shard the statement explain() shows.
+   * The other merge options must then be left out.
+   */
+  merge?: "auto";
   /** "col", "col desc", "col asc nulls first", or an OrderKey; shards' rows must already be in this order. */
   orderBy?: string | OrderKey | readonly (string | OrderKey)[];
   /** Applied after the merge; the statement should carry LIMIT limit+offset itself. */
@@ -68,6 +75,12 @@ function count(name: string, x: number | bigint | undefined): bigint | undefined
 }
 
 export function mergeSpec(opts: MergeOptions): MergeSpec {
+  if (opts.merge !== undefined) {
+    if (opts.merge !== "auto") throw invalid(`merge: ${JSON.stringify(opts.merge)} is not "auto" (leave it out to merge as orderBy, limit, groupBy … say)`);
+    const given = (["orderBy", "limit", "offset", "groupBy", "aggregates"] as const).filter((k) => opts[k] !== undefined);
+    if (given.length) throw invalid(`merge "auto" derives the merge from the statement: leave out ${given.join(", ")}`);
+    return create(MergeSpecSchema, { auto: true });
+  }
   const orderBy = opts.orderBy === undefined ? [] : Array.isArray(opts.orderBy) ? opts.orderBy : [opts.orderBy as string | OrderKey];
   return create(MergeSpecSchema, {
     orderBy: orderBy.map(orderKey),
@@ -76,4 +89,38 @@ export function mergeSpec(opts: MergeOptions): MergeSpec {
     groupBy: typeof opts.groupBy === "string" ? [opts.groupBy] : [...(opts.groupBy ?? [])],
     aggregates: Object.entries(opts.aggregates ?? {}).map(([column, spec]) => aggregate(column, spec)),
   });
+}
+
+/** A merge as the router read it (explain()), in the shape of all()'s options. */
+export interface DerivedMerge {
+  orderBy: OrderKey[];
+  /** Unset: no LIMIT. */
+  limit?: bigint;
+  offset: bigint;
+  groupBy: string[];
+  aggregates: Record<string, AggregateSpec>;
+}
+
+const aggregateNames = new Map<AggregateFunction, AggregateSpec>([
+  [AggregateFunction.COUNT, "count"], [AggregateFunction.SUM, "sum"], [AggregateFunction.MIN, "min"], [AggregateFunction.MAX, "max"],
+]);
+
+/** The MergeSpec message as all()'s options. */
+export function mergeOptionsOf(spec: MergeSpec): DerivedMerge {
+  // Object.fromEntries defines own properties: a column named "__proto__" stays a column.
+  const aggregates = Object.fromEntries(spec.aggregates.map((a): [string, AggregateSpec] => {
+    const name = a.function === AggregateFunction.AVG ? { avg: { sum: a.sumColumn, count: a.countColumn } } : aggregateNames.get(a.function);
+    // A function this SDK does not know comes from a newer router: say so rather than drop it.
+    if (name === undefined) throw new ConnectError(`aggregate ${a.column}: function ${a.function} is unknown to this SDK (a newer router?)`, Code.Unimplemented);
+    return [a.column, name];
+  }));
+  return {
+    orderBy: spec.orderBy.map((o) => ({
+      column: o.column, descending: o.descending, ...(o.nulls === NullsOrder.FIRST ? { nulls: "first" } : o.nulls === NullsOrder.LAST ? { nulls: "last" } : {}),
+    })),
+    ...(spec.limit !== undefined ? { limit: spec.limit } : {}),
+    offset: spec.offset,
+    groupBy: [...spec.groupBy],
+    aggregates,
+  };
 }

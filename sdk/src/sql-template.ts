@@ -7,9 +7,10 @@ import type { SqlParam } from "./values.ts";
 
 export interface TemplateStatement { sql: string; params: SqlParam[] }
 
-export function fromTemplate(strings: TemplateStringsArray, values: readonly SqlParam[]): TemplateStatement {
+/** `stringForm`: the call to name for a statement held in a string. */
+export function fromTemplate(strings: TemplateStringsArray, values: readonly SqlParam[], stringForm = "query(sql, params)"): TemplateStatement {
   if (!Array.isArray(strings) || !Array.isArray((strings as { raw?: unknown }).raw)) {
-    throw new ConnectError("sql is a tagged template (sql`select … where id = ${id}`); to send a statement held in a string, use query(sql, params)", Code.InvalidArgument);
+    throw new ConnectError(`sql is a tagged template (sql\`select … where id = \${id}\`); to send a statement held in a string, use ${stringForm}`, Code.InvalidArgument);
   }
   let sql = strings[0];
   for (let i = 1; i < strings.length; i++) sql += `$${i}${strings[i]}`;

@@ -1,8 +1,9 @@
 // Auth for the local cluster (`npm start`): two API keys, kept with the cluster's data (0600) so they
 // survive a restart and scripts keep working (`--fresh` wipes the folder, so it makes new ones):
 //   dev     every RPC, as the router's own login (it owns the demo database: it may create tables);
-//   reader  Route, Explain, ExecuteOnShard, ExecuteOnAll and GetTopology, as READER_ROLE, a login that may
-//           only SELECT the tables in `public`: Postgres itself refuses its writes (42501).
+//   reader  Route, Explain, Execute, ExecuteOnShard, ExecuteOnAll and GetTopology, as READER_ROLE, a login
+//           that may only SELECT the tables in `public`: Postgres itself refuses its writes (42501),
+//           Execute's included (its right covers the RPC, not the statement).
 // The config holds only the keys' SHA-256; the keys are printed in the banner for the person at the terminal.
 import { randomBytes } from "node:crypto";
 import { readFile, rename, writeFile } from "node:fs/promises";
@@ -15,6 +16,8 @@ import type { LocalCluster } from "./local-cluster.js";
 import { ROUTER_ROLE, scramVerifier } from "./router-role.js";
 
 export const READER_ROLE = "shardrouter_reader";
+/** The RouterService methods of the `reader` identity (the banner lists them too). */
+export const READER_RPCS: readonly string[] = ["Route", "Explain", "Execute", "ExecuteOnShard", "ExecuteOnAll", "GetTopology"];
 const FILE = "dev-auth.json";
 
 export interface DevAuth {
@@ -40,7 +43,7 @@ export async function ensureDevAuth(cluster: LocalCluster, dataDir: string): Pro
       await sql.end({ timeout: 5 });
     }
   }
-  const read = ["Route", "Explain", "ExecuteOnShard", "ExecuteOnAll", "GetTopology"].map((m) => `RouterService/${m}`);
+  const read = READER_RPCS.map((m) => `RouterService/${m}`);
   return {
     devToken: stored.devToken,
     readerToken: stored.readerToken,

@@ -1,10 +1,13 @@
 // @shardrouter/sdk/kysely on real shards: a Kysely instance per shard key runs its queries on that
 // key's shard (checked on the shard itself), joins within the shard, and db.transaction() /
 // startTransaction() are interactive transactions there (commit, rollback, savepoints, a failed
-// statement). The scatter dialect merges a SELECT over every shard and refuses writes.
+// statement). The scatter dialect merges a SELECT over every shard and refuses writes. The execute
+// dialect needs no key: the router reads each statement (a key pinned → its shard; none → every
+// shard, merged; a write on several shards → all together).
 import { Kysely } from "kysely";
 import * as assert from "uvu/assert";
-import { ShardRouterDialect, ShardRouterScatterDialect } from "../../sdk/src/kysely.ts";
+import { Code, ShardRouterError } from "../../sdk/src/index.ts";
+import { ShardRouterDialect, ShardRouterExecuteDialect, ShardRouterScatterDialect } from "../../sdk/src/kysely.ts";
 import { hook, test } from "../harness/uvu.js";
 import { type AdapterFixture, startAdapterFixture } from "./fixtures.js";
 
@@ -115,10 +118,49 @@ test("scatter: a SELECT over every shard, merged as the dialect says; writes and
   const counted = new Kysely<DB>({ dialect: new ShardRouterScatterDialect({ client: f.client, aggregates: { n: "count" } }) });
   const [{ n }] = await counted.selectFrom("accounts").select((eb) => eb.fn.countAll<bigint>().as("n")).execute();
   assert.is(n, BigInt(every.length));
+  const auto = new Kysely<DB>({ dialect: new ShardRouterScatterDialect({ client: f.client, merge: "auto" }) });
+  assert.equal(await auto.selectFrom("accounts").select(["id", "balance"]).orderBy("balance", "desc").orderBy("id").limit(5).execute(), expected, "merge \"auto\": derived from the SQL");
   const write = await merged.insertInto("accounts").values({ id: "x", balance: 1n }).execute().catch((e: Error) => e);
   assert.match(String((write as Error).message), /SELECT only/);
   const tx = await merged.transaction().execute(async () => {}).catch((e: Error) => e);
   assert.match(String((tx as Error).message), /shard key/);
+});
+
+test("execute dialect: a key in WHERE pins its shard, a scan is merged as the SQL says, a multi-row insert lands on each key's shard", async () => {
+  const routed = new Kysely<DB>({ dialect: new ShardRouterExecuteDialect({ client: f.client }) });
+  const one = await routed.selectFrom("accounts").select(["id", "balance"]).where("id", "=", "acct-21").executeTakeFirstOrThrow();
+  assert.equal(one, { id: "acct-21", balance: 1000n });
+
+  const ids = ["kx-1", "kx-2", "kx-3", "kx-4", "kx-5", "kx-6"];
+  const owners = new Set(await Promise.all(ids.map(async (id) => (await f.client.route(id)).shard)));
+  assert.ok(owners.size > 1, "the keys span several shards, so the insert below is a multi-shard write");
+  const inserted = await routed.insertInto("accounts").values(ids.map((id, i) => ({ id, balance: BigInt(i) }))).executeTakeFirstOrThrow();
+  assert.is(inserted.numInsertedOrUpdatedRows, 6n);
+  for (const [i, id] of ids.entries()) assert.equal(await f.onOwner(id, "select balance from accounts where id = $1", [id]), [{ balance: String(i) }], id);
+
+  const updated = await routed.updateTable("accounts").set({ balance: 50n }).where("id", "=", "kx-1").executeTakeFirstOrThrow();
+  assert.is(updated.numUpdatedRows, 1n);
+  assert.equal(await f.onOwner("kx-1", "select balance from accounts where id = $1", ["kx-1"]), [{ balance: "50" }]);
+
+  const top = await routed.selectFrom("accounts").select(["id", "balance"]).where("id", "like", "kx-%").orderBy("balance", "desc").orderBy("id").limit(3).execute();
+  assert.equal(top, [{ id: "kx-1", balance: 50n }, { id: "kx-6", balance: 5n }, { id: "kx-5", balance: 4n }]);
+  const [stats] = await routed.selectFrom("accounts")
+    .select((eb) => [eb.fn.countAll<bigint>().as("n"), eb.fn.avg<string>("balance").as("mean")]).where("id", "like", "kx-%").execute();
+  assert.equal([stats.n, Number(stats.mean).toFixed(4)], [6n, (65 / 6).toFixed(4)], "count summed, avg from the shards' sums and counts");
+});
+
+test("execute dialect: a DELETE without a key is refused unless allowScatterWrite; transactions are refused", async () => {
+  const routed = new Kysely<DB>({ dialect: new ShardRouterExecuteDialect({ client: f.client }) });
+  await routed.insertInto("accounts").values([{ id: "kd-1", balance: 1n }, { id: "kd-2", balance: 2n }, { id: "kd-3", balance: 3n }]).execute();
+  const refused = await routed.deleteFrom("accounts").where("id", "like", "kd-%").execute().catch((e: unknown) => e);
+  assert.ok(refused instanceof ShardRouterError && refused.code === Code.InvalidArgument, String(refused));
+  assert.equal(await f.onOwner("kd-2", "select balance from accounts where id = 'kd-2'"), [{ balance: "2" }], "refused: nothing deleted");
+  const wide = new Kysely<DB>({ dialect: new ShardRouterExecuteDialect({ client: f.client, allowScatterWrite: true }) });
+  const deleted = await wide.deleteFrom("accounts").where("id", "like", "kd-%").executeTakeFirstOrThrow();
+  assert.is(deleted.numDeletedRows, 3n);
+  for (const id of ["kd-1", "kd-2", "kd-3"]) assert.equal(await f.onOwner(id, "select id from accounts where id = $1", [id]), []);
+  const tx = await routed.transaction().execute(async () => {}).catch((e: Error) => e);
+  assert.match(String((tx as Error).message), /ShardRouterDialect/);
 });
 
 test.run();

@@ -132,6 +132,72 @@ test("query --read: the preference reaches the router (no replicas here: replica
   assert.match(bad.stderr, /--read: "nearest" is not primary/);
 });
 
+test("execute: a read that pins its key runs on the key's shard, one without a key on every shard merged as the SQL says; shards and routing printed", async () => {
+  const { shard, sql } = await shardOf("acct-7");
+  const [{ balance: b7 }] = await sql<{ balance: string }[]>`select balance from accounts where id = 'acct-7'`;
+  const pinned = await json("execute", "select id, balance from accounts where id = $1", "acct-7");
+  assert.equal(pinned, {
+    shards: [shard], routing: pinned.routing, command: "SELECT", rowsAffected: 1,
+    columns: [{ name: "id", type: "text" }, { name: "balance", type: "int8" }], rows: [{ id: "acct-7", balance: b7 }],
+    twoPhase: false, replayed: false, shardMapVersion: "1",
+  });
+  assert.match(pinned.routing, 'accounts.id = "acct-7"');
+  const table = lines(await ok("execute", "select id, balance from accounts where id = $1", "acct-7"));
+  assert.equal(table, ["id      balance", "------  -------", `acct-7  ${b7.padStart(7)}`, "(1 row)", `shards   ${shard}`, `routing  ${pinned.routing}`]);
+
+  const ids: string[] = [];
+  let total = 0n;
+  for (const s of t.cluster.shards) {
+    for (const row of await t.direct(s.nodes[0])<{ id: string; balance: string }[]>`select id, balance from accounts`) {
+      ids.push(row.id);
+      total += BigInt(row.balance);
+    }
+  }
+  const merged = await json("execute", "select count(*) as n, sum(balance) as total from accounts");
+  assert.equal(merged.rows, [{ n: String(ids.length), total: String(total) }], "one row: the shards' counts and sums added up");
+  assert.equal(merged.shards, ["shard-0", "shard-1", "shard-2", "shard-3"]);
+  assert.match(merged.routing, "every shard");
+  const top = await json("execute", "select id from accounts order by id desc limit 2");
+  assert.equal(top.rows.map((r: { id: string }) => r.id), ids.sort().reverse().slice(0, 2), "merge-sorted, 2 kept");
+});
+
+test("execute: a write on two shards commits on both (two-phase) and --request-id replays it; an UPDATE without a key needs --allow-scatter-write", async () => {
+  const keys: string[] = [];
+  const owners = new Set<string>();
+  for (let i = 0; keys.length < 2; i++) {
+    const key = `cli-exec-${i}`;
+    const { shard } = await t.connect.route({ key });
+    if (!owners.has(shard)) (keys.push(key), owners.add(shard));
+  }
+  const insert = "insert into accounts (id, balance) values ($1, 5), ($2, 5)";
+  const first = await json("execute", insert, ...keys, "--request-id", "cli-exec-1");
+  assert.equal([first.command, first.rowsAffected, first.twoPhase, first.replayed, first.requestId], ["INSERT", 2, true, false, "cli-exec-1"]);
+  assert.equal(first.shards, [...owners].sort());
+  assert.ok(first.transactionId, "a two-phase write names its transaction");
+  for (const key of keys) assert.is(await balance(key), 5n, `${key} is on its owner's shard`);
+  const replay = lines(await ok("execute", insert, ...keys, "--request-id", "cli-exec-1"));
+  assert.is(replay[0], "INSERT 2");
+  assert.ok(replay.includes(`two-phase   yes: its shards committed together, transaction ${first.transactionId}`), replay.join("\n"));
+  assert.ok(replay.includes("request id  cli-exec-1"), replay.join("\n"));
+  assert.match(replay.join("\n"), /^replayed +yes: the stored outcome/m);
+
+  const update = "update accounts set balance = balance + 1 where id like 'cli-exec-%'";
+  const refused = await cli("execute", update);
+  assert.is(refused.code, 1);
+  assert.match(refused.stderr, /^shardrouter: .*\(InvalidArgument\)\n$/);
+  for (const key of keys) assert.is(await balance(key), 5n, "refused: nothing changed");
+  const everywhere = await json("execute", "--allow-scatter-write", update);
+  assert.equal([everywhere.command, everywhere.rowsAffected, everywhere.twoPhase, everywhere.shards.length], ["UPDATE", 2, true, 4]);
+  for (const key of keys) assert.is(await balance(key), 6n);
+  const removed = lines(await ok("execute", "delete from accounts where id in ($1, $2)", ...keys));
+  assert.is(removed[0], "DELETE 2", "an IN list pins both keys: no flag needed");
+  for (const key of keys) assert.is((await (await shardOf(key)).sql`select id from accounts where id = ${key}`).length, 0, `${key} deleted`);
+
+  const replica = await cli("execute", "--read", "replica", "select 1 as one from accounts where id = $1", "acct-7");
+  assert.is(replica.code, 1);
+  assert.match(replica.stderr, /\(Unavailable\)\n$/);
+});
+
 test("all: --order-by and --limit merge the shards' rows; without them the rows are concatenated", async () => {
   // The top three balances live on three different shards, none of them the first.
   const [k3, k2, k1] = await keysOn("shard-3", "shard-2", "shard-1");
@@ -215,6 +281,8 @@ test("failures exit 1 with one line on stderr: the message, the Connect code, th
 test("mistakes in the command line exit 2 with the command's usage on stderr; --help prints it on stdout", async () => {
   const cases: [string[], RegExp][] = [
     [["query", "select 1"], /^shardrouter: --key KEY is required.*\nusage: shardrouter query --key KEY SQL/],
+    [["execute"], /^shardrouter: missing SQL\nusage: shardrouter execute SQL/],
+    [["execute", "select 1", "--request-id="], /^shardrouter: --request-id: give an id.*\nusage: shardrouter execute SQL/],
     [["route"], /^shardrouter: missing KEY\nusage: shardrouter route KEY/],
     [["route", "a", "b"], /^shardrouter: unexpected argument "b"\nusage: shardrouter route KEY/],
     [["transfer", "a", "b", "-5"], /^shardrouter: Unknown option '-5'.*\nusage: shardrouter transfer FROM TO AMOUNT/],
@@ -237,6 +305,7 @@ test("mistakes in the command line exit 2 with the command's usage on stderr; --
   assert.match(help.stdout, /cast where it cannot \(where n = \$1::int/);
   assert.match(help.stdout, /visible to\s+every user of this machine in `ps`/);
   assert.match((await cli("--help")).stdout, /^  reshard status \[JOB\] \[--wait\]$/m);
+  assert.match((await cli("execute", "--help")).stdout, /^  --allow-scatter-write +let an UPDATE or DELETE that pins no shard key run on every shard/m);
 });
 
 test("explain: the shards Explain names for a pinned statement (the key's shard) and for a scan (every shard)", async () => {

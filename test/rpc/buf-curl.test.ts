@@ -73,6 +73,26 @@ test("ExecuteOnAll and GetTopology, with the v1alpha reflection protocol too", a
   assert.equal(topology.shards.map((s: { name: string; status: string }) => s.status), ["up", "up"]);
 });
 
+test("Execute as the README and npm start's banner show it: a pinned read, count and sum, the top 5, a write on two shards", async () => {
+  const pinned = await json("-d", '{"sql":"select id, balance from accounts where id = $1","params":[{"stringValue":"acct-1"}]}', `${svc()}/Execute`);
+  assert.equal(pinned.result.rows, [{ values: [{ stringValue: "acct-1" }, { int64Value: "1000" }] }]);
+  assert.equal(pinned.shards, [(await t.connect.route({ key: "acct-1" })).shard]);
+  assert.match(pinned.routing, 'accounts.id = "acct-1"');
+  const counted = await json("-d", '{"sql":"select count(*) as n, sum(balance) as total from accounts"}', `${svc()}/Execute`);
+  assert.equal(counted.result.rows, [{ values: [{ int64Value: "1000" }, { numericValue: "1000000" }] }]);
+  assert.equal(counted.shards, ["shard-0", "shard-1"]);
+  const top = await json("-d", '{"sql":"select id, balance from accounts order by balance desc, id limit 5"}', `${svc()}/Execute`);
+  assert.equal(top.result.rows.map((r: { values: { stringValue: string }[] }) => r.values[0].stringValue), ["acct-0", "acct-1", "acct-10", "acct-100", "acct-101"]);
+  const write = await json("-d", '{"sql":"update accounts set balance = balance + 1 where id in ($1, $2)","params":[{"stringValue":"acct-1"},{"stringValue":"acct-3"}],"requestId":"demo-bonus-1"}', `${svc()}/Execute`);
+  assert.equal([write.result.rowsAffected, write.twoPhase, write.shards], ["2", true, ["shard-0", "shard-1"]]);
+  const again = await json("-d", '{"sql":"update accounts set balance = balance + 1 where id in ($1, $2)","params":[{"stringValue":"acct-1"},{"stringValue":"acct-3"}],"requestId":"demo-bonus-1"}', `${svc()}/Execute`);
+  assert.equal([again.replayed, again.transactionId], [true, write.transactionId], "the same requestId: the stored answer, nothing added");
+  const explained = await json("-d", '{"sql":"select id, balance from accounts order by balance desc, id limit 5"}', `${svc()}/Explain`);
+  assert.equal(explained.shards, ["shard-0", "shard-1"]);
+  const manual = await json("-d", '{"sql":"select id, balance from accounts order by balance desc, id limit 5","merge":{"orderBy":[{"column":"balance","descending":true},{"column":"id"}],"limit":"5"}}', `${svc()}/ExecuteOnAll`);
+  assert.equal(manual.result.rows.map((r: { values: { stringValue: string }[] }) => r.values[0].stringValue), ["acct-1", "acct-3", "acct-0", "acct-10", "acct-100"]);
+});
+
 test("Health Check answers SERVING; an unknown method is refused by buf from the reflected schema", async () => {
   assert.equal(await json("--protocol", "grpc", `${t.router.url}/grpc.health.v1.Health/Check`), { status: "SERVING" });
   const unknown = await bufCurl("--protocol", "grpc", `${svc()}/NoSuchMethod`);

@@ -258,6 +258,13 @@ const basicCases: SdkCase[] = [
       await failure(client.all("select 1", [], { orderBy: { column: "" } }), Code.InvalidArgument);
       await failure(client.all("select 1", [], { limit: -1 }), Code.InvalidArgument);
       await failure(client.all("select 1", [], { aggregates: { n: "median" as never } }), Code.InvalidArgument);
+      const auto = await failure(client.all("select 1", [], { merge: "auto", orderBy: "x", limit: 1 }), Code.InvalidArgument);
+      assert.match(auto.rawMessage, /leave out orderBy, limit/);
+      await failure(client.all("select 1", [], { merge: "manual" as never }), Code.InvalidArgument);
+      await failure(client.execute("select 1", [], { maxReplicaLagMs: -1 }), Code.InvalidArgument);
+      await failure(client.execute("select 1", [], { readPreference: "nearest" as never }), Code.InvalidArgument);
+      await failure(client.execute("select $1", [new Map() as never]), Code.InvalidArgument);
+      await failure(client.explain("select $1", [Symbol("s") as never]), Code.InvalidArgument);
       await failure(client.onShard("k").query("select 1", [], { readPreference: "nearest" as never }), Code.InvalidArgument);
       await failure(client.onShard(1.5).query("select 1"), Code.InvalidArgument);
       await failure(client.transfer("a", "b", 1.5), Code.InvalidArgument);
@@ -497,6 +504,127 @@ const interactiveCases: SdkCase[] = [
   },
 ];
 
+/** Execute (the router reads the statement: shards, merge, two-phase writes), the sql tag, explain(), merge "auto". */
+const executeCases: SdkCase[] = [
+  {
+    name: "execute(): a statement that pins its key runs on the key's shard, decoded as query() decodes; routing says why",
+    async fn({ client }) {
+      const r = await client.execute<{ id: string; balance: bigint }>("select id, balance from accounts where id = $1", ["acct-1"]);
+      assert.deepEqual(r.rows, [{ id: "acct-1", balance: 1000n }]);
+      assert.deepEqual(r.fields, [{ name: "id", dataTypeID: 25, typeName: "text" }, { name: "balance", dataTypeID: 20, typeName: "int8" }]);
+      assert.deepEqual([r.command, r.rowsAffected], ["SELECT", 1]);
+      assert.deepEqual(r.shards, [(await client.route("acct-1")).shard]);
+      assert.match(r.routing, /accounts\.id = "acct-1"/);
+      assert.deepEqual([r.twoPhase, r.transactionId, r.replayed, r.shardMapVersion], [false, "", false, 1n]);
+      const arrays = await client.execute<[string, bigint]>("select id, balance from accounts where id = $1", ["acct-1"], { rowMode: "array" });
+      assert.deepEqual(arrays.rows, [["acct-1", 1000n]]);
+      // No replicas in this cluster: the preference reaches the router, which has none to offer.
+      await failure(client.execute("select 1 as one from accounts where id = $1", ["acct-1"], { readPreference: "replica" }), Code.Unavailable);
+    },
+  },
+  {
+    name: "execute(): without a key, every shard, merged as the statement says (count, sum, avg in its place; ORDER BY … LIMIT … OFFSET)",
+    async fn({ client }) {
+      const agg = await client.execute("select count(*) as n, avg(balance) as mean, sum(balance) as total from accounts where id like 'acct-%'");
+      assert.deepEqual(agg.columns.map((c) => c.name), ["n", "mean", "total"], "avg restored where the statement put it, its helper columns gone");
+      assert.deepEqual([agg.rows[0].n, agg.rows[0].mean, agg.rows[0].total], [1000n, "1000.0000000000000000", "1000000"], "avg with the digits Postgres' own avg() shows");
+      assert.equal(agg.shards.length, 4);
+      assert.match(agg.routing, /every shard/);
+      const top = await client.execute<{ id: string }>("select id from accounts where id like 'acct-%' order by id desc limit $1 offset $2", [3, 2]);
+      assert.deepEqual(top.rows.map((r) => r.id), ["acct-997", "acct-996", "acct-995"]);
+    },
+  },
+  {
+    name: "execute(): a write on several shards commits on all of them together (two-phase); its requestId makes a retry a replay",
+    async fn({ client, run }) {
+      const [a, b] = await twoAccounts(client, `${run}-exec`, 10n);
+      const shardsOf = async (...ids: string[]) => [...new Set(await Promise.all(ids.map(async (id) => (await client.route(id)).shard)))].sort();
+      const requestId = `${run}-exec-${Date.now()}`;
+      const sql = "update accounts set balance = balance + 5 where id in ($1, $2)";
+      const first = await client.execute(sql, [a, b], { requestId });
+      assert.deepEqual([first.command, first.rowsAffected, first.twoPhase, first.replayed], ["UPDATE", 2, true, false]);
+      assert.ok(first.transactionId !== "");
+      assert.deepEqual([...first.shards].sort(), await shardsOf(a, b));
+      const again = await client.execute(sql, [a, b], { requestId });
+      assert.deepEqual([again.replayed, again.transactionId, again.rowsAffected], [true, first.transactionId, 2]);
+      assert.deepEqual(await balancesOf(client, a, b), [15n, 15n], "the replay wrote nothing");
+
+      const gone = await client.execute<{ id: string }>("delete from accounts where id in ($1, $2) returning id", [a, b]);
+      assert.deepEqual(gone.rows.map((r) => r.id).sort(), [a, b].sort());
+      const back = await client.execute<{ id: string; balance: bigint }>("insert into accounts (id, balance) values ($1, 20), ($2, 30) returning id, balance", [a, b]);
+      assert.deepEqual([back.command, back.rowsAffected, back.twoPhase], ["INSERT", 2, true]);
+      assert.deepEqual(back.rows.sort((x, y) => (x.id < y.id ? -1 : 1)), [{ id: a, balance: 20n }, { id: b, balance: 30n }].sort((x, y) => (x.id < y.id ? -1 : 1)));
+      assert.deepEqual(await balancesOf(client, a, b), [20n, 30n], "each row on its key's shard");
+    },
+  },
+  {
+    name: "execute(): an UPDATE that pins no key is refused (nothing changes) unless allowScatterWrite; then every shard, atomically",
+    async fn({ client, run }) {
+      const [a, b] = await twoAccounts(client, `${run}-scatterw`, 3n);
+      const sql = "update accounts set balance = balance + 1 where id like $1";
+      const err = await failure(client.execute(sql, [`${run}-scatterw-%`]), Code.InvalidArgument);
+      assert.match(err.rawMessage, /allow_scatter_write|allowScatterWrite/);
+      assert.deepEqual(await balancesOf(client, a, b), [3n, 3n]);
+      const r = await client.execute(sql, [`${run}-scatterw-%`], { allowScatterWrite: true });
+      assert.deepEqual([r.command, r.rowsAffected, r.twoPhase, r.shards.length], ["UPDATE", 2, true, 4]);
+      assert.deepEqual(await balancesOf(client, a, b), [4n, 4n]);
+    },
+  },
+  {
+    name: "router.sql`…`: execute() with the values as bound parameters (an injection attempt is just a value); works detached",
+    async fn({ client }) {
+      const id = "acct-3";
+      const r = await client.sql<{ balance: bigint }>`select balance from accounts where id = ${id}`;
+      assert.deepEqual(r.rows, [{ balance: 1000n }]);
+      assert.deepEqual(r.shards, [(await client.route(id)).shard]);
+      const hostile = `${id}' or '1'='1`;
+      const none = await client.sql`select id from accounts where id = ${hostile}`;
+      assert.deepEqual([none.rows, none.shards], [[], [(await client.route(hostile)).shard]], "the quote is part of the key's value");
+      const { sql } = client;
+      assert.deepEqual((await sql`select count(*) as n from accounts where id like ${"acct-%"}`).rows, [{ n: 1000n }]);
+      const err = await failure((client.sql as unknown as (s: string) => Promise<unknown>)("select 1"), Code.InvalidArgument);
+      assert.match(err.rawMessage, /tagged template.*execute\(sql, params\)/);
+    },
+  },
+  {
+    name: "explain(): the shards, why, the tables, the merge as all()'s options and each shard's statement; nothing runs",
+    async fn({ client }) {
+      const names = (await client.topology()).shards.map((s) => s.name);
+      const e = await client.explain("select balance, count(*) as n, avg(balance) as mean from accounts group by balance order by balance desc limit 5");
+      assert.deepEqual(e.shards, names);
+      assert.match(e.routing, /every shard/);
+      assert.equal(e.statementKind, "SelectStmt");
+      assert.deepEqual(e.tables, [{ name: "accounts", alias: "accounts", role: "sharded", keyColumn: "id", keyValues: [] }]);
+      assert.deepEqual(e.merge, {
+        orderBy: [{ column: "balance", descending: true }], limit: 5n, offset: 0n, groupBy: ["balance"],
+        aggregates: { n: "count", mean: { avg: { sum: "mean__sum", count: "mean__count" } } },
+      });
+      assert.match(e.mergeDescription, /avg/);
+      assert.deepEqual(e.statements.map((s) => s.shard), names);
+      assert.ok(e.statements.every((s) => s.sql.includes('"mean__sum"')), "avg goes to the shards as sum and count");
+      const pinned = await client.explain("delete from accounts where id = $1", ["acct-5"]);
+      assert.deepEqual([pinned.shards, pinned.merge], [[(await client.route("acct-5")).shard], undefined]);
+      assert.match(pinned.mergeDescription, /one shard/);
+      assert.deepEqual(pinned.statements.map((s) => s.paramNumbers), [[1]]);
+      assert.deepEqual(pinned.tables[0].keyValues, ["acct-5"]);
+      assert.deepEqual(await balancesOf(client, "acct-5"), [1000n], "explain deleted nothing");
+      await failure(client.explain("select count(distinct balance) from accounts"), Code.InvalidArgument);
+    },
+  },
+  {
+    name: "all() with merge \"auto\": the merge derived from the statement, as execute() does it",
+    async fn({ client }) {
+      const sql = "select count(*) as n, avg(balance) as mean from accounts where id like 'acct-%'";
+      const auto = await client.all(sql, [], { merge: "auto" });
+      assert.deepEqual(auto.rows, (await client.execute(sql)).rows);
+      assert.deepEqual([auto.rows[0].n, Number(auto.rows[0].mean)], [1000n, 1000]);
+      assert.equal(auto.shards.length, 4);
+      const top = await client.all<{ id: string }>("select id from accounts where id like 'acct-%' order by id desc limit 2", [], { merge: "auto" });
+      assert.deepEqual(top.rows.map((r) => r.id), ["acct-999", "acct-998"]);
+    },
+  },
+];
+
 const idCases: SdkCase[] = [
   {
     name: "nextId()/nextIds(): positive bigints, increasing, never repeated; usable as a sharded table's primary key and shard key",
@@ -522,7 +650,7 @@ const idCases: SdkCase[] = [
   },
 ];
 
-export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases, ...interactiveCases, ...idCases];
+export const cases: SdkCase[] = [...basicCases, ...queryShapeCases, ...transactionCases, ...interactiveCases, ...executeCases, ...idCases];
 
 /** NULL elements of arrays, as parameters and as cells. */
 const arrayNullCases: SdkCase[] = [

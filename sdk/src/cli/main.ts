@@ -5,8 +5,8 @@
 //
 //   shardrouter [global flags] COMMAND [ARGS] [flags]
 //
-// Commands: route, topology, query, all, transfer (RouterService, on the SDK's client), and the
-// operator's shard add, reshard add|drain|status|cutover|cancel (AdminService). Flags are read with
+// Commands: route, topology, execute, query, all, transfer, explain, ids (RouterService, on the SDK's
+// client), and the operator's shard add, reshard add|drain|status|cutover|cancel (AdminService). Flags are read with
 // node:util parseArgs: a dozen commands do not pay for a CLI framework (and its weight in every
 // install of the SDK). Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage.
 import { parseArgs } from "node:util";

@@ -1,4 +1,4 @@
-// The RouterService commands, on the SDK's client: route, topology, query, all, transfer, explain, ids.
+// The RouterService commands, on the SDK's client: route, topology, execute, query, all, transfer, explain, ids.
 import { Code } from "@connectrpc/connect";
 import type { AllOptions, NodeInfo, ReadPreferenceName, ShardOutcome } from "../client.ts";
 import type { OrderKey } from "../merge-spec.ts";
@@ -122,6 +122,43 @@ const query: Command = {
   },
 };
 
+const execute: Command = {
+  name: "execute",
+  args: "SQL [PARAM …]",
+  summary: "one statement where the router reads it should go (its key's shard, or every shard, merged); prints the shards and why",
+  help: `  --allow-scatter-write   let an UPDATE or DELETE that pins no shard key run on every shard (all
+                          of them commit together); without it such a statement is refused
+  --request-id ID         makes a write safe to run again: the same id returns the first outcome
+                          (replayed) instead of writing twice
+  --read PREF             reads: primary (default), primary-preferred, replica-preferred or replica
+  \`shardrouter explain SQL\` says where a statement would go, without running it.
+${paramsHelp.replace("query --key acct-1", "execute")}`,
+  options: { "allow-scatter-write": { type: "boolean" }, "request-id": { type: "string" }, read: { type: "string" } },
+  async run(ctx) {
+    const [sql, ...params] = expectArgs(ctx, 1, Infinity, "SQL");
+    const requestId = ctx.values["request-id"] as string | undefined;
+    if (requestId === "") throw new UsageError("--request-id: give an id, or leave the flag out");
+    const r = await ctx.router().execute(sql, params, {
+      allowScatterWrite: !!ctx.values["allow-scatter-write"], requestId, readPreference: readPreference(ctx.values),
+    });
+    warnRepeatedColumns(ctx, r.columns);
+    const rows = presentRows(r.columns, r.rows);
+    const doc = {
+      shards: r.shards, routing: r.routing, command: r.command, rowsAffected: r.rowsAffected, columns: r.columns.map(({ name, type }) => ({ name, type })), rows,
+      twoPhase: r.twoPhase, transactionId: r.transactionId || undefined, requestId, replayed: r.replayed, shardMapVersion: r.shardMapVersion,
+    };
+    print(ctx, doc, () => {
+      const body = r.columns.length > 0 ? `${rowsTable(ctx, r.columns, rows)}(${plural(rows.length, "row")})\n` : `${r.command} ${r.rowsAffected}\n`;
+      const about: [string, string][] = [["shards", r.shards.join(", ")], ["routing", r.routing]];
+      if (r.twoPhase) about.push(["two-phase", `yes: its shards committed together, transaction ${r.transactionId}`]);
+      if (requestId !== undefined) about.push(["request id", requestId]);
+      if (r.replayed) about.push(["replayed", "yes: the stored outcome of an earlier run with this request id; nothing ran now"]);
+      return body + keyValues(about, ctx.style);
+    });
+    return 0;
+  },
+};
+
 /** --order-by col[:asc|desc]; a colon inside the column name stays when no direction follows it. */
 function orderKey(text: string): OrderKey {
   const m = /^(.+):(asc|desc)$/i.exec(text);
@@ -231,5 +268,5 @@ const ids: Command = {
   },
 };
 
-export const routerCommands: Command[] = [route, topology, query, all, transfer, explain, ids];
+export const routerCommands: Command[] = [route, topology, execute, query, all, transfer, explain, ids];
 
