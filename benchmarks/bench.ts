@@ -5,6 +5,7 @@
 // Groups:
 //   point      point select by key: direct postgres.js to the owning shard vs ExecuteOnShard through the
 //              SDK (Connect over HTTP/1.1, gRPC over h2c) vs h2load sending gRPC frames, at 1/16/64 in flight;
+//              Execute (no key beside the statement: the router reads it) vs ExecuteOnShard, both SDK gRPC;
 //              h2load also drives two yardsticks (benchmarks/reference-server.ts): a naive connect-node
 //              handler and a raw node:http2 handler, each with postgres.js and nothing else
 //   sustained  one long run through the SDK: the first window vs the last (no decay with pool age)
@@ -30,6 +31,8 @@ import type { LocalCluster } from "../server/dev-cluster/local-cluster.js";
 import { withNodeSql } from "../server/dev-cluster/node-sql.js";
 import { pickFreePorts } from "../server/dev-cluster/ports.js";
 import { type ShardRouterClient, createClient } from "../sdk/src/node.ts";
+import { decodeResult } from "../sdk/src/results.ts";
+import { encodeParams } from "../sdk/src/values.ts";
 import { type BenchCluster, startBenchCluster } from "./bench-cluster.js";
 import type { CpuProbe } from "./closed-loop.js";
 import { executeOnShardBody, runH2load } from "./h2load.js";
@@ -77,6 +80,7 @@ const pointNames = {
   direct: "direct postgres.js (pool 64, prepared)",
   connect: "router: SDK, Connect over HTTP/1.1",
   grpc: "router: SDK, gRPC over h2c",
+  execute: "router: SDK, gRPC over h2c, Execute (the router reads the key from the statement)",
   h2load: "router: h2load, gRPC over h2c (no Node client)",
   reference: "reference: naive connect-node handler + postgres.js (pool 10), h2load",
   raw: "reference: raw node:http2 gRPC handler + postgres.js (pool 10, no Connect), h2load",
@@ -95,10 +99,21 @@ async function pointSelects(
     const key = nextKey();
     return client.onShard(key).query(pointSql, [key]);
   };
+  // The same statement through Execute: no key beside it, the router finds it in the statement (the
+  // analysis of this text comes from its cache), so the pair's ratio is what reading the SQL costs.
+  const viaExecute = (client: ShardRouterClient) => async () => {
+    const key = nextKey();
+    return decodeResult((await client.rpc.execute({ sql: pointSql, params: encodeParams([key]) })).result, {});
+  };
   // Every path answers the same row before anything is timed.
   const key = env.homeKeys[0];
-  const answers = { direct: (await direct.unsafe(pointSql, [key])).length, connect: (await viaSdk(connect)()).rows.length, grpc: (await viaSdk(grpc)()).rows.length };
+  const answers = {
+    direct: (await direct.unsafe(pointSql, [key])).length, connect: (await viaSdk(connect)()).rows.length, grpc: (await viaSdk(grpc)()).rows.length,
+    execute: (await viaExecute(grpc)()).rows.length,
+  };
   for (const [name, n] of Object.entries(answers)) if (n !== 1) throw new Error(`point select through ${name} returned ${n} rows`);
+  const routed = (await grpc.rpc.execute({ sql: pointSql, params: encodeParams([key]) })).shards;
+  if (routed.join() !== env.home.name) throw new Error(`Execute ran the point select on ${routed.join(", ")}, not on ${env.home.name} alone`);
 
   // h2load drives the router and both yardsticks with the same request body.
   const [connectPort, rawPort] = await pickFreePorts(2);
@@ -123,6 +138,7 @@ async function pointSelects(
       await rows.measure(group, pointNames.direct, n, () => direct.unsafe(pointSql, [nextKey()], { prepare: true }));
       await rows.measure(group, pointNames.connect, n, viaSdk(connect), { vs: pointNames.direct, proxy: routerCpu });
       await rows.measure(group, pointNames.grpc, n, viaSdk(grpc), { vs: pointNames.direct, proxy: routerCpu });
+      await rows.measure(group, pointNames.execute, n, viaExecute(grpc), { vs: pointNames.grpc, proxy: routerCpu });
       await h2loadRow(pointNames.h2load, env.router.url, routerCpu, n);
       await h2loadRow(pointNames.reference, `http://127.0.0.1:${connectPort}`, () => processCpuUs(naive!.pid), n);
       await h2loadRow(pointNames.raw, `http://127.0.0.1:${rawPort}`, () => processCpuUs(raw!.pid), n);

@@ -14,15 +14,20 @@ const shards = ["s0", "s1", "s2", "s3"];
 const map = buildShardMap(PlacementConfigSchema.parse({ strategy: "hash_ring" }), shards.map((name) => ({ name, weight: 1 })));
 const planner = new StatementPlanner({ sharded: { accounts: "id", orders: "account_id" }, reference: ["currencies"] });
 const every = () => shards;
-const params: Value[][] = Array.from({ length: 1024 }, (_, i) => [{ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value: BigInt(i * 7919) } } as Value]);
+const int = (v: number): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value: BigInt(v) } }) as Value;
+const params: Value[][] = Array.from({ length: 1024 }, (_, i) => [int(i * 7919)]);
+// `= ANY($1)` with 4 keys per call.
+const arrays: Value[][] = Array.from({ length: 1024 }, (_, i) => [{
+  $typeName: "shardrouter.v1.Value", kind: { case: "arrayValue", value: { $typeName: "shardrouter.v1.ValueList", values: [0, 1, 2, 3].map((j) => int(i * 7919 + j)) } },
+} as Value]);
 
-function run(name: string, sql: string, withParams: boolean, p: Planner = planner): void {
+function run(name: string, sql: string, withParams: boolean | Value[][], p: Planner = planner): void {
   let n = 0;
   let sink = 0;
   const end = performance.now() + seconds * 1000;
   while (performance.now() < end) {
     for (let i = 0; i < 1000; i++) {
-      const d = p.route(p.analyze(sql), withParams ? params[n & 1023] : [], map, every) as { shards: string[] };
+      const d = p.route(p.analyze(sql), withParams ? (withParams === true ? params : withParams)[n & 1023] : [], map, every) as { shards: string[] };
       sink += d.shards.length;
       n++;
     }
@@ -34,3 +39,6 @@ function run(name: string, sql: string, withParams: boolean, p: Planner = planne
 run("point select, key from $1", "select id, balance from accounts where id = $1", true);
 run("co-located join, key from $1", "select a.id, o.total from accounts a join orders o on o.account_id = a.id where a.id = $1", true);
 run("every shard: ORDER BY … LIMIT", "select id, balance from accounts order by balance desc limit 10", false);
+// The general path (after the cases above, so their numbers stay comparable with earlier runs).
+run("key = ANY($1), 4 keys", "select id, balance from accounts where id = any($1)", arrays);
+run("pinned subquery, same key", "select id from accounts where id = $1 and balance >= (select max(balance) from accounts a2 where a2.id = $1)", true);

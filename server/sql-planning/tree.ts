@@ -1,4 +1,5 @@
 // Small readers over libpg-query's JSON tree ({ NodeTag: { field: … } }) that the planning files share.
+import { type ArrayItems, parseArrayLiteral } from "../execution/array-literal.js";
 import type { ParseNode } from "../sql/parser.js";
 
 export type { ParseNode };
@@ -38,6 +39,47 @@ export function keySource(node: unknown): KeySource | undefined {
   if (c.sval) return { kind: "const", text: String((c.sval as ParseNode).sval ?? "") };
   if (c.fval) return { kind: "const", text: String((c.fval as ParseNode).fval) };
   return undefined;
+}
+
+/** A key of a pin: a key source, or an array parameter whose elements are keys (`= ANY($n)`). */
+export type PinKey = KeySource | { kind: "array"; number: number };
+
+/**
+ * The keys of `key = ANY(…)`: a parameter (its elements, per call), an array literal ('{1,2}', under
+ * casts), ARRAY[…] of constants and parameters (nested ones too: ANY compares with every element),
+ * NULL (no key); undefined for anything else (a column, a function, a subquery).
+ */
+export function arrayKeySources(node: unknown): PinKey[] | undefined {
+  const cast = field(node, "TypeCast");
+  if (cast) return arrayKeySources(cast.arg);
+  const param = field(node, "ParamRef");
+  if (param) return [{ kind: "array", number: Number(param.number) }];
+  const c = field(node, "A_Const");
+  if (c?.isnull) return [];
+  if (c?.sval) {
+    const text = String((c.sval as ParseNode).sval ?? "");
+    // Backslash escapes in unquoted elements are read differently here than by PostgreSQL: no pin.
+    if (text.includes("\\")) return undefined;
+    try {
+      return flatten(parseArrayLiteral(text)).map((t): KeySource => (t === null ? { kind: "null" } : { kind: "const", text: t }));
+    } catch {
+      return undefined; // PostgreSQL will refuse the literal
+    }
+  }
+  const array = field(node, "A_ArrayExpr");
+  if (!array) return undefined;
+  const keys: PinKey[] = [];
+  for (const element of (array.elements as unknown[] | undefined) ?? []) {
+    const inner = field(element, "A_ArrayExpr") ? arrayKeySources(element) : keySource(element);
+    if (!inner) return undefined;
+    if (Array.isArray(inner)) keys.push(...inner);
+    else keys.push(inner);
+  }
+  return keys;
+}
+
+function flatten(items: ArrayItems): (string | null)[] {
+  return items.flatMap((i) => (Array.isArray(i) ? flatten(i) : [i]));
 }
 
 /** The terms of a top-level AND (the expression itself when it is no AND). */

@@ -107,7 +107,8 @@ test("INSERT VALUES: one row to its shard; rows on several shards split, paramet
 
 test("INSERT refusals: no key column, a key expression, INSERT … SELECT, a NULL key", async () => {
   assert.match(await refused("insert into accounts (balance) values (1)"), "without id in its column list");
-  assert.match(await refused("insert into accounts (id) values (nextval('s'))"), "is an expression or DEFAULT");
+  assert.match(await refused("insert into accounts (id) values (nextval('s'))"), "is DEFAULT or a sequence's nextval()");
+  assert.match(await refused("insert into accounts (id) values (lower('x'))"), "is an expression");
   assert.match(await refused("insert into accounts (id) select id from currencies"), "INSERT … SELECT");
   assert.match(await refused("insert into accounts (id) values ($1)", [{ $typeName: "shardrouter.v1.Value", kind: { case: "nullValue", value: 0 } } as Value]), "NULL shard key");
 });
@@ -269,7 +270,7 @@ test("refusals name the construct and the alternative; a pinned statement is nev
     ["select distinct on (name) name, balance from accounts", "DISTINCT ON"],
     ["select currency, count(*) from accounts group by rollup (currency)", "GROUPING SETS, ROLLUP or CUBE"],
     ["select id from accounts union select id from orders", "UNION over a sharded table"],
-    ["select * from currencies where code in (select currency from accounts)", "a subquery, CTE or set operation reading the sharded table accounts"],
+    ["select * from currencies where code in (select currency from accounts)", "a subquery or CTE reading the sharded table accounts without its shard key"],
     ["update accounts set id = 5 where id = 4", "UPDATE of the shard key accounts.id"],
   ];
   for (const [sql, message] of cases) assert.match(await refused(sql), message, sql);
@@ -313,6 +314,153 @@ test("analyses are cached per text (bounded LRU); routing by params is per call"
   const r2 = small.route(a, [int(BigInt(k2))], map, every) as { shards: string[] };
   assert.equal([r1.shards, r2.shards], [[owner(k1)], [owner(k2)]]);
   assert.match(await refused("select * from accounts where id = $1"), "but 0 parameter(s) were given");
+});
+
+const arr = (...values: Value[]): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "arrayValue", value: { $typeName: "shardrouter.v1.ValueList", values } } }) as Value;
+const nul = (): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "nullValue", value: 0 } }) as Value;
+/** A key whose shard is not `shard`. */
+const keyNotOn = (shard: string) => [k1, k2, k3].find((k) => owner(k) !== shard)!;
+
+test("key = ANY(array): an array parameter, an array literal, ARRAY[…]: exactly the owners of its elements", async () => {
+  const sql = "select * from accounts where id = any($1) order by id";
+  const two = await explain(sql, [arr(int(BigInt(k1)), int(BigInt(k2)))]);
+  assert.equal(two.decision.shards, ordered([owner(k1), owner(k2)]));
+  assert.equal(two.decision.keys[0].values, [k1, k2]);
+  assert.is(two.reason, `accounts.id = ANY ("${k1}", "${k2}")`);
+  assert.equal(two.statements.map((s) => s.shard), ordered([owner(k1), owner(k2)]));
+  assert.equal(two.merge!.orderBy.map((o) => o.column), ["id"]);
+  // Per call: the same text with one key (a string, a nested array, a NULL element) reaches one shard.
+  assert.equal((await explain(sql, [arr(str(k3))])).decision.shards, [owner(k3)]);
+  assert.equal((await explain(sql, [arr(arr(int(BigInt(k1))), arr(nul()))])).decision.shards, [owner(k1)]);
+  // ANY(NULL) and an empty array match no row: one shard answers (empty).
+  for (const params of [[nul()], [arr()], [arr(nul())]]) assert.is((await explain(sql, params)).decision.shards.length, 1);
+  const literal = await explain(`select * from accounts a where a.id = any('{${k1}, ${k3}, NULL}'::int8[])`);
+  assert.equal(literal.decision.shards, ordered([owner(k1), owner(k3)]));
+  assert.equal(literal.decision.keys[0].values, [k1, k3, null]);
+  assert.equal((await explain(`select * from accounts where id = any('{"${k2}"}')`)).decision.shards, [owner(k2)]);
+  const array = await explain(`select * from accounts where id = any(array[${k1}, $2]) and balance > $1`, [int(0n), int(BigInt(k2))]);
+  assert.equal(array.decision.shards, ordered([owner(k1), owner(k2)]));
+  assert.equal((await explain(`select * from accounts where id = any(array[[${k3}], [${k3}]])`)).decision.shards, [owner(k3)]);
+  // In an inner join's ON, and pinning a co-located group.
+  const joined = await explain("select * from accounts a join orders o on o.account_id = a.id and o.account_id = any($1)", [arr(int(BigInt(k2)))]);
+  assert.equal(joined.decision.shards, [owner(k2)]);
+  // Writes: the owners of the keys (the statement then commits on them together).
+  assert.equal((await explain("delete from accounts where id = any($1)", [arr(int(BigInt(k1)), int(BigInt(k3)))])).decision.shards, ordered([owner(k1), owner(k3)]));
+  // Not a pin: an array from a function, a subquery, a literal with backslash escapes, <> ALL.
+  for (const other of ["select * from accounts where id = any(string_to_array($1, ','))", "select * from accounts where id <> all($1)",
+    String.raw`select * from accounts where id = any('{a\,b}')`]) {
+    assert.equal((await explain(other, [str("1")])).decision.shards, names, other);
+  }
+});
+
+test("key = ANY($n) refuses a parameter that is no array, or an element that cannot be a key, naming the parameter", async () => {
+  const sql = "select * from accounts where id = any($2) and balance > $1";
+  const notArray = await refused(sql, [int(0n), str(`{${k1}}`)]);
+  assert.match(notArray, "parameter $2 is compared as accounts.id = ANY($2): it must be an array (array_value) of keys, not a stringValue");
+  const bytes: Value = { $typeName: "shardrouter.v1.Value", kind: { case: "bytesValue", value: new Uint8Array([1]) } } as Value;
+  assert.match(await refused(sql, [int(0n), arr(int(1n), bytes)]), "parameter $2 is an array of shard keys (accounts.id = ANY($2)); an element that is a bytesValue cannot be a key");
+  assert.match(await refused(sql, [int(0n)]), "uses $2 as an array of shard keys (accounts.id = ANY($2)), but 1 parameter(s) were given");
+  // An array given where one key is expected is refused as before.
+  assert.match(await refused("select * from accounts where id = $1", [arr(int(1n))]), "parameter $1 is a shard key; a arrayValue cannot be one");
+});
+
+test("the pinned hot path stays synchronous; ANY takes the general path, synchronous too on a hash map", () => {
+  const point = planner.route(planner.analyze("select * from accounts where id = $1"), [int(BigInt(k1))], map, every);
+  assert.not.instance(point, Promise);
+  assert.equal((point as { shards: string[] }).shards, [owner(k1)]);
+  const any = planner.route(planner.analyze("select * from accounts where id = any($1)"), [arr(int(BigInt(k1)))], map, every);
+  assert.not.instance(any, Promise);
+  assert.equal((any as { shards: string[] }).shards, [owner(k1)]);
+});
+
+test("a subquery, sublink or CTE pinned to the statement's shard runs there; per call", async () => {
+  const scalar = "select * from accounts where id = $1 and balance >= (select max(balance) from accounts a2 where a2.id = $2)";
+  const same = await explain(scalar, [int(BigInt(k1)), int(BigInt(k1))]);
+  assert.equal(same.decision.shards, [owner(k1)]);
+  assert.is(same.reason, `accounts.id = "${k1}"; subquery accounts.id = "${k1}"`);
+  assert.equal(same.statements, [{ shard: owner(k1), sql: scalar, params: [1, 2] }]);
+  // The same text with the subquery's key on another shard: refused, naming both shards.
+  const other = await refused(scalar, [int(BigInt(k1)), int(BigInt(k2))]);
+  assert.match(other, `a subquery or CTE reading accounts.id = "${k2}" (on ${owner(k2)}) in a statement that runs on ${owner(k1)} cannot be answered across shards`);
+  assert.match(other, "pin it to a key of that shard, or run it as its own statement");
+  // A NULL key in the subquery matches nothing on any shard: no constraint.
+  assert.equal((await explain(scalar, [int(BigInt(k1)), nul()])).decision.shards, [owner(k1)]);
+  // EXISTS in an UPDATE, IN (subquery), a derived table, ANY in the subquery.
+  for (const sql of ["update accounts set balance = balance + 1 where id = $1 and exists (select 1 from accounts where id = $1)",
+    "select * from accounts where id = $1 and currency in (select currency from accounts where id = $1)",
+    "select * from (select * from accounts where id = $1) s join accounts b on b.id = $1",
+    "delete from orders where account_id = $1 and total > (select avg(total) from orders where account_id = any(array[$1]))"]) {
+    assert.equal((await explain(sql, [int(BigInt(k3))])).decision.shards, [owner(k3)], sql);
+  }
+  // The statement reaching several shards: a pinned subquery would see its rows on one of them only.
+  assert.match(await refused(`select * from accounts where id in (${k1}, ${k2}) and exists (select 1 from accounts a2 where a2.id = ${k1})`),
+    `in a statement that runs on 2 shards`);
+  assert.match(await refused(`update currencies set rate = (select balance from accounts where id = ${k1})`), "in a statement that runs on 4 shards");
+});
+
+test("a statement that reads no sharded row itself goes to its subqueries' shard", async () => {
+  const k = keyNotOn("s0");
+  const cte = await explain(`with x as (select * from accounts where id = ${k}) select * from x`);
+  assert.equal(cte.decision.shards, [owner(k)], "not the first shard: the CTE's rows are on the key's");
+  assert.is(cte.reason, `subquery accounts.id = "${k}": the shard of those keys (the statement itself reads no sharded row)`);
+  const ref = await explain("select * from currencies c where c.code in (select currency from accounts where id = any($1))", [arr(int(BigInt(k)))]);
+  assert.equal(ref.decision.shards, [owner(k)]);
+  assert.match(await refused("select * from currencies c where c.code in (select currency from accounts where id = any($1))", [arr(int(BigInt(k1)), int(BigInt(k2)))]),
+    `subqueries or CTEs reading keys of several shards (accounts.id = ANY ("${k1}", "${k2}"): on ${ordered([owner(k1), owner(k2)]).join(" and ")})`);
+  assert.match(await refused(`with x as (select * from accounts where id = ${k1}), y as (select * from orders where account_id = ${k2}) select * from x, y`), "keys of several shards");
+});
+
+test("subqueries without their key are refused, naming the construct and the alternative", async () => {
+  const message = "a subquery or CTE reading the sharded table accounts without its shard key cannot be answered across shards: the rows it needs may be on other shards: pin its key";
+  for (const sql of [`select * from accounts where id = ${k1} and balance > (select avg(balance) from accounts)`,
+    `with x as (select * from accounts) select * from x`,
+    `select * from accounts where id = ${k1} and exists (select 1 from accounts a2 where a2.balance = ${k1})`,
+    // The subquery's key compared with an expression, or in an OR: not pinned.
+    `select * from currencies where exists (select 1 from accounts where id = ${k1} or id = ${k2})`,
+    // Columns renamed by the alias: a.id is no longer the key column.
+    `select * from currencies where exists (select 1 from accounts a(balance, id) where a.id = ${k1})`]) {
+    assert.match(await refused(sql), message, sql);
+  }
+  // A CTE named like the table it reads is not that table inside its own body.
+  assert.match(await refused("with accounts as (select * from accounts) select count(*) from accounts"), message);
+  // A later CTE sees an earlier one; a CTE does not see a later one.
+  assert.equal((await explain(`with a as (select * from accounts where id = ${k1}), b as (select * from a) select * from b`)).decision.shards, [owner(k1)]);
+  assert.match(await refused("with x as (select * from accounts), accounts as (select 1 as id) select * from x, accounts"), message);
+  assert.equal((await explain("with recursive accounts as (select 1 as id union all select id + 1 from accounts where id < 3) select * from accounts")).decision.shards.length, 1);
+  // A set operation inside a subquery, a data-modifying CTE: refused as before.
+  assert.match(await refused(`select * from currencies where code in (select currency from accounts where id = ${k1} union select currency from accounts where id = ${k1})`), "UNION over a sharded table");
+  assert.match(await refused(`with d as (delete from accounts where id = ${k1} returning *) select * from d`), "a data-modifying CTE (WITH … DELETE) on the sharded table accounts");
+});
+
+test("a subquery joined on its key to the outer row's key stays on the outer row's shard", async () => {
+  const pinned = await explain(`select * from accounts a where a.id = ${k2} and exists (select 1 from orders o where o.account_id = a.id and o.total > 5)`);
+  assert.equal(pinned.decision.shards, [owner(k2)]);
+  assert.is(pinned.reason, `accounts.id = "${k2}"; subquery orders joined on o.account_id = a.id (the outer row's shard)`);
+  // Each shard's outer rows find their orders on that same shard, so every shard answers its part.
+  const every = await explain("select a.id, (select sum(total) from orders o where o.account_id = a.id) as spent from accounts a order by a.id");
+  assert.equal(every.decision.shards, names);
+  assert.equal(every.merge!.orderBy.map((o) => o.column), ["id"]);
+  assert.equal((await explain(`update accounts set balance = (select count(*) from orders where orders.account_id = accounts.id) where id = ${k1}`)).decision.shards, [owner(k1)]);
+  // Not the key of an enclosing table: a name the subquery itself has (shadowing), a reference table, another column.
+  for (const sql of [`select * from accounts a where a.id = ${k1} and exists (select 1 from orders o join currencies a on true where o.account_id = a.id)`,
+    `select * from currencies c where exists (select 1 from orders o where o.account_id = c.id)`,
+    `select * from accounts a where a.id = ${k1} and exists (select 1 from orders o where o.account_id = a.balance)`,
+    `select * from accounts a where a.id = ${k1} and exists (select 1 from orders o where o.account_id = id)`]) {
+    assert.match(await refused(sql), "a subquery or CTE reading the sharded table orders without its shard key", sql);
+  }
+});
+
+test("keys from sequences are refused pointing to NextIds", async () => {
+  for (const sql of ["insert into accounts (id, balance) values (nextval('accounts_id_seq'), 0)", "insert into accounts (id, balance) values (default, 0)",
+    "insert into accounts (id) values (nextval('s')::int8)", "insert into accounts default values", "insert into accounts (balance) values (0)"]) {
+    const message = await refused(sql);
+    assert.match(message, "NextIds; router.nextId() or router.nextIds(n) in the SDK", sql);
+  }
+  assert.match(await refused("insert into accounts (id, balance) values (nextval('s'), 0)"), "a sequence counts on each shard alone");
+});
+
+test("FOR UPDATE OF the table itself is no subquery", async () => {
+  assert.equal((await explain(`select * from accounts where id = ${k1} for update of accounts`)).decision.shards, [owner(k1)]);
 });
 
 test.run();
