@@ -101,6 +101,7 @@ function toValue(p: Param): Value {
     case "numeric": return create(ValueSchema, { kind: { case: "numericValue", value: p.value } });
     case "date": return create(ValueSchema, { kind: { case: "dateValue", value: p.value } });
     case "bool": return create(ValueSchema, { kind: { case: "boolValue", value: p.value } });
+    case "int8[]": return create(ValueSchema, { kind: { case: "arrayValue", value: { values: p.value.map((value) => toValue({ type: "int8", value })) } } });
     case "null": return create(ValueSchema, { kind: { case: "nullValue", value: NullValue.NULL_VALUE } });
   }
 }
@@ -109,6 +110,7 @@ function toValue(p: Param): Value {
 function toOracle(p: Param): unknown {
   switch (p.type) {
     case "int8": case "text": case "bool": return p.value;
+    case "int8[]": return oracle.typed(`{${p.value.join(",")}}`, 1016); // as the router sends it: int8[] text
     case "numeric": return oracle.typed(p.value, 1700);
     case "date": return oracle.typed(p.value, 1082);
     case "null": return null;
@@ -116,7 +118,7 @@ function toOracle(p: Param): unknown {
 }
 
 function showParams(params: Param[]): string {
-  return params.map((p, i) => `$${i + 1}=${p.type === "null" ? "NULL" : `${JSON.stringify(String(p.value))}::${p.type}`}`).join(" ");
+  return params.map((p, i) => `$${i + 1}=${p.type === "null" ? "NULL" : p.type === "int8[]" ? `{${p.value.join(",")}}` : `${JSON.stringify(String(p.value))}::${p.type}`}`).join(" ");
 }
 
 // ---- the check ---------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ export type Param =
   | { type: "numeric"; value: string }
   | { type: "date"; value: string }
   | { type: "bool"; value: boolean }
+  | { type: "int8[]"; value: bigint[] }
   | { type: "null" };
 
 export const schema = [
@@ -241,7 +242,12 @@ function whereClause(b: Builder, from: From): { sql: string; pinned: string } {
       if (r.chance(0.1)) keys.push("null");
       terms.push(`${col("id")} in (${keys.join(", ")})`);
       pinned = "in-list";
-    } else if (roll < 42) {
+    } else if (roll < 41) {
+      // = ANY: an int8[] parameter, or ARRAY[…] of keys.
+      const ids = Array.from({ length: r.int(5) }, () => b.id());
+      terms.push(r.chance(0.6) ? `${col("id")} = any(${b.param({ type: "int8[]", value: ids })})` : `${col("id")} = any(array[${[...ids.map(String), b.key()].join(", ")}]::int8[])`);
+      pinned = "in-list";
+    } else if (roll < 46) {
       terms.push(oneOf(r, [
         () => `${col("id")} between ${b.id()} and ${b.id() + 200n}`,
         () => `${col("id")} < ${b.param({ type: "int8", value: b.id() })}`,
