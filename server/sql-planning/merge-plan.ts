@@ -9,7 +9,7 @@
 import { AggregateFunction, NullsOrder } from "../../gen/shardrouter/v1/router_pb.js";
 import type { Edit } from "./shard-statement.js";
 import { type Refusal, mergeableAggregates, refusal, unmergeableAggregates } from "./refusals.js";
-import { columnRef, field, funcName, type ParseNode, shape, walk } from "./tree.js";
+import { columnRef, field, funcName, type ParseNode, shape, unwrap, walk } from "./tree.js";
 import { groupEnd, tokenAt, tokenText } from "./sql-text.js";
 
 /** A LIMIT or OFFSET: a constant, a parameter ($n), or none. */
@@ -42,9 +42,7 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
   const outputs: Output[] = targets.map((t) => {
     const names = columnRef(t.val);
     const star = names?.[names.length - 1] === "*";
-    const fn = field(t.val, "FuncCall");
-    const name = (t.name as string | undefined) ?? (names ? names[names.length - 1] : fn ? funcName(fn) : "?column?");
-    return { name, shape: shape(t.val), star, target: t };
+    return { name: columnName(t), shape: shape(t.val), star, target: t };
   });
   const hasStar = outputs.some((o) => o.star);
 
@@ -58,13 +56,18 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
         refusals.push(refusal(`${clause} ${n} after SELECT *`, `name the column in ${clause} (or list the columns)`));
         return undefined;
       }
-      return o.name;
+      if (clause === "GROUP BY") groupPositions.push({ location: Number(field(node, "A_Const")!.location), n });
+      return unique(o.name, clause); // the merge finds columns by name: a shared one is ambiguous
     }
+    const names = columnRef(node);
+    const named = names?.length === 1 && outputs.some((o) => o.name === names[0]);
+    // ORDER BY a bare name means the output column of that name first, as Postgres reads it
+    // (`select cast(x as text), x as y … order by x` sorts the text).
+    if (named && clause === "ORDER BY") return unique(names[0], clause);
     const s = shape(node);
     const same = outputs.find((o) => o.shape === s);
     if (same) return unique(same.name, clause);
-    const names = columnRef(node);
-    if (names?.length === 1 && outputs.some((o) => o.name === names[0])) return unique(names[0], clause);
+    if (named) return unique(names[0], clause);
     const last = names?.[names.length - 1];
     const plain = outputs.filter((o) => columnRef(o.target.val)?.at(-1) === last);
     if (names && plain.length === 1) return unique(plain[0].name, clause); // accounts.id for a selected id
@@ -72,6 +75,8 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
     refusals.push(refusal(`${clause} an expression that is not in the select list`, `add it to the select list with an alias and ${clause} the alias`));
     return undefined;
   };
+  /** GROUP BY positions: an avg split into sum and count before one moves it (see below). */
+  const groupPositions: { location: number; n: number }[] = [];
   const unique = (name: string, clause: string): string | undefined => {
     if (outputs.filter((o) => o.name === name).length > 1) {
       refusals.push(refusal(`${clause} "${name}", a name two output columns share`, "give the columns distinct aliases"));
@@ -111,6 +116,8 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
 
   const groupBy: string[] = [];
   const aggregates: AggregatePlan[] = [];
+  /** Select-list positions (0-based) of the averages asked of the shards as two columns. */
+  const split: number[] = [];
   if (regroup) {
     if (select.havingClause) refusals.push(refusal("HAVING over groups of several shards", "filter the groups in the application, GROUP BY the shard key, or pin the shard key"));
     for (const g of groupClause) {
@@ -148,8 +155,17 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
         const sumColumn = `${o.name}__sum`;
         const countColumn = `${o.name}__count`;
         aggregates.push({ column: o.name, function: agg, sumColumn, countColumn });
-        const args = sql.slice(parenStart(sql, Number(fn.location)), groupEnd(sql, Number(fn.location)));
-        edits.push({ start: Number(o.target.location), end: targetEnd(sql, o.target, fn), text: `sum${args} AS ${quoteIdent(sumColumn)}, count${args} AS ${quoteIdent(countColumn)}` });
+        const callEnd = groupEnd(sql, Number(fn.location));
+        const args = sql.slice(parenStart(sql, Number(fn.location)), callEnd);
+        // avg(x) FILTER (WHERE …): the sum and the count take the same FILTER.
+        const filterAt = fn.agg_filter ? tokenAt(sql, callEnd) : undefined;
+        const end = filterAt ? groupEnd(sql, filterAt.end) : callEnd;
+        const filter = filterAt ? ` ${sql.slice(filterAt.start, end)}` : "";
+        edits.push({
+          start: Number(o.target.location), end: targetEnd(sql, o.target, end),
+          text: `sum${args}${filter} AS ${quoteIdent(sumColumn)}, count${args}${filter} AS ${quoteIdent(countColumn)}`,
+        });
+        split.push(outputs.indexOf(o));
       } else {
         aggregates.push({ column: o.name, function: agg });
       }
@@ -168,6 +184,13 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
     });
   }
 
+  // One select-list item became two columns before a GROUP BY position: it points one further.
+  for (const p of groupPositions) {
+    const shift = split.filter((i) => i < p.n - 1).length;
+    const at = tokenAt(sql, p.location);
+    if (shift) edits.push({ start: at.start, end: at.end, text: String(p.n + shift) });
+  }
+
   // A re-grouped result is sorted by the router after the merge; the shards' ORDER BY may name a
   // column their statement no longer has (an avg turned into sum and count): it is left out.
   if (regroup && orderBy.length) {
@@ -178,17 +201,25 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
   const limit = bound(select.limitCount, "LIMIT", refusals);
   const offset = bound(select.limitOffset, "OFFSET", refusals);
   // Each shard sends at most limit + offset rows (the merge skips the offset); with a re-grouping, a
-  // shard's rows are partial groups, so no shard may stop early.
+  // shard's rows are partial groups, so no shard may stop early. A parameter taken out of the text
+  // stays in it, typed, as a no-op: the shards get every parameter, and Postgres refuses one it
+  // cannot type (a NULL, or a string, sent untyped).
   const countNode = select.limitCount as ParseNode | undefined;
   const offsetNode = select.limitOffset as ParseNode | undefined;
   if (countNode && limit !== null && !field(countNode, "A_Const")?.isnull) {
-    const at = tokenAt(sql, Number(unwrap1(countNode).location));
-    const text = regroup ? "ALL" : offset ? sumText(limit!, offset) : sql.slice(at.start, at.end);
-    edits.push({ start: at.start, end: at.end, text });
+    const location = Number(unwrap1(countNode).location);
+    // FETCH FIRST ROW ONLY: the count 1 is implied (no location); it goes after FIRST or NEXT.
+    const implied = location < 0 ? fetchCountAt(sql) : undefined;
+    const at = implied !== undefined ? { start: implied, end: implied } : tokenAt(sql, location);
+    const fetch = implied !== undefined || /\b(first|next)\s*$/i.test(sql.slice(0, at.start));
+    const noLimit = limit!.kind === "param" ? `(NULL + $${limit!.number}::int8)` : fetch ? "NULL" : "ALL";
+    const text = regroup ? noLimit : offset ? sumText(limit!, offset) : sql.slice(at.start, at.end);
+    if (implied === undefined || regroup || offset) edits.push({ start: at.start, end: at.end, text: implied !== undefined ? ` ${text}` : text });
   }
   if (offsetNode && offset) {
     const at = tokenAt(sql, Number(unwrap1(offsetNode).location));
-    edits.push({ start: at.start, end: at.end, text: "0" });
+    const referenced = !regroup && limit; // in the shards' LIMIT limit + offset
+    edits.push({ start: at.start, end: at.end, text: offset.kind === "param" && !referenced ? `(0 * $${offset.number}::int8)` : "0" });
   }
   return {
     orderBy, ...(limit ? { limit } : {}), ...(offset ? { offset } : {}), groupBy, aggregates, distinct, regroup,
@@ -269,14 +300,84 @@ function sumText(limit: Bound, offset: Bound): string {
   return `(${t(limit)} + ${t(offset)})`;
 }
 
-/** The end of a select-list item whose value is `fn`: after its parentheses and its alias, if any. */
-function targetEnd(sql: string, target: ParseNode, fn: ParseNode): number {
-  let end = groupEnd(sql, Number(fn.location));
+/** Where FETCH FIRST|NEXT ROW ONLY (its count implied) would take a count: after FIRST or NEXT. */
+function fetchCountAt(sql: string): number | undefined {
+  let depth = 0;
+  let at: number | undefined;
+  let previous = "";
+  for (let t = tokenAt(sql, 0); t.start < t.end; t = tokenAt(sql, t.end)) {
+    const text = tokenText(sql, t);
+    if (text === "(" || text === "[") depth++;
+    else if (text === ")" || text === "]") depth--;
+    else if (depth === 0 && previous === "fetch" && (text === "first" || text === "next")) at = t.end;
+    previous = depth === 0 ? text : "";
+  }
+  return at;
+}
+
+/** The end of a select-list item whose value ends at `end`: after its alias, if any. */
+function targetEnd(sql: string, target: ParseNode, end: number): number {
   if (target.name === undefined) return end;
   let t = tokenAt(sql, end);
   if (tokenText(sql, t) === "as") t = tokenAt(sql, t.end);
   end = t.end;
   return end;
+}
+
+/**
+ * The name PostgreSQL gives a select-list item (FigureColname in parse_target.c): its alias; else a
+ * column's name, a function's, a cast's argument's (else its type's), CASE's ELSE's (else "case"),
+ * "coalesce", "greatest", "exists" …; "?column?" for an operator or a constant. The merge finds the
+ * shards' columns by these names.
+ */
+export function columnName(target: ParseNode): string {
+  if (target.name !== undefined) return String(target.name);
+  return figureName(target.val)[0] ?? "?column?";
+}
+
+const jsonNames: Record<string, string> = {
+  JsonParseExpr: "json", JsonScalarExpr: "json_scalar", JsonSerializeExpr: "json_serialize", JsonObjectConstructor: "json_object",
+  JsonArrayConstructor: "json_array", JsonArrayQueryConstructor: "json_array", JsonObjectAgg: "json_objectagg", JsonArrayAgg: "json_arrayagg",
+};
+
+/** A name and its strength: 2 a name of its own, 1 a fallback (a cast's type, "case") a stronger one beats. */
+function figureName(node: unknown): [string | undefined, number] {
+  const [tag, n] = unwrap(node) ?? ["", {} as ParseNode];
+  const lastString = (list: unknown) => ((list as ParseNode[] | undefined) ?? []).filter((f) => "String" in f).map((f) => String((f.String as ParseNode).sval)).at(-1);
+  switch (tag) {
+    case "ColumnRef": { const name = lastString(n.fields); return name ? [name, 2] : [undefined, 0]; }
+    case "A_Indirection": { const name = lastString(n.indirection); return name ? [name, 2] : figureName(n.arg); }
+    case "FuncCall": return [funcName(n), 2];
+    case "A_Expr": return n.kind === "AEXPR_NULLIF" ? ["nullif", 2] : [undefined, 0];
+    case "TypeCast": {
+      const inner = figureName(n.arg);
+      const type = lastString((n.typeName as ParseNode | undefined)?.names);
+      return inner[1] > 1 || !type ? inner : [type, 1];
+    }
+    case "CollateClause": return figureName(n.arg);
+    case "CaseExpr": { const inner = figureName(n.defresult); return inner[1] > 1 ? inner : ["case", 1]; }
+    case "GroupingFunc": return ["grouping", 2];
+    case "MergeSupportFunc": return ["merge_action", 2];
+    case "A_ArrayExpr": return ["array", 2];
+    case "RowExpr": return ["row", 2];
+    case "CoalesceExpr": return ["coalesce", 2];
+    case "MinMaxExpr": return [n.op === "IS_GREATEST" ? "greatest" : "least", 2];
+    case "SQLValueFunction": return [String(n.op).replace(/^SVFOP_/, "").replace(/_N$/, "").toLowerCase(), 2];
+    case "XmlExpr": return n.op === "IS_DOCUMENT" ? [undefined, 0] : [String(n.op).replace(/^IS_/, "").toLowerCase(), 2];
+    case "XmlSerialize": return ["xmlserialize", 2];
+    case "JsonFuncExpr": return [String(n.op).replace(/_OP$/, "").toLowerCase(), 2];
+    case "SubLink": {
+      if (n.subLinkType === "EXISTS_SUBLINK") return ["exists", 2];
+      if (n.subLinkType === "ARRAY_SUBLINK") return ["array", 2];
+      if (n.subLinkType !== "EXPR_SUBLINK") return [undefined, 0];
+      // A scalar subquery: the name of its (first, leftmost) column.
+      let inner = field(n.subselect, "SelectStmt");
+      while (inner && inner.op !== undefined && inner.op !== "SETOP_NONE") inner = field(inner.larg, "SelectStmt") ?? (inner.larg as ParseNode);
+      const first = (inner?.targetList as ParseNode[] | undefined)?.[0]?.ResTarget as ParseNode | undefined;
+      return first ? [columnName(first), 2] : [undefined, 0];
+    }
+  }
+  return jsonNames[tag] ? [jsonNames[tag], 2] : [undefined, 0];
 }
 
 export function quoteIdent(name: string): string {

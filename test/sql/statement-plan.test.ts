@@ -196,6 +196,45 @@ test("GROUP BY with each aggregate: re-aggregated; avg asked as sum and count an
   assert.is(whole.statements[0].sql, `select count(*), sum( balance ) AS "avg__sum", count( balance ) AS "avg__count" from accounts`);
 });
 
+test("output columns carry the names PostgreSQL gives them: a cast its argument's or its type's, CASE its ELSE's, coalesce, a scalar subquery's column", async () => {
+  const e = await explain(`select balance::text, cast(1 as int), case when true then 1 else id end, case when true then 1 end, coalesce(name, ''),
+    greatest(1, 2), nullif(1, 2), (select code from currencies limit 1), exists (select 1 from currencies), array[1], current_date, balance + 1
+    from accounts order by 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12`);
+  assert.equal(e.merge!.orderBy.map((o) => o.column), [
+    "balance", "int4", "id", "case", "coalesce", "greatest", "nullif", "code", "exists", "array", "current_date", "?column?",
+  ]);
+});
+
+test("ORDER BY a position whose column shares its name is refused; ORDER BY a bare name means the output column of that name", async () => {
+  assert.match(await refused("select balance + 1, id + 2 from accounts order by 2"), `ORDER BY "?column?", a name two output columns share`);
+  const e = await explain("select cast(balance as text), balance as b from accounts order by balance");
+  assert.equal(e.merge!.orderBy.map((o) => o.column), ["balance"], "the text column PostgreSQL names balance, not b");
+  const qualified = await explain("select cast(balance as text), balance as b from accounts order by accounts.balance");
+  assert.equal(qualified.merge!.orderBy.map((o) => o.column), ["b"]);
+});
+
+test("avg(x) FILTER (WHERE …): its sum and count take the FILTER; GROUP BY positions after an average point one further", async () => {
+  const e = await explain("select currency, avg(balance) filter (where balance > 0) as m, avg(balance) filter (where true) from accounts group by currency");
+  assert.is(e.statements[0].sql, `select currency, sum(balance) filter (where balance > 0) AS "m__sum", count(balance) filter (where balance > 0) AS "m__count", sum(balance) filter (where true) AS "avg__sum", count(balance) filter (where true) AS "avg__count" from accounts group by currency`);
+  const positions = await explain("select avg(balance) as a, name, avg(id) as b, currency from accounts group by 2, 4");
+  assert.is(positions.statements[0].sql, `select sum(balance) AS "a__sum", count(balance) AS "a__count", name, sum(id) AS "b__sum", count(id) AS "b__count", currency from accounts group by 3, 6`);
+  assert.equal(positions.merge!.groupBy, ["name", "currency"]);
+});
+
+test("LIMIT/OFFSET the shards do without: FETCH FIRST takes NULL, an implied count its place, a parameter stays typed", async () => {
+  const fetch = await explain("select currency, count(*) from accounts group by currency fetch first 3 rows only");
+  assert.is(fetch.statements[0].sql, "select currency, count(*) from accounts group by currency fetch first NULL rows only");
+  const row = await explain("select currency, count(*) from accounts group by currency fetch first row only");
+  assert.is(row.statements[0].sql, "select currency, count(*) from accounts group by currency fetch first NULL row only");
+  assert.is(row.merge!.limit, 1n);
+  const implied = await explain("select id from accounts order by id offset 2 rows fetch next row only");
+  assert.is(implied.statements[0].sql, "select id from accounts order by id offset 0 rows fetch next 3 row only");
+  const params = await explain("select currency, count(*) from accounts group by currency limit $1 offset $2", [int(3n), int(1n)]);
+  assert.is(params.statements[0].sql, "select currency, count(*) from accounts group by currency limit (NULL + $1::int8) offset (0 * $2::int8)");
+  const offsetOnly = await explain("select id from accounts order by id offset $1", [int(3n)]);
+  assert.is(offsetOnly.statements[0].sql, "select id from accounts order by id offset (0 * $1::int8)");
+});
+
 test("the text edits skip strings, quoted names and comments, and keep nested parentheses whole", async () => {
   const sql = `select "order", avg((balance + 1) * 2) "m(1)" from accounts /* order by */ where note <> 'order by x)' group by "order" order by "m(1)" -- order by
  limit 4`;
