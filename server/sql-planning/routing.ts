@@ -501,7 +501,11 @@ function routeStatement(a: RoutingAnalysis, p: Prepared, params: readonly Value[
     });
   }
   if (p.unknownNames) {
-    return settle(decision([...everyShard], () => `${p.unknownNames} ${p.unknownNames.includes(",") ? "are" : "is"} not in the tables config: every shard`, []), always, p.multiShard);
+    // Whether its rows are split over the shards or copied on each, only the config says: merging
+    // every shard's rows could double them, so several shards are refused.
+    const unknown = refusal(`${p.unknownNames.includes(",") ? "the tables" : "the table"} ${p.unknownNames}, not in the tables config,`,
+      "add it to tables.sharded (with its key column) or to tables.reference; ExecuteOnShard and ExecuteOnAll run a statement as written");
+    return settle(decision([...everyShard], () => `${p.unknownNames} ${p.unknownNames.includes(",") ? "are" : "is"} not in the tables config: every shard`, []), always, p.multiShard ?? unknown);
   }
   if (p.groupTables.length === 0) {
     if (a.write || a.tables.length === 0 && a.statementKind !== "SelectStmt") {

@@ -61,7 +61,7 @@ test("file_containing_symbol returns the file and every transitive dependency: e
   // Resolving imports only from the answer: a missing dependency would throw here.
   const registry = createFileRegistry(protos[0], (name) => protos.find((p) => p.name === name));
   assert.equal(registry.getService("shardrouter.v1.RouterService")?.methods.map((m) => m.name),
-    ["Route", "Explain", "ExecuteOnShard", "ExecuteOnAll", "Transfer", "ExecuteTransaction", "BeginTransaction", "ExecuteInTransaction",
+    ["Route", "Explain", "Execute", "ExecuteOnShard", "ExecuteOnAll", "Transfer", "ExecuteTransaction", "BeginTransaction", "ExecuteInTransaction",
       "CommitTransaction", "RollbackTransaction", "GetTopology", "NextIds"]);
   assert.is(registry.getMessage("shardrouter.v1.Value")?.field.timestampValue.message?.typeName, "google.protobuf.Timestamp");
 });

@@ -79,10 +79,9 @@ test("no key in WHERE, OR of keys, NOT IN, a key compared with <: every shard, a
 test("quoted identifiers and table aliases resolve as PostgreSQL does", async () => {
   assert.equal((await explain(`select * from "accounts" a where a."id" = ${k1}`)).decision.shards, [owner(k1)]);
   assert.equal((await explain(`select * from "Weird" w where w."Key" = ${k1}`)).decision.shards, [owner(k1)]);
-  // Weird (unquoted) folds to weird, which is not the configured "Weird": unknown, every shard.
-  const folded = await explain(`select * from Weird where "Key" = ${k1}`);
-  assert.equal(folded.decision.shards, names);
-  assert.match(folded.reason, "weird is not in the tables config");
+  // Weird (unquoted) folds to weird, which is not the configured "Weird": unknown, so refused.
+  const folded = await explain(`select * from Weird where "Key" = ${k1}`).then(() => undefined, (e: Error) => e);
+  assert.match(folded?.message ?? "", "the table weird, not in the tables config");
   // An alias's column: b.id is not a key when b is another table's alias.
   assert.equal((await explain(`select * from accounts a, currencies b where b.id = ${k1}`)).decision.shards, names);
   // ID unquoted folds to id: the key.
@@ -140,8 +139,8 @@ test("reference tables: joined to a sharded table they follow its routing; alone
   const write = await explain("update currencies set rate = 2");
   assert.equal(write.decision.shards, names);
   assert.match(write.reason, "writes reference tables");
-  const roles = (await explain("select * from currencies, accounts, other"));
-  assert.match(roles.reason, "other is not in the tables config");
+  const roles = await explain("select * from currencies, accounts, other").then(() => undefined, (e: Error) => e);
+  assert.match(roles?.message ?? "", "the table other, not in the tables config");
 });
 
 test("ORDER BY: output names, aliases of expressions, positions, the same expression; NULLS FIRST/LAST; DESC", async () => {
@@ -294,11 +293,19 @@ test("writes without a key reach every configured shard; DDL too", async () => {
   assert.match(ddl.reason, "a Create statement: every shard");
 });
 
-test("an empty tables config knows nothing: every statement that reads a table goes to every shard", async () => {
+test("a table the config does not name is refused on several shards (split or copied, only the config says)", async () => {
   const blank = new StatementPlanner({ sharded: {}, reference: [] });
-  const e = await blank.explain("select * from accounts where id = 1", [], map, every);
-  assert.equal(e.decision.shards, names);
-  assert.match(e.reason, "accounts is not in the tables config: every shard");
+  for (const sql of ["select * from accounts where id = 1", "insert into accounts (id) values (1)", "select a.* from accounts a join currencies c on c.code = a.cur"]) {
+    const e = await blank.explain(sql, [], map, every).then(() => undefined, (x: Error) => x);
+    assert.ok(e instanceof ConnectError && e.code === Code.InvalidArgument, sql);
+    assert.match(e.message, "not in the tables config", sql);
+    assert.match(e.message, "add it to tables.sharded (with its key column) or to tables.reference", sql);
+  }
+  // With one shard there is nothing to split or copy: it runs there.
+  const one = buildShardMap(PlacementConfigSchema.parse({ strategy: "hash_ring" }), [{ name: "s0", weight: 1 }]);
+  assert.equal((await blank.explain("select * from accounts", [], one, () => ["s0"])).decision.shards, ["s0"]);
+  // DDL names no table the config must know: every shard.
+  assert.equal((await blank.explain("create table t (x int)", [], map, every)).decision.shards, names);
 });
 
 test("analyses are cached per text (bounded LRU); routing by params is per call", async () => {
