@@ -71,10 +71,12 @@ async function run(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps, ana
     const parts = deps.statements.shardStatements(analysis, decision, params.length)
       .map((s) => ({ shard: s.shard, sql: s.sql, params: s.params.map((n) => params[n - 1]!) }));
     const spec = analysis.merge && decision.shards.length > 1 ? mergeSpec(analysis.merge, req.params) : undefined;
+    // Every shard holds a copy of a reference table: one shard's count and RETURNING rows are the answer.
+    const copies = statementKind !== "SelectStmt" && tables[0]?.role === "reference";
     return runAtomically({
       req, requestId: req.requestId || `execute.${randomUUID()}`, parts, isolated: analysis.isolated,
       keys: decision.keys.flatMap((k) => k.values.filter((v): v is string => v !== null)), map,
-      respond: (results, o) => answer(combine(results, spec), { twoPhase: o.twoPhase, transactionId: o.transactionId }),
+      respond: (results, o) => answer(combine(copies ? results.slice(0, 1) : results, spec), { twoPhase: o.twoPhase, transactionId: o.transactionId }),
       signal: ctx.signal, budget, caller: ctx.caller,
     }, deps);
   }

@@ -67,6 +67,12 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
     const s = shape(node);
     const same = outputs.find((o) => o.shape === s);
     if (same) return unique(same.name, clause);
+    if (named && clause === "GROUP BY" && columnsRead.has(names[0])) {
+      // PostgreSQL groups by an input column of that name before an output alias: the shards would
+      // group by the column, the merge by the alias's expression.
+      refusals.push(refusal(`GROUP BY ${names[0]}, both a column and the alias of another expression`, "GROUP BY the expression itself or its position, or give the alias another name"));
+      return undefined;
+    }
     if (named) return unique(names[0], clause);
     const last = names?.[names.length - 1];
     const plain = outputs.filter((o) => columnRef(o.target.val)?.at(-1) === last);
@@ -75,6 +81,13 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
     refusals.push(refusal(`${clause} an expression that is not in the select list`, `add it to the select list with an alias and ${clause} the alias`));
     return undefined;
   };
+  /** Column names the statement reads (a GROUP BY alias of the same name would be shadowed by one). */
+  const columnsRead = new Set<string>();
+  walk([select.targetList, select.fromClause, select.whereClause, select.havingClause], (tag, n) => {
+    if (tag !== "ColumnRef") return;
+    const names = columnRef({ ColumnRef: n });
+    if (names) columnsRead.add(names[names.length - 1]!);
+  });
   /** GROUP BY positions: an avg split into sum and count before one moves it (see below). */
   const groupPositions: { location: number; n: number }[] = [];
   const unique = (name: string, clause: string): string | undefined => {

@@ -82,6 +82,7 @@ test("a reference-table write reaches every shard atomically, the spare too", as
   const r = await t.grpc.execute({ sql: "insert into currencies (code, name) values ($1, $2)", params: [str("JPY"), str("Yen")] });
   assert.is(r.shards.length, 4);
   assert.ok(r.twoPhase);
+  assert.is(r.result?.rowsAffected, 1n, "a copy on every shard is still one row");
   for (const s of t.cluster.shards) {
     const got = await t.direct(s.nodes[0])`select name from currencies where code = 'JPY'`;
     assert.equal(got.map((x) => x.name), ["Yen"], s.name);

@@ -128,8 +128,8 @@ export interface GeneratorOptions {
  * Router bugs reported and not fixed yet: their statements (or, for the write count, its check) are
  * left out unless listed, so the test stays green meanwhile and covers each once it is listed.
  */
-export type PendingBug = "group-by-shadowed-name" | "key-text-not-canonical" | "reference-write-count";
-export const pendingBugs: readonly PendingBug[] = ["group-by-shadowed-name", "key-text-not-canonical", "reference-write-count"];
+export type PendingBug = "key-text-not-canonical";
+export const pendingBugs: readonly PendingBug[] = ["key-text-not-canonical"];
 
 /** A select-list item: its text, the name Postgres gives its column, and whether it aggregates. */
 interface Item { sql: string; pgName: string; alias?: string; agg?: boolean; over?: boolean; star?: string[] }
@@ -449,8 +449,9 @@ function groupedSelect(b: Builder, from: From): Shape {
     return r.pick(ways);
   });
   let kind = "group";
-  if (b.opts.include?.has("group-by-shadowed-name") && r.chance(0.1)) {
-    // `select n % 3 as n … group by n`: Postgres groups by the input column n, not the output.
+  if (r.chance(0.04)) {
+    // `select n % 3 as n … group by n`: Postgres groups by the input column n, not the output (the
+    // router, without the schema, refuses an alias that a column may shadow).
     items.push({ sql: qualify("n % 3", from, r), pgName: "?column?", alias: "n" });
     groupBy.unshift("n");
     kind = "group shadowed";

@@ -470,4 +470,11 @@ test("FOR UPDATE OF the table itself is no subquery", async () => {
   assert.equal((await explain(`select * from accounts where id = ${k1} for update of accounts`)).decision.shards, [owner(k1)]);
 });
 
+test("GROUP BY an alias that is also a column it reads is refused (PostgreSQL groups by the column)", async () => {
+  const shadowed = await explain("select balance % 3 as balance, count(*) as n from accounts group by balance").then(() => undefined, (e: Error) => e);
+  assert.match(shadowed?.message ?? "", "GROUP BY balance, both a column and the alias of another expression");
+  const alias = await explain("select balance % 3 as parity, count(*) as n from accounts group by parity");
+  assert.equal(alias.merge!.groupBy, ["parity"]);
+});
+
 test.run();
