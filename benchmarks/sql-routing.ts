@@ -7,12 +7,19 @@ import { PlacementConfigSchema } from "../server/placement/placement-config.js";
 import { buildShardMap } from "../server/placement/shard-map.js";
 import { loadParser } from "../server/sql/parser.js";
 import { type StatementPlanner as Planner, StatementPlanner } from "../server/sql-planning/statement-plan.js";
+import { TableSchemas } from "../server/sql-planning/table-schemas.js";
 
 await loadParser();
 const seconds = Number(process.argv[2] ?? 2);
 const shards = ["s0", "s1", "s2", "s3"];
 const map = buildShardMap(PlacementConfigSchema.parse({ strategy: "hash_ring" }), shards.map((name) => ({ name, weight: 1 })));
-const planner = new StatementPlanner({ sharded: { accounts: "id", orders: "account_id" }, reference: ["currencies"] });
+const tables = { sharded: { accounts: "id", orders: "account_id" }, reference: ["currencies"] };
+const planner = new StatementPlanner(tables);
+// As the router runs: the key columns' types known (int8), cached; keys are placed canonically.
+const int8 = { name: "bigint", oid: 20 };
+const schemas = new TableSchemas(async (relation) => new Map([[relation === '"orders"' ? "account_id" : "id", int8], ["balance", int8]]));
+await Promise.all(['"accounts"', '"orders"'].map((r) => schemas.load(r)));
+const typed = new StatementPlanner(tables, undefined, schemas);
 const every = () => shards;
 const int = (v: number): Value => ({ $typeName: "shardrouter.v1.Value", kind: { case: "int64Value", value: BigInt(v) } }) as Value;
 const params: Value[][] = Array.from({ length: 1024 }, (_, i) => [int(i * 7919)]);
@@ -42,3 +49,6 @@ run("every shard: ORDER BY … LIMIT", "select id, balance from accounts order b
 // The general path (after the cases above, so their numbers stay comparable with earlier runs).
 run("key = ANY($1), 4 keys", "select id, balance from accounts where id = any($1)", arrays);
 run("pinned subquery, same key", "select id from accounts where id = $1 and balance >= (select max(balance) from accounts a2 where a2.id = $1)", true);
+// With the key column's type known (the router's case): the key's text made canonical for int8.
+run("point select, key from $1, typed key", "select id, balance from accounts where id = $1", true, typed);
+run("key = ANY($1), 4 keys, typed key", "select id, balance from accounts where id = any($1)", arrays, typed);

@@ -18,6 +18,7 @@ import type { WriteKeys } from "../resharding/write-fence.js";
 import type { RoutingDecision } from "../sql-planning/routing.js";
 import { reasonOf } from "../sql-planning/routing.js";
 import { mergeSpec, type StatementAnalysis, type StatementPlanner } from "../sql-planning/statement-plan.js";
+import { isSchemaChangeKind } from "../sql/statement-kind.js";
 import { runAtomically } from "../transactions/atomic-statement.js";
 import type { Coordinator } from "../transactions/coordinator.js";
 import type { CallContext } from "./router-service.js";
@@ -32,6 +33,8 @@ export interface ExecuteDeps {
   /** Runs a write under the resharding fence (router-service's `write`). */
   fenced<T>(keys: WriteKeys | undefined, signal: AbortSignal, run: () => Promise<T>): Promise<T>;
   refuseSchemaChange(sql: string): void;
+  /** Runs a statement that may change a schema: the tables' columns are read afresh after it. */
+  schemaAware<T>(sql: string, run: () => Promise<T>): Promise<T>;
 }
 
 /** Writes that reach every shard only when asked: a forgotten WHERE must not touch every shard. */
@@ -45,8 +48,9 @@ export async function execute(req: ExecuteRequest, ctx: CallContext, deps: Execu
   // The fence admits a write by the keys it pins, before it is routed: a write held through a
   // cutover is routed afresh, on the new map.
   const keys = fenceKeys(await deps.statements.route(analysis, req.params, deps.planner.map, deps.everyShard));
-  return deps.fenced(keys, ctx.signal, async () =>
+  const fenced = () => deps.fenced(keys, ctx.signal, async () =>
     run(req, ctx, deps, analysis, await deps.statements.route(analysis, req.params, deps.planner.map, deps.everyShard)));
+  return isSchemaChangeKind(analysis.routing.statementKind) ? deps.schemaAware(req.sql, fenced) : fenced();
 }
 
 async function run(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps, analysis: StatementAnalysis, decision: RoutingDecision): Promise<ExecuteResponse> {

@@ -21,12 +21,13 @@ import { transfer } from "../transactions/transfer.js";
 import type { WriteFence, WriteKeys } from "../resharding/write-fence.js";
 import { staleEpochSqlstate } from "../resharding/epoch-guard.js";
 import { sqlstateOf } from "../execution/postgres-errors.js";
-import { isReadOnly, schemaChange } from "../sql/statement-kind.js";
+import { changesSchema, isReadOnly, schemaChange } from "../sql/statement-kind.js";
 import { replicationSlots } from "../resharding/slot-lag.js";
 import { describeNodes, shardStatus } from "./topology.js";
 import { maxIdsPerCall } from "../ids/snowflake.js";
 import { mergeSpec, StatementPlanner } from "../sql-planning/statement-plan.js";
 import { refusalError } from "../sql-planning/refusals.js";
+import { catalogColumns, TableSchemas } from "../sql-planning/table-schemas.js";
 import { execute } from "./execute.js";
 
 export interface RouterServiceDeps {
@@ -60,7 +61,8 @@ export type RouterHandlers = { [K in keyof Impl]: (req: Parameters<Impl[K]>[0], 
 
 export function routerService({ planner, coordinator, recovery, interactive, config, fence, onStaleMap, ids }: RouterServiceDeps): RouterHandlers {
   const limits = config.limits;
-  const statements = new StatementPlanner(config.tables ?? { sharded: {}, reference: [] });
+  // Tables' columns from the shards' catalog: keys placed by their column's type, GROUP BY aliases told from columns.
+  const statements = new StatementPlanner(config.tables ?? { sharded: {}, reference: [] }, undefined, new TableSchemas(catalogColumns(planner)));
   /** A read goes to the shards that own keys; a write to every configured shard (as ExecuteOnAll). */
   const everyShard = (write: boolean) => (write ? planner.shards.shards : planner.map.shards).map((s) => s.name);
   /** DDL and TRUNCATE are not replicated: refused while a reshard job moves rows. */
@@ -71,6 +73,16 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       throw new ConnectError(
         `${kind.replace(/Stmt$/, "")} is refused while reshard job ${fence.activeJobs.map((j) => j.id).join(", ")} runs: schema changes and TRUNCATE are not carried to the new shards; ` +
         "run it after the job, or cancel the job", Code.FailedPrecondition);
+    }
+  }
+
+  /** Runs a statement; when it changes a schema, the tables' columns are read afresh afterwards (success or not). */
+  async function schemaAware<T>(sql: string, run: () => Promise<T>): Promise<T> {
+    if (!changesSchema(sql)) return run();
+    try {
+      return await run();
+    } finally {
+      statements.schemaChanged();
     }
   }
 
@@ -95,12 +107,12 @@ export function routerService({ planner, coordinator, recovery, interactive, con
     }
   }
   /** ExecuteOnAll with merge.auto: the merge Execute would derive, and the statement shards then get. */
-  function derivedMerge(sql: string, params: Value[], given: MergeSpec): { sql: string; merge: MergeSpec | undefined } {
+  async function derivedMerge(sql: string, params: Value[], given: MergeSpec): Promise<{ sql: string; merge: MergeSpec | undefined }> {
     if (given.orderBy.length || given.limit !== undefined || given.offset || given.groupBy.length || given.aggregates.length) {
       throw new ConnectError("merge.auto derives the whole merge from the statement: leave order_by, limit, offset, group_by and aggregates empty", Code.InvalidArgument);
     }
     const analysis = statements.analyze(sql);
-    const refused = analysis.routing.refusals.find((r) => !r.anyShards) ?? analysis.merge?.refusals[0];
+    const refused = analysis.routing.refusals.find((r) => !r.anyShards) ?? statements.mergeRefusal(analysis, await statements.columns(analysis));
     if (refused && planner.shards.shards.length > 1) throw refusalError(refused);
     return { sql: analysis.multiShardSql, merge: analysis.merge ? mergeSpec(analysis.merge, params) : undefined };
   }
@@ -139,7 +151,7 @@ export function routerService({ planner, coordinator, recovery, interactive, con
     },
 
     async execute(req, ctx) {
-      return execute(req, ctx, { planner, coordinator, statements, limits, everyShard, fenced: write, refuseSchemaChange });
+      return execute(req, ctx, { planner, coordinator, statements, limits, everyShard, fenced: write, refuseSchemaChange, schemaAware });
     },
 
     async executeOnShard(req, ctx) {
@@ -147,7 +159,7 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       const params = encodeParams(req.params);
       const readOnly = isReadOnly(req.sql);
       if (!readOnly) refuseSchemaChange(req.sql);
-      return write(fence && !readOnly ? [req.key] : undefined, ctx.signal, async () => {
+      return write(fence && !readOnly ? [req.key] : undefined, ctx.signal, () => schemaAware(req.sql, async () => {
         const { shard } = await planner.route(req.key);
         const candidates = planner.candidates(shard, req.readPreference, req.maxReplicaLagMs);
         const result = await onFirstAnswering(candidates, ctx.signal, (pool) => executeStatement({
@@ -155,7 +167,7 @@ export function routerService({ planner, coordinator, recovery, interactive, con
           login: ctx.caller?.loginFor(shard.name),
         }));
         return { shard: shard.name, result };
-      });
+      }));
     },
 
     async executeOnAll(req, ctx) {
@@ -165,12 +177,12 @@ export function routerService({ planner, coordinator, recovery, interactive, con
       const readOnly = isReadOnly(req.sql);
       if (!readOnly) refuseSchemaChange(req.sql);
       const map = planner.map;
-      const { sql, merge } = req.merge?.auto ? derivedMerge(req.sql, req.params, req.merge) : req;
-      return write(fence && !readOnly ? "all" : undefined, ctx.signal, () => scatterGather(planner.shards, {
+      const { sql, merge } = req.merge?.auto ? await derivedMerge(req.sql, req.params, req.merge) : req;
+      return write(fence && !readOnly ? "all" : undefined, ctx.signal, () => schemaAware(req.sql, () => scatterGather(planner.shards, {
         sql, isolated, params: encodeParams(req.params), merge, derivedMerge: req.merge?.auto, allowPartial: req.allowPartial,
         readPreference: req.readPreference, maxReplicaLagMs: req.maxReplicaLagMs, signal: ctx.signal, budget: newBudget(limits.maxRows, limits.maxBytes),
         only: readOnly ? new Set(map.shards.map((s) => s.name)) : undefined, loginFor: ctx.caller?.loginFor,
-      }));
+      })));
     },
 
     async transfer(req, ctx) {
@@ -179,7 +191,9 @@ export function routerService({ planner, coordinator, recovery, interactive, con
 
     async executeTransaction(req, ctx) {
       for (const s of req.statements) refuseSchemaChange(s.sql);
-      return write(req.statements.map((s) => s.key), ctx.signal, () => executeTransaction(req, { planner, coordinator, limits }, ctx.signal, ctx.caller));
+      const run = () => executeTransaction(req, { planner, coordinator, limits }, ctx.signal, ctx.caller);
+      const ddl = req.statements.find((s) => changesSchema(s.sql));
+      return write(req.statements.map((s) => s.key), ctx.signal, ddl ? () => schemaAware(ddl.sql, run) : run);
     },
 
     async beginTransaction(req, ctx) {

@@ -1,7 +1,9 @@
 // A pinned key's text for one call: a constant's text, or a parameter's value as the text placement
 // hashes (an integer as its decimal text). `= ANY($n)` takes an array parameter: each element is a key.
+// With the key column's type known, each text is made canonical for it (key-canonical.ts).
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
+import { canonicalKey, type KeyColumnType } from "./key-canonical.js";
 import type { KeySource, PinKey } from "./tree.js";
 
 /** The text a key value is placed by; null for NULL (it matches no row). */
@@ -15,15 +17,17 @@ export function keyText(key: KeySource, params: readonly Value[]): string | null
   return text;
 }
 
-/** Every key of a pin, arrays given to `= ANY($n)` spread into their elements; `table.column` names it in errors. */
-export function keyTexts(keys: readonly PinKey[], params: readonly Value[], table: string, column: string): (string | null)[] {
-  if (keys.length === 1 && keys[0].kind !== "array") return [keyText(keys[0], params)];
+/**
+ * Every key of a pin, arrays given to `= ANY($n)` spread into their elements, canonical for the key
+ * column's `type` when known; `table.column` names it in errors.
+ */
+export function keyTexts(keys: readonly PinKey[], params: readonly Value[], table: string, column: string, type?: KeyColumnType): (string | null)[] {
   const out: (string | null)[] = [];
   for (const k of keys) {
     if (k.kind === "array") arrayTexts(k.number, params, table, column, out);
     else out.push(keyText(k, params));
   }
-  return out;
+  return type ? out.map((v) => (v === null ? v : canonicalKey(v, type, table, column))) : out;
 }
 
 function arrayTexts(number: number, params: readonly Value[], table: string, keyColumn: string, out: (string | null)[]): void {

@@ -11,6 +11,7 @@ import type { Edit } from "./shard-statement.js";
 import { type Refusal, mergeableAggregates, refusal, unmergeableAggregates } from "./refusals.js";
 import { columnRef, field, funcName, type ParseNode, shape, unwrap, walk } from "./tree.js";
 import { groupEnd, tokenAt, tokenText } from "./sql-text.js";
+import { type ColumnsOf, relationName } from "./table-schemas.js";
 
 /** A LIMIT or OFFSET: a constant, a parameter ($n), or none. */
 export type Bound = { kind: "const"; value: bigint } | { kind: "param"; number: number };
@@ -30,6 +31,14 @@ export interface MergeAnalysis {
   /** Edits to the statement text for the shards when it reaches several. */
   edits: Edit[];
   refusals: Refusal[];
+  /**
+   * GROUP BY names that are the output alias of another expression: PostgreSQL groups by an input
+   * column of that name instead, so each is refused when a FROM table has one (`shadowedAlias`).
+   * `read`: the statement reads a column of that name (the answer when the tables' columns are unknown).
+   */
+  groupAliases: { name: string; read: boolean }[];
+  /** The FROM tables (by `relation`), or undefined when FROM has items whose columns are not looked up (subqueries, functions, CTEs). */
+  fromRelations?: string[];
 }
 
 interface Output { name: string; shape?: string; star: boolean; target: ParseNode }
@@ -67,12 +76,10 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
     const s = shape(node);
     const same = outputs.find((o) => o.shape === s);
     if (same) return unique(same.name, clause);
-    if (named && clause === "GROUP BY" && columnsRead.has(names[0])) {
-      // PostgreSQL groups by an input column of that name before an output alias: the shards would
-      // group by the column, the merge by the alias's expression.
-      refusals.push(refusal(`GROUP BY ${names[0]}, both a column and the alias of another expression`, "GROUP BY the expression itself or its position, or give the alias another name"));
-      return undefined;
-    }
+    // PostgreSQL groups by an input column of that name before an output alias: the shards would
+    // group by the column, the merge by the alias's expression. Whether there is one, the tables'
+    // columns tell (per call: `shadowedAlias`).
+    if (named && clause === "GROUP BY") groupAliases.push({ name: names[0], read: columnsRead.has(names[0]) });
     if (named) return unique(names[0], clause);
     const last = names?.[names.length - 1];
     const plain = outputs.filter((o) => columnRef(o.target.val)?.at(-1) === last);
@@ -83,6 +90,7 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
   };
   /** Column names the statement reads (a GROUP BY alias of the same name would be shadowed by one). */
   const columnsRead = new Set<string>();
+  const groupAliases: MergeAnalysis["groupAliases"] = [];
   walk([select.targetList, select.fromClause, select.whereClause, select.havingClause], (tag, n) => {
     if (tag !== "ColumnRef") return;
     const names = columnRef({ ColumnRef: n });
@@ -237,7 +245,39 @@ export function analyzeMerge(sql: string, select: ParseNode, isKey: (names: stri
   return {
     orderBy, ...(limit ? { limit } : {}), ...(offset ? { offset } : {}), groupBy, aggregates, distinct, regroup,
     edits: edits.filter((e) => e.text !== sql.slice(e.start, e.end)).sort((a, b) => a.start - b.start), refusals,
+    groupAliases, ...(groupAliases.length ? { fromRelations: fromRelations(select) } : {}),
   };
+}
+
+/** The refusal of a GROUP BY alias that an input column of the same name shadows, if any. */
+export function shadowedAlias(m: MergeAnalysis, columnsOf: ColumnsOf | undefined): Refusal | undefined {
+  for (const g of m.groupAliases) {
+    const known = columnsOf && m.fromRelations ? m.fromRelations.map(columnsOf) : undefined;
+    const has = known?.some((c) => c?.has(g.name)) ?? false;
+    // A table whose columns are unknown may have it: then the statement's own mentions decide.
+    const shadowed = has || ((!known || known.some((c) => !c)) && g.read);
+    if (shadowed) return refusal(`GROUP BY ${g.name}, both a column and the alias of another expression`, "GROUP BY the expression itself or its position, or give the alias another name");
+  }
+  return undefined;
+}
+
+/** The tables of a SELECT's FROM, joins included; undefined when it has any other item (or a CTE's name). */
+function fromRelations(select: ParseNode): string[] | undefined {
+  const ctes = new Set(((select.withClause as ParseNode | undefined)?.ctes as ParseNode[] | undefined ?? []).map((c) => String((c.CommonTableExpr as ParseNode).ctename)));
+  const out: string[] = [];
+  const add = (item: unknown): boolean => {
+    const rv = field(item, "RangeVar");
+    if (rv) {
+      // Columns renamed by the alias (`items i(a, b)`) are not the table's names.
+      if ((!rv.schemaname && ctes.has(String(rv.relname))) || (rv.alias as ParseNode | undefined)?.colnames) return false;
+      out.push(relationName(rv.schemaname as string | undefined, String(rv.relname)));
+      return true;
+    }
+    const join = field(item, "JoinExpr");
+    return !!join && add(join.larg) && add(join.rarg);
+  };
+  for (const item of (select.fromClause as unknown[] | undefined) ?? []) if (!add(item)) return undefined;
+  return out;
 }
 
 function unwrap1(node: ParseNode): ParseNode {

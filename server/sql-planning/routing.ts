@@ -13,8 +13,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Value } from "../../gen/shardrouter/v1/value_pb.js";
 import type { ShardMap } from "../placement/shard-map.js";
+import { canonicalKey } from "./key-canonical.js";
 import { keyText, keyTexts } from "./key-values.js";
 import { type Refusal, refusal } from "./refusals.js";
+import { type ColumnsOf, relationName } from "./table-schemas.js";
 import { arrayKeySources, columnRef, conjuncts, field, funcName, isBinaryOp, type KeySource, keySource, type ParseNode, type PinKey, unwrap, walk } from "./tree.js";
 
 export interface TablesConfig {
@@ -27,6 +29,8 @@ export interface TableUse {
   name: string;
   /** The alias, or the table's own name. */
   alias: string;
+  /** The name as to_regclass reads it (each part quoted): how its columns are looked up. */
+  relation: string;
   role: "sharded" | "reference" | "unknown";
   keyColumn?: string;
   /** Sharded tables: its co-located group. */
@@ -39,7 +43,7 @@ export interface TableUse {
 export interface Pin { keys: PinKey[]; any: boolean }
 
 /** A co-located group of a subquery or CTE, pinned by its own keys. */
-export interface NestedPin { table: string; column: string; pin: Pin }
+export interface NestedPin { table: string; relation: string; column: string; pin: Pin }
 
 export interface RoutingAnalysis {
   statementKind: string;
@@ -108,7 +112,8 @@ function analyzeScope(stmt: ParseNode, tables: TablesConfig, write: boolean, ctx
     if (!rv.schemaname && ctes.has(rel)) return; // a CTE: its own tables are read below
     const { role, keyColumn } = lookupRole(tables, rv.schemaname as string | undefined, rel);
     const name = rv.schemaname ? `${String(rv.schemaname)}.${rel}` : rel;
-    const use: TableUse = keyColumn ? { name, alias, role, keyColumn } : { name, alias, role };
+    const relation = relationName(rv.schemaname as string | undefined, rel);
+    const use: TableUse = keyColumn ? { name, alias, relation, role, keyColumn } : { name, alias, relation, role };
     // `accounts a(x, y)` renames columns by position: which one is the key is not known here.
     if (keyColumn && aliasNode?.colnames) use.keyRenamed = true;
     uses.push(use);
@@ -235,7 +240,7 @@ function analyzeScope(stmt: ParseNode, tables: TablesConfig, write: boolean, ctx
     correlations.push(...inner.correlations);
     inner.pins.forEach((pin, g) => {
       const t = inner.tables.find((u) => u.group === g)!;
-      if (pin) nested.push({ table: t.name, column: t.keyColumn!, pin });
+      if (pin) nested.push({ table: t.name, relation: t.relation, column: t.keyColumn!, pin });
       else if (inner.correlated[g]) correlations.push(`${t.name} joined on ${inner.correlated[g]}`);
       else refusals.push(subqueryRefusal(t.name));
     });
@@ -460,25 +465,27 @@ function decision(shards: string[], why: RoutingDecision["why"], keys: RoutingDe
 
 /**
  * The shards for one call. `everyShard`: the shards a statement for all goes to (owners of keys for a
- * read; every configured shard for a write, so spare shards get what a reshard will fill).
+ * read; every configured shard for a write, so spare shards get what a reshard will fill). `columnsOf`:
+ * the tables' columns known (key-canonical.ts: a key is placed by its value as its column's type reads it).
  */
-export function routeAnalysis(a: RoutingAnalysis, params: readonly Value[], map: ShardMap, everyShard: readonly string[]): RoutingDecision | Promise<RoutingDecision> {
+export function routeAnalysis(a: RoutingAnalysis, params: readonly Value[], map: ShardMap, everyShard: readonly string[], columnsOf?: ColumnsOf): RoutingDecision | Promise<RoutingDecision> {
   // No closures bound to names here: under tsx (keepNames) each one costs a defineProperty per call.
   const p = prepared.get(a) ?? prepare(a);
   const always = map.shards.length > 1 ? p.anyShards : undefined;
   if (p.single) {
     // Hot path: `where key = $1`.
     const t = p.single;
-    const value = keyText(p.singleKey!, params);
+    const text = keyText(p.singleKey!, params);
+    const value = text === null || !columnsOf ? text : canonicalKey(text, columnsOf(t.relation)?.get(t.keyColumn!), t.name, t.keyColumn!);
     const keys = [{ table: t.name, column: t.keyColumn!, values: [value], group: 0 }];
     if (value === null) return settle(decision(everyShard.slice(0, 1), () => describeKeys(t, [value]), keys), always, p.multiShard);
     const placed = map.strategy.place(value);
     if (placed instanceof Promise) return placed.then((x) => settle(decision([x.shard], () => describeKeys(t, [value]), keys), always, p.multiShard));
     return settle(decision([placed.shard], () => describeKeys(t, [value]), keys), always, p.multiShard);
   }
-  const d = routeStatement(a, p, params, map, everyShard, always);
+  const d = routeStatement(a, p, params, map, everyShard, always, columnsOf);
   if (!p.nested) return d;
-  return d instanceof Promise ? d.then((x) => confine(a, x, params, map)) : confine(a, d, params, map);
+  return d instanceof Promise ? d.then((x) => confine(a, x, params, map, columnsOf)) : confine(a, d, params, map, columnsOf);
 }
 
 /** Decisions any one shard answers (reads of no sharded row, keys all NULL): subqueries may pick it. */
@@ -489,10 +496,14 @@ function oneOfAny(d: Decision): Decision {
 }
 
 /** Everything but the hot path, subqueries left to `confine`. */
-function routeStatement(a: RoutingAnalysis, p: Prepared, params: readonly Value[], map: ShardMap, everyShard: readonly string[], always: Refusal | undefined): Decision | Promise<Decision> {
+function routeStatement(a: RoutingAnalysis, p: Prepared, params: readonly Value[], map: ShardMap, everyShard: readonly string[], always: Refusal | undefined, columnsOf: ColumnsOf | undefined): Decision | Promise<Decision> {
   if (a.insertKeys) {
     const t = p.groupTables[0];
-    const values = a.insertKeys.map((k) => keyText(k, params));
+    const type = columnsOf?.(t.relation)?.get(t.keyColumn!);
+    const values = a.insertKeys.map((k) => {
+      const text = keyText(k, params);
+      return text === null ? null : canonicalKey(text, type, t.name, t.keyColumn!);
+    });
     if (values.some((v) => v === null)) throw new ConnectError(`an INSERT row into ${t.name} has a NULL shard key ${t.keyColumn}`, Code.InvalidArgument);
     return gather(values.map((v) => placeOn(map, v!)), (rowShards) => {
       const d = decision(inMapOrder(rowShards, everyShard), () => `INSERT into ${t.name}: ${describeKeys(t, values)}`, [{ table: t.name, column: t.keyColumn!, values, group: 0 }]);
@@ -520,7 +531,8 @@ function routeStatement(a: RoutingAnalysis, p: Prepared, params: readonly Value[
   }
   const keys = a.pins.map((pin, g) => {
     const t = p.groupTables[g];
-    return { table: t.name, column: t.keyColumn!, values: keyTexts(pin!.keys, params, t.alias, t.keyColumn!), group: g };
+    const type = columnsOf?.(t.relation)?.get(t.keyColumn!);
+    return { table: t.name, column: t.keyColumn!, values: keyTexts(pin!.keys, params, t.alias, t.keyColumn!, type), group: g };
   });
   // `key = NULL` matches no row: any one shard gives the (empty) answer.
   const placed = keys.flatMap((k) => k.values.filter((v): v is string => v !== null).map((v) => placeOn(map, v)));
@@ -536,8 +548,8 @@ function routeStatement(a: RoutingAnalysis, p: Prepared, params: readonly Value[
  * one shard the statement runs on (a statement any shard answers moves to it). Correlated ones need
  * nothing; both are said in the reason.
  */
-function confine(a: RoutingAnalysis, d: Decision, params: readonly Value[], map: ShardMap): Decision | Promise<Decision> {
-  const values = a.nested.map((n) => keyTexts(n.pin.keys, params, n.table, n.column));
+function confine(a: RoutingAnalysis, d: Decision, params: readonly Value[], map: ShardMap, columnsOf: ColumnsOf | undefined): Decision | Promise<Decision> {
+  const values = a.nested.map((n) => keyTexts(n.pin.keys, params, n.table, n.column, columnsOf?.(n.relation)?.get(n.column)));
   const placed: (string | Promise<string>)[] = [];
   for (const vs of values) for (const v of vs) if (v !== null) placed.push(placeOn(map, v));
   return gather(placed, (owners) => confined(a, d, values, owners, map));

@@ -8,10 +8,11 @@ import type { ShardMap } from "../placement/shard-map.js";
 import { parse } from "../sql/parser.js";
 import { checkStatement } from "../sql/statement-guard.js";
 import { isReadOnly } from "../sql/statement-kind.js";
-import { analyzeMerge, type Bound, type MergeAnalysis } from "./merge-plan.js";
-import { refusalError } from "./refusals.js";
+import { analyzeMerge, type Bound, type MergeAnalysis, shadowedAlias } from "./merge-plan.js";
+import { type Refusal, refusalError } from "./refusals.js";
 import { analyzeRouting, reasonOf, type RoutingAnalysis, type RoutingDecision, routeAnalysis, type TablesConfig } from "./routing.js";
 import { applyEdits, insertForRows, type InsertLayout, insertLayout } from "./shard-statement.js";
+import type { ColumnsOf, TableColumns, TableSchemas } from "./table-schemas.js";
 import { unwrap } from "./tree.js";
 
 export interface StatementAnalysis {
@@ -24,6 +25,8 @@ export interface StatementAnalysis {
   insert?: InsertLayout;
   /** The statement guard's "isolated": it runs code nobody can read, on a connection of its own. */
   isolated: boolean;
+  /** Tables whose columns a call needs (`relation` names): sharded tables' key types, FROM tables of GROUP BY aliases. */
+  relations: string[];
 }
 
 export interface ShardStatement { shard: string; sql: string; params: number[] }
@@ -43,7 +46,13 @@ export class StatementPlanner {
   /** Texts to analyses; `used` is the clock bit of a second-chance LRU (a hit only sets it). */
   private readonly cache = new Map<string, { analysis: StatementAnalysis; used: boolean }>();
 
-  constructor(private readonly tables: TablesConfig, private readonly maxEntries = 4096) {}
+  /** The cached columns (no catalog read, no lifetime check: `columns` just made it). */
+  private readonly cachedColumns: ColumnsOf | undefined;
+
+  /** `schemas`: the tables' columns (key types, GROUP BY aliases); without, keys are placed as written. */
+  constructor(private readonly tables: TablesConfig, private readonly maxEntries = 4096, private readonly schemas?: TableSchemas) {
+    this.cachedColumns = schemas ? (relation) => schemas.peek(relation) : undefined;
+  }
 
   /** The analysis of `sql` (one statement), from the cache when it was read before. */
   analyze(sql: string): StatementAnalysis {
@@ -92,23 +101,61 @@ export class StatementPlanner {
       multiShardSql = applyEdits(sql, merge.edits);
     }
     const insert = kind === "InsertStmt" && routing.insertKeys ? insertLayout(sql, node) : undefined;
-    return { sql, routing, merge, multiShardSql, insert, isolated };
+    const relations = new Set([
+      ...routing.tables.filter((t) => t.role === "sharded").map((t) => t.relation),
+      ...routing.nested.map((n) => n.relation),
+      ...(merge?.fromRelations ?? []),
+    ]);
+    return { sql, routing, merge, multiShardSql, insert, isolated, relations: [...relations] };
+  }
+
+  /**
+   * The columns of the statement's tables: the cache's (synchronously) when it holds them all, else
+   * after reading the missing ones from the catalog. Tables that do not exist are unknown.
+   */
+  columns(analysis: StatementAnalysis): ColumnsOf | undefined | Promise<ColumnsOf> {
+    const schemas = this.schemas;
+    if (!schemas) return undefined;
+    let missing: string[] | undefined;
+    for (const r of analysis.relations) if (!schemas.cached(r)) (missing ??= []).push(r);
+    if (!missing) return this.cachedColumns;
+    return Promise.all(missing.map((r) => schemas.load(r).then((c) => [r, c] as const))).then((read) => {
+      const loaded = new Map<string, TableColumns | undefined>(read);
+      return (relation: string) => (loaded.has(relation) ? loaded.get(relation) : schemas.cached(relation));
+    });
   }
 
   /** Which shards one call goes to. Throws the refusal that applies to it (invalid_argument). */
   route(analysis: StatementAnalysis, params: readonly Value[], map: ShardMap, everyShard: (write: boolean) => readonly string[]): RoutingDecision | Promise<RoutingDecision> {
+    const columns = this.columns(analysis);
+    if (columns instanceof Promise) return columns.then((c) => this.routeWith(analysis, params, map, everyShard, c));
+    return this.routeWith(analysis, params, map, everyShard, columns);
+  }
+
+  private routeWith(analysis: StatementAnalysis, params: readonly Value[], map: ShardMap, everyShard: (write: boolean) => readonly string[], columns: ColumnsOf | undefined): RoutingDecision | Promise<RoutingDecision> {
     // Rows of a sharded table live on the shards of the map (a reshard's stream carries writes on to
     // a receiving shard); DDL and reference tables go to every configured shard, spares included.
     const r = analysis.routing;
-    const decided = routeAnalysis(r, params, map, everyShard(r.write && !r.tables.some((t) => t.role === "sharded")));
-    if (decided instanceof Promise) return decided.then((d) => this.check(analysis, d));
-    return this.check(analysis, decided);
+    const decided = routeAnalysis(r, params, map, everyShard(r.write && !r.tables.some((t) => t.role === "sharded")), columns);
+    if (decided instanceof Promise) return decided.then((d) => this.check(analysis, d, columns));
+    return this.check(analysis, decided, columns);
   }
 
-  private check(analysis: StatementAnalysis, d: RoutingDecision): RoutingDecision {
-    const refused = d.refused ?? (d.shards.length > 1 ? analysis.merge?.refusals[0] : undefined);
+  private check(analysis: StatementAnalysis, d: RoutingDecision, columns: ColumnsOf | undefined): RoutingDecision {
+    const refused = d.refused ?? (d.shards.length > 1 ? this.mergeRefusal(analysis, columns) : undefined);
     if (refused) throw refusalError(refused);
     return d;
+  }
+
+  /** Why the shards' answers cannot be merged, if they cannot (with the tables' columns, when known). */
+  mergeRefusal(analysis: StatementAnalysis, columns: ColumnsOf | undefined): Refusal | undefined {
+    const m = analysis.merge;
+    return m && (m.refusals[0] ?? (m.groupAliases.length ? shadowedAlias(m, columns) : undefined));
+  }
+
+  /** Forgets the tables' columns: this router ran a schema change. */
+  schemaChanged(): void {
+    this.schemas?.invalidate();
   }
 
   /** The statement each shard of `decision` receives, and the call's parameters it takes. */

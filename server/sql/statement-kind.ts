@@ -54,3 +54,15 @@ export function schemaChange(sql: string): string | undefined {
   const kind = stmts.length === 1 ? Object.keys(stmts[0].stmt)[0] : undefined;
   return kind && !notSchemaChanges.has(kind) ? kind : undefined;
 }
+
+/** Whether a statement kind (the parse tree's tag) changes a schema or empties tables. */
+export function isSchemaChangeKind(kind: string): boolean {
+  return !notSchemaChanges.has(kind);
+}
+
+const plainDml = /^\s*(?:insert|update|delete|merge|select|with|values)\b/i;
+
+/** `schemaChange(sql) !== undefined`, without parsing the common writes (plain DML by its first word). */
+export function changesSchema(sql: string): boolean {
+  return !plainDml.test(sql) && schemaChange(sql) !== undefined;
+}
