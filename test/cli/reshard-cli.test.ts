@@ -3,7 +3,7 @@
 // GetReshard answers it); a request the router refuses exits 1 with its reason.
 import * as assert from "uvu/assert";
 import { seedDemoAccounts } from "../../server/dev-cluster/demo-accounts.js";
-import { startTestRouter, type TestRouter } from "../harness/router-cluster.js";
+import { startTestRouter, type TestRouter, waitFor } from "../harness/router-cluster.js";
 import { hook, test } from "../harness/uvu.js";
 import { runCli } from "./run-cli.js";
 
@@ -41,7 +41,26 @@ test("reshard add --wait follows the job to done; status lists it; a refused req
   assert.match(refused.out, /shardrouter: reshard job "cli_add" is done: only a job before its cutover can be cancelled \(FailedPrecondition\)/);
   const usage = await cli("reshard");
   assert.is(usage.code, 2);
-  assert.match(usage.out, /^shardrouter: reshard needs one of: add, drain, status, cutover, cancel\nusage: shardrouter reshard add SHARD/);
+  assert.match(usage.out, /^shardrouter: reshard needs one of: add, drain, status, cutover, cancel, complete, reverse\nusage: shardrouter reshard add SHARD/);
+});
+
+test("reshard complete confirms the clean-up; reshard reverse --wait moves the rows back under a new job", async () => {
+  // The clean-up runs by itself after the cutover: complete is refused (exit 1, with what holds it) until it is done.
+  let completed = { code: null as number | null, out: "" };
+  await waitFor("reshard complete cli_add to succeed", async () => {
+    completed = await cli("reshard", "complete", "cli_add");
+    if (completed.code !== 0) assert.match(completed.out, /\(FailedPrecondition\)/);
+    return completed.code === 0 ? true : undefined;
+  }, 60_000);
+  assert.match(completed.out, /^cli_add: done/m);
+  const reversed = await cli("reshard", "reverse", "cli_add", "--wait");
+  assert.is(reversed.code, 0, reversed.out);
+  assert.match(reversed.out, /cli_add_reverse: done · .*shard map v2 → v3/);
+  const topology = await t.connect.getTopology({});
+  assert.is(topology.shards.find((s) => s.name === "shard-2")?.state, "retired", "the added shard owns no keys again");
+  const again = await cli("reshard", "reverse", "no_such_job");
+  assert.is(again.code, 1);
+  assert.match(again.out, /\(NotFound\)/);
 });
 
 test("shard add registers a running server as an empty shard; a node nobody answers on exits 1 with the reason", async () => {

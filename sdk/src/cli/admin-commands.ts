@@ -156,4 +156,9 @@ function jobCommand(verb: string, summary: string, call: (ctx: Context, jobId: s
 const reshardCutover = jobCommand("cutover", "switch a job that is ready (or once it is)", (ctx, jobId) => ctx.admin().cutOver({ jobId }));
 const reshardCancel = jobCommand("cancel", "stop a job before its cutover; what it copied is removed", (ctx, jobId) => ctx.admin().cancelReshard({ jobId }));
 
-export const adminCommands: Command[] = [shardAdd, reshardAdd, reshardDrain, reshardStatus, reshardCutover, reshardCancel];
+const reshardComplete = jobCommand("complete", "confirm a done job's clean-up (old rows deleted, slots dropped); refused with what holds it until then",
+  (ctx, jobId) => ctx.admin().completeReshard({ jobId }));
+const reshardReverse = jobCommand("reverse", "undo a done job: a new job (JOB_reverse) moves the rows back, online, and cuts over by itself",
+  (ctx, jobId) => ctx.admin().reverseReshard({ jobId }));
+
+export const adminCommands: Command[] = [shardAdd, reshardAdd, reshardDrain, reshardStatus, reshardCutover, reshardCancel, reshardComplete, reshardReverse];
