@@ -59,6 +59,17 @@ test("a read without key merges ORDER BY, LIMIT and OFFSET over every shard", as
   assert.is(r.shards.length, 3);
 });
 
+test("LIMIT and OFFSET up to bigint's bounds, as Postgres takes them, over several shards", async () => {
+  const max = 9223372036854775807n;
+  const p = await t.grpc.execute({ sql: "select id from items order by id limit $1 offset $2", params: [int(max), int(38n)] });
+  assert.equal(rows(p.result), [["39"], ["40"]]);
+  const c = await t.grpc.execute({ sql: "select id from items order by id limit 3000000000 offset 38" });
+  assert.equal(rows(c.result), [["39"], ["40"]]);
+  const o = await t.grpc.execute({ sql: "select id from items order by id offset 3000000000" });
+  assert.equal(rows(o.result), []);
+  assert.is(o.shards.length, 3);
+});
+
 test("avg comes back where the SELECT list put it, with no helper columns", async () => {
   const r = await t.grpc.execute({ sql: "select cur, avg(balance) as mean, count(*) as n from items group by cur order by cur" });
   assert.equal(names(r.result), ["cur", "mean", "n"]);
