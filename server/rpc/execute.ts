@@ -74,9 +74,9 @@ async function run(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps, ana
   if (write && (decision.shards.length > 1 || req.requestId)) {
     const parts = deps.statements.shardStatements(analysis, decision, params.length)
       .map((s) => ({ shard: s.shard, sql: s.sql, params: s.params.map((n) => params[n - 1]!) }));
-    const spec = analysis.merge && decision.shards.length > 1 ? mergeSpec(analysis.merge, req.params) : undefined;
     // Every shard holds a copy of a reference table: one shard's count and RETURNING rows are the answer.
-    const copies = statementKind !== "SelectStmt" && tables[0]?.role === "reference";
+    const copies = analysis.copies;
+    const spec = analysis.merge && decision.shards.length > 1 && !copies ? mergeSpec(analysis.merge, req.params) : undefined;
     return runAtomically({
       req, requestId: req.requestId || `execute.${randomUUID()}`, parts, isolated: analysis.isolated,
       keys: decision.keys.flatMap((k) => k.values.filter((v): v is string => v !== null)), map,

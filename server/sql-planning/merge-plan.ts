@@ -341,16 +341,22 @@ function bound(node: unknown, clause: string, refusals: Refusal[]): Bound | unde
   const c = field(node, "A_Const");
   if (c?.isnull) return undefined; // LIMIT ALL / LIMIT NULL
   if (c?.ival) return { kind: "const", value: BigInt(Number((c.ival as ParseNode).ival ?? 0)) };
+  // An integer beyond int4 is read as a float constant (its digits kept as text).
+  const digits = (c?.fval as ParseNode | undefined)?.fval;
+  if (typeof digits === "string" && /^\d+$/.test(digits)) return { kind: "const", value: BigInt(digits) };
   const p = field(node, "ParamRef");
   if (p) return { kind: "param", number: Number(p.number) };
   refusals.push(refusal(`${clause} with an expression over several shards`, `give ${clause} as a constant or a parameter ($n)`));
   return null;
 }
 
+const maxInt8 = 9223372036854775807n;
+
+/** limit + offset, capped at bigint's largest (Postgres takes LIMIT and OFFSET up to it, each). */
 function sumText(limit: Bound, offset: Bound): string {
-  if (limit.kind === "const" && offset.kind === "const") return String(limit.value + offset.value);
+  if (limit.kind === "const" && offset.kind === "const") return String(limit.value + offset.value < maxInt8 ? limit.value + offset.value : maxInt8);
   const t = (b: Bound) => (b.kind === "const" ? String(b.value) : `$${b.number}::int8`);
-  return `(${t(limit)} + ${t(offset)})`;
+  return `least(${t(limit)}::numeric + ${t(offset)}, ${maxInt8})::int8`;
 }
 
 /** Where FETCH FIRST|NEXT ROW ONLY (its count implied) would take a count: after FIRST or NEXT. */

@@ -230,6 +230,16 @@ function analyzeScope(stmt: ParseNode, tables: TablesConfig, write: boolean, ctx
     }
   }
 
+  // Each shard holds a copy of a reference table: a write to it that reads sharded rows (UPDATE … FROM,
+  // DELETE … USING) would change each copy by the rows of its own shard, and the copies would differ.
+  if ((kind === "UpdateStmt" || kind === "DeleteStmt") && uses[0]?.role === "reference") {
+    const sharded = uses.find((u) => u.role === "sharded");
+    if (sharded) {
+      refusals.push(refusal(`a write to the reference table ${uses[0].name} that reads the sharded table ${sharded.name}`,
+        "every shard changes its own copy, and would do so by the rows of its shard only: read the values first and write them as constants or parameters", true));
+    }
+  }
+
   // Subqueries, CTEs and sublinks: each read as its own level. Their sharded tables must be pinned
   // (checked per call: on the statement's one shard) or joined on the key to an enclosing level's.
   const nested: NestedPin[] = [];
@@ -274,6 +284,14 @@ function analyzeScope(stmt: ParseNode, tables: TablesConfig, write: boolean, ctx
         return false;
       }
     });
+    // It writes every shard's copy: the statement around it must not read the rows of some shards only.
+    const target = dml.relation as ParseNode;
+    const sharded = uses.find((u) => u.role === "sharded");
+    if (sharded && !(target.schemaname === undefined && visible.has(String(target.relname))) &&
+        lookupRole(tables, target.schemaname as string | undefined, String(target.relname)).role === "reference") {
+      refusals.push(refusal(`a data-modifying CTE on the reference table ${String(target.relname)} in a statement reading the sharded table ${sharded.name}`,
+        "every shard holds a copy to change, and the statement would run on the shards of its keys only: run that write as its own statement", true));
+    }
   });
 
   if (groupIds.size > 1) {

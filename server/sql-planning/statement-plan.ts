@@ -25,6 +25,11 @@ export interface StatementAnalysis {
   insert?: InsertLayout;
   /** The statement guard's "isolated": it runs code nobody can read, on a connection of its own. */
   isolated: boolean;
+  /**
+   * A write that touches no sharded row (reference tables, no table: a user function, DDL): every
+   * shard runs it as written on its own copy, and one shard's answer is the answer.
+   */
+  copies: boolean;
   /** Tables whose columns a call needs (`relation` names): sharded tables' key types, FROM tables of GROUP BY aliases. */
   relations: string[];
 }
@@ -106,7 +111,8 @@ export class StatementPlanner {
       ...routing.nested.map((n) => n.relation),
       ...(merge?.fromRelations ?? []),
     ]);
-    return { sql, routing, merge, multiShardSql, insert, isolated, relations: [...relations] };
+    const copies = write && routing.tables.every((t) => t.role === "reference") && routing.nested.length === 0;
+    return { sql, routing, merge, multiShardSql, insert, isolated, copies, relations: [...relations] };
   }
 
   /**
@@ -168,7 +174,7 @@ export class StatementPlanner {
       });
     }
     const all = Array.from({ length: paramCount }, (_, i) => i + 1);
-    const text = decision.shards.length > 1 ? analysis.multiShardSql : sql;
+    const text = decision.shards.length > 1 && !analysis.copies ? analysis.multiShardSql : sql;
     return decision.shards.map((shard) => ({ shard, sql: text, params: all }));
   }
 
@@ -183,6 +189,7 @@ export class StatementPlanner {
       return { decision, reason, mergeDescription: "concatenate the shards' results (RETURNING rows) in shard order", statements };
     }
     if (!several) return { decision, reason, mergeDescription: "none: one shard answers the statement as written", statements };
+    if (analysis.copies) return { decision, reason, mergeDescription: "none: each shard changes its own copy; the first shard's answer is the answer", statements };
     const m = analysis.merge;
     if (!m) return { decision, reason, mergeDescription: "concatenate the shards' results in shard order", statements };
     const spec = mergeSpec(m, params);

@@ -59,6 +59,17 @@ test("a read without key merges ORDER BY, LIMIT and OFFSET over every shard", as
   assert.is(r.shards.length, 3);
 });
 
+test("LIMIT and OFFSET up to bigint's bounds, as Postgres takes them, over several shards", async () => {
+  const max = 9223372036854775807n;
+  const p = await t.grpc.execute({ sql: "select id from items order by id limit $1 offset $2", params: [int(max), int(38n)] });
+  assert.equal(rows(p.result), [["39"], ["40"]]);
+  const c = await t.grpc.execute({ sql: "select id from items order by id limit 3000000000 offset 38" });
+  assert.equal(rows(c.result), [["39"], ["40"]]);
+  const o = await t.grpc.execute({ sql: "select id from items order by id offset 3000000000" });
+  assert.equal(rows(o.result), []);
+  assert.is(o.shards.length, 3);
+});
+
 test("avg comes back where the SELECT list put it, with no helper columns", async () => {
   const r = await t.grpc.execute({ sql: "select cur, avg(balance) as mean, count(*) as n from items group by cur order by cur" });
   assert.equal(names(r.result), ["cur", "mean", "n"]);
@@ -93,6 +104,35 @@ test("a reference-table write reaches every shard atomically, the spare too", as
     const got = await t.direct(s.nodes[0])`select count(*)::int as n from currencies where code = 'JPY'`;
     assert.is(got[0].n, 1, s.name);
   }
+});
+
+test("a reference-table write that reads a sharded table is refused: each copy would change by its shard's rows", async () => {
+  const e = await failure(t.grpc.execute({ sql: "update currencies set name = name || '!' from items where items.id = 1 and currencies.code = items.cur" }));
+  assert.is(e.code, Code.InvalidArgument, e.rawMessage);
+  assert.match(e.rawMessage, "reference table currencies");
+  const d = await failure(t.grpc.execute({ sql: "delete from currencies using items where items.id = 2 and currencies.code = items.cur" }));
+  assert.is(d.code, Code.InvalidArgument, d.rawMessage);
+  const cte = await failure(t.grpc.execute({ sql: "with c as (update currencies set name = 'x' returning code) select id from items where id = 1" }));
+  assert.is(cte.code, Code.InvalidArgument, cte.rawMessage);
+  assert.match(cte.rawMessage, "reference table currencies");
+  for (const s of t.cluster.shards) {
+    const got = await t.direct(s.nodes[0])`select code, name from currencies where code in ('EUR', 'USD') order by code`;
+    assert.equal(got.map((x) => x.name), ["Euro", "US dollar"], s.name);
+  }
+});
+
+test("a SELECT that writes only copies (a CTE writing a reference table, a user function) answers once", async () => {
+  const ins = await t.grpc.execute({ sql: "with d as (insert into currencies (code, name) values ('GBP', 'Pound') returning code) select code from d" });
+  assert.is(ins.shards.length, 4);
+  assert.equal(rows(ins.result), [["GBP"]]);
+  assert.is(ins.result?.rowsAffected, 1n);
+  const avg = await t.grpc.execute({ sql: "with d as (delete from currencies where code = 'GBP' returning length(name) as l) select avg(l) as a, count(*) as n from d" });
+  assert.equal(names(avg.result), ["a", "n"]);
+  assert.equal(rows(avg.result).map(([a, n]) => [Number(a), n]), [[5, "1"]]);
+  for (const s of t.cluster.shards) assert.is((await t.direct(s.nodes[0])`select 1 from currencies where code = 'GBP'`).length, 0, s.name);
+  await t.grpc.executeOnAll({ sql: "create function review_one() returns int language sql volatile as 'select 1'" });
+  const f = await t.grpc.execute({ sql: "select review_one() as one" });
+  assert.equal(rows(f.result), [["1"]]);
 });
 
 test("UPDATE without a key is refused unless allow_scatter_write; then every shard, atomically", async () => {

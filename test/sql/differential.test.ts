@@ -157,13 +157,13 @@ function mismatch(q: Query, full: Answer, got: Answer): string | undefined {
 }
 
 /** Runs `fn` over `items` with at most `concurrency` in flight; results in input order. */
-async function inParallel<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+async function inParallel<T, R>(items: readonly T[], fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < items.length) {
       const i = next++;
-      out[i] = await fn(items[i]!);
+      out[i] = await fn(items[i]!, i);
     }
   }));
   return out;
@@ -233,6 +233,8 @@ test("seeded writes through Execute (pinned, IN lists, upserts, scatter with all
         break;
       default: sql = "update items set amount = amount + 1 where grp = $1"; params = [{ type: "text", value: "a" }]; break;
     }
+    // Explain says where the write goes; Execute must run exactly there.
+    const explained = await t.grpc.explain({ sql, params: params.map(toValue) });
     const call = t.grpc.execute({ sql, params: params.map(toValue), allowScatterWrite: scatter });
     if (roll >= 7) {
       const err = await call.then(() => undefined, (e: unknown) => e);
@@ -242,6 +244,7 @@ test("seeded writes through Execute (pinned, IN lists, upserts, scatter with all
     const res = await call;
     const want = await oracle.unsafe(sql, params.map(toOracle) as never[]).raw();
     const what = `${sql} ${showParams(params)}`;
+    assert.equal(res.shards, explained.shards, `${what}: Execute ran where Explain said`);
     assert.is(res.result?.rowsAffected, BigInt(want.count), what);
     if (sql.includes(" returning ")) {
       // RETURNING rows of several shards come in shard order: compared as multisets.
@@ -268,14 +271,28 @@ test(`${queryCount} seeded random SELECTs: the router answers as the single data
       throw new Error(`the generator made a statement the database rejects (a bug of random-queries.ts), seed ${seed}:\n  ${q.fullSql}\n  ${showParams(q.fullParams)}\n  ${(err as Error).message}`);
     }
   });
-  const answers = await inParallel(queries, async (q) => {
+  // Where Explain says each statement runs (or its refusal), to hold Execute to it.
+  const explained = await inParallel(queries, async (q) => t.grpc.explain({ sql: q.sql, params: q.params.map(toValue) }).then((e) => e.shards, (err: unknown) => err));
+  const ranOn: (string[] | undefined)[] = [];
+  const answers = await inParallel(queries, async (q, i) => {
     try {
-      return routerAnswer((await t.grpc.execute({ sql: q.sql, params: q.params.map(toValue) })).result);
+      const res = await t.grpc.execute({ sql: q.sql, params: q.params.map(toValue) });
+      ranOn[i] = res.shards;
+      return routerAnswer(res.result);
     } catch (err) {
       return err;
     }
   });
   const problems: string[] = [];
+  queries.forEach((q, i) => {
+    const said = explained[i];
+    const where = `seed ${seed}, statement ${i}: ${q.sql} ${showParams(q.params)}`;
+    if (said instanceof Error !== answers[i] instanceof Error && (said instanceof Error || isRefusal(answers[i]))) {
+      problems.push(`${where}\n  Explain ${said instanceof Error ? `refused (${(said as Error).message})` : "answered"}, Execute ${answers[i] instanceof Error ? `refused (${(answers[i] as Error).message})` : "answered"}`);
+    } else if (!(said instanceof Error) && ranOn[i] && JSON.stringify(ranOn[i]) !== JSON.stringify(said)) {
+      problems.push(`${where}\n  Explain said ${JSON.stringify(said)}, Execute ran on ${JSON.stringify(ranOn[i])}`);
+    }
+  });
   const refusals = new Map<string, number>();
   let refused = 0;
   queries.forEach((q, i) => {

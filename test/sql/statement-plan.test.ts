@@ -166,7 +166,7 @@ test("LIMIT/OFFSET: applied after the merge, each shard asked for LIMIT limit+of
   const p = await explain("select id from accounts order by id limit $1 offset $2", [int(3n), int(4n)]);
   assert.is(p.merge!.limit, 3n);
   assert.is(p.merge!.offset, 4n);
-  assert.is(p.statements[0].sql, "select id from accounts order by id limit ($1::int8 + $2::int8) offset 0");
+  assert.is(p.statements[0].sql, "select id from accounts order by id limit least($1::int8::numeric + $2::int8, 9223372036854775807)::int8 offset 0");
   const onlyLimit = await explain("select id from accounts limit 3");
   assert.is(onlyLimit.statements[0].sql, "select id from accounts limit 3");
   const fetch = await explain("select id from accounts order by id offset 2 rows fetch first 3 rows only");
