@@ -224,7 +224,10 @@ class ExecuteDriver extends KeylessDriver {
   }
 
   async acquireConnection(): Promise<DatabaseConnection> {
-    const { client, ...options } = this.config;
+    // Only the options the config type names: a requestId or rowMode passed from plain JavaScript
+    // would otherwise reach every statement (one id reused, rows Kysely cannot read).
+    const { client, readPreference, maxReplicaLagMs, allowScatterWrite, decode } = this.config;
+    const options = { readPreference, maxReplicaLagMs, allowScatterWrite, decode };
     const executeQuery = async <R>(q: CompiledQuery): Promise<QueryResult<R>> => kyselyResult(await client.execute<R>(q.sql, params(q), options));
     return { executeQuery, streamQuery: <R>(q: CompiledQuery, chunkSize?: number) => inChunks(executeQuery<R>(q), chunkSize) };
   }

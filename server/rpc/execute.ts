@@ -57,11 +57,15 @@ async function run(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps, ana
   const map = deps.planner.map;
   const { write, statementKind, tables } = analysis.routing;
   const unpinned = decision.keys.length === 0;
-  if (write && unpinned && scatterWriteKinds.has(statementKind) && tables[0]?.role !== "reference" && !req.allowScatterWrite) {
-    const verb = statementKind.replace(/Stmt$/, "").toUpperCase();
+  // A SELECT that may write (it calls a function the router cannot read) over a sharded table asks
+  // for the flag too: the router cannot tell what it changes on every shard.
+  const mayWriteEverywhere = scatterWriteKinds.has(statementKind) ? tables[0]?.role !== "reference" : tables.some((t) => t.role === "sharded");
+  if (write && unpinned && mayWriteEverywhere && !req.allowScatterWrite) {
+    const what = statementKind === "SelectStmt" ? "a SELECT that may write (it calls a function the router cannot read)" : statementKind.replace(/Stmt$/, "").toUpperCase();
+    const table = tables.find((t) => t.role === "sharded") ?? tables[0];
     throw new ConnectError(
-      `${verb} ${tables[0] ? `of ${tables[0].name} ` : ""}pins no shard key, so it would run on every shard: ` +
-      `pin the key in WHERE (${tables[0]?.keyColumn ?? "the key"} = $1, IN (…) or = ANY($1)), or set allow_scatter_write to run it on every shard atomically`,
+      `${what} ${table ? `of ${table.name} ` : ""}pins no shard key, so it would run on every shard: ` +
+      `pin the key in WHERE (${table?.keyColumn ?? "the key"} = $1, IN (…) or = ANY($1)), or set allow_scatter_write to run it on every shard atomically`,
       Code.InvalidArgument);
   }
   const params = req.params.map((v, i) => encodeParam(v, i + 1));

@@ -150,6 +150,19 @@ test("UPDATE without a key is refused unless allow_scatter_write; then every sha
   await t.grpc.execute({ sql: "update items set balance = balance - 1", allowScatterWrite: true });
 });
 
+test("a SELECT calling a function the router cannot read, over every shard, asks for allow_scatter_write; then it runs atomically and merges", async () => {
+  await t.grpc.executeOnAll({ sql: "create function touched(x int8) returns int8 language plpgsql as $$ begin return x; end $$" });
+  const sql = "select touched(id) as id from items order by id limit 3";
+  const refused = await failure(t.grpc.execute({ sql }));
+  assert.is(refused.code, Code.InvalidArgument);
+  assert.match(refused.rawMessage, "a SELECT that may write (it calls a function the router cannot read) of items pins no shard key");
+  const ran = await t.grpc.execute({ sql, allowScatterWrite: true });
+  assert.equal(rows(ran.result), [["1"], ["2"], ["3"]]);
+  assert.ok(ran.twoPhase, "every shard's part committed together");
+  const pinned = await t.grpc.execute({ sql: "select touched(id) as id from items where id = 5" });
+  assert.equal(rows(pinned.result), [["5"]], "a pinned one needs no flag");
+});
+
 test("a write with a request_id is applied once; a retry gets the stored answer", async () => {
   const req = { sql: "insert into items (id, cur, balance) values (101, 'USD', 1), (102, 'USD', 2), (103, 'USD', 3) returning id", requestId: "exec-once-1" };
   const first = await t.grpc.execute(req);
