@@ -350,7 +350,7 @@ function bound(node: unknown, clause: string, refusals: Refusal[]): Bound | unde
   return null;
 }
 
-const maxInt8 = 9223372036854775807n;
+export const maxInt8 = 9223372036854775807n;
 
 /** limit + offset, capped at bigint's largest (Postgres takes LIMIT and OFFSET up to it, each). */
 function sumText(limit: Bound, offset: Bound): string {

@@ -8,7 +8,7 @@ import type { ShardMap } from "../placement/shard-map.js";
 import { parse } from "../sql/parser.js";
 import { checkStatement } from "../sql/statement-guard.js";
 import { isReadOnly } from "../sql/statement-kind.js";
-import { analyzeMerge, type Bound, type MergeAnalysis, shadowedAlias } from "./merge-plan.js";
+import { analyzeMerge, type Bound, type MergeAnalysis, maxInt8, shadowedAlias } from "./merge-plan.js";
 import { type Refusal, refusalError } from "./refusals.js";
 import { analyzeRouting, reasonOf, type RoutingAnalysis, type RoutingDecision, routeAnalysis, type TablesConfig } from "./routing.js";
 import { applyEdits, insertForRows, type InsertLayout, insertLayout } from "./shard-statement.js";
@@ -234,7 +234,7 @@ function describeMerge(m: MergeAnalysis, spec: MergeSpec): string {
     parts.push("concatenate in shard order");
   }
   if (spec.limit !== undefined || spec.offset > 0n) {
-    const pushed = !m.regroup && spec.limit !== undefined ? ` (each shard asked for LIMIT ${spec.limit + spec.offset})` : m.regroup ? " (shards send every group: no LIMIT pushed down)" : "";
+    const pushed = !m.regroup && spec.limit !== undefined ? ` (each shard asked for LIMIT ${spec.limit + spec.offset < maxInt8 ? spec.limit + spec.offset : maxInt8})` : m.regroup ? " (shards send every group: no LIMIT pushed down)" : "";
     parts.push(`then skip ${spec.offset} and keep ${spec.limit ?? "all"}${pushed}`);
   }
   return parts.join(", ");
