@@ -14,6 +14,7 @@ import { scatterGather } from "../execution/scatter-gather.js";
 import { executeStatement, newBudget } from "../execution/shard-executor.js";
 import { encodeParam } from "../execution/value-codec.js";
 import { planMerge, runMerge } from "../execution/merge/plan.js";
+import type { ShardMap } from "../placement/shard-map.js";
 import type { WriteKeys } from "../resharding/write-fence.js";
 import type { RoutingDecision } from "../sql-planning/routing.js";
 import { reasonOf } from "../sql-planning/routing.js";
@@ -43,18 +44,22 @@ const scatterWriteKinds = new Set(["UpdateStmt", "DeleteStmt", "MergeStmt"]);
 export async function execute(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps): Promise<ExecuteResponse> {
   const analysis = deps.statements.analyze(req.sql);
   const write = analysis.routing.write;
-  if (!write) return run(req, ctx, deps, analysis, await deps.statements.route(analysis, req.params, deps.planner.map, deps.everyShard));
+  if (!write) {
+    const map = deps.planner.map; // one version decides, runs and is reported
+    return run(req, ctx, deps, analysis, map, await deps.statements.route(analysis, req.params, map, deps.everyShard));
+  }
   deps.refuseSchemaChange(req.sql);
   // The fence admits a write by the keys it pins, before it is routed: a write held through a
   // cutover is routed afresh, on the new map.
   const keys = fenceKeys(await deps.statements.route(analysis, req.params, deps.planner.map, deps.everyShard));
-  const fenced = () => deps.fenced(keys, ctx.signal, async () =>
-    run(req, ctx, deps, analysis, await deps.statements.route(analysis, req.params, deps.planner.map, deps.everyShard)));
+  const fenced = () => deps.fenced(keys, ctx.signal, async () => {
+    const map = deps.planner.map;
+    return run(req, ctx, deps, analysis, map, await deps.statements.route(analysis, req.params, map, deps.everyShard));
+  });
   return isSchemaChangeKind(analysis.routing.statementKind) ? deps.schemaAware(req.sql, fenced) : fenced();
 }
 
-async function run(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps, analysis: StatementAnalysis, decision: RoutingDecision): Promise<ExecuteResponse> {
-  const map = deps.planner.map;
+async function run(req: ExecuteRequest, ctx: CallContext, deps: ExecuteDeps, analysis: StatementAnalysis, map: ShardMap, decision: RoutingDecision): Promise<ExecuteResponse> {
   const { write, statementKind, tables } = analysis.routing;
   const unpinned = decision.keys.length === 0;
   // A SELECT that may write (it calls a function the router cannot read) over a sharded table asks
